@@ -1,0 +1,92 @@
+"""People, teams, roles and API tokens (SPEC.md, "Who uses it and for what")."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractUser
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+
+
+class OrgRole(models.TextChoices):
+    NONE = "", "none (team roles only)"
+    ADMIN = "admin", "admin"
+    FINOPS = "finops", "finops"
+
+
+class TeamRole(models.TextChoices):
+    SRE = "sre", "sre"
+    TECH_LEAD = "tech_lead", "tech lead"
+    PM = "pm", "pm"
+    ML = "ml", "ml"
+    VIEWER = "viewer", "viewer"
+
+
+class TokenScope(models.TextChoices):
+    INGEST = "ingest", "ingest: send events and task outcomes"
+    READ = "read", "read: KPIs and reports"
+
+
+class User(AbstractUser):
+    org_role = models.CharField(max_length=16, choices=OrgRole.choices, default=OrgRole.NONE, blank=True)
+
+    @property
+    def sees_every_team(self) -> bool:
+        return self.is_superuser or self.org_role in {OrgRole.ADMIN, OrgRole.FINOPS}
+
+
+class TeamQuerySet(models.QuerySet):
+    def restrict(self, principal, action: str = "view") -> TeamQuerySet:
+        """The teams a user or API token may see. Every team-scoped read goes through here."""
+        from finops.accounts.selectors import visible_team_ids
+
+        team_ids = visible_team_ids(principal=principal)
+        return self if team_ids is None else self.filter(id__in=team_ids)
+
+
+class Team(models.Model):
+    slug = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=128)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = TeamQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class Membership(models.Model):
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="memberships")
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=TeamRole.choices, default=TeamRole.VIEWER)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "team"], name="membership_user_team_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.team} as {self.role}"
+
+
+class ApiToken(models.Model):
+    """A bearer token. Only its SHA-256 is stored; the secret is shown once, at creation."""
+
+    name = models.CharField(max_length=128)
+    prefix = models.CharField(max_length=16, db_index=True, help_text="first characters, to recognise it")
+    digest = models.CharField(max_length=64, unique=True)
+    scopes = ArrayField(models.CharField(max_length=16, choices=TokenScope.choices))
+    team = models.ForeignKey(
+        Team, null=True, blank=True, on_delete=models.CASCADE, help_text="empty: org-wide token"
+    )
+    created_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_authenticated(self) -> bool:  # lets DRF treat an authenticated token like a user
+        return True

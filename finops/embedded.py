@@ -1,0 +1,81 @@
+"""The embedded PostgreSQL server used when no DATABASE_URL is given (laptops, first runs, tests).
+
+The `pgserver` package ships a real PostgreSQL binary; we keep its data under the finops data folder so
+that one folder holds everything a local install owns.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlparse
+
+logger = logging.getLogger(__name__)
+
+DATABASE_NAME = "finops"
+
+
+def data_dir() -> Path:
+    """The folder that holds the embedded database, the local broker queue and the beat schedule."""
+    configured = os.environ.get("FINOPS_DATA_DIR")
+    path = Path(configured).expanduser() if configured else Path.home() / ".local" / "share" / "finops"
+    path.mkdir(parents=True, exist_ok=True)
+    return path.resolve()
+
+
+def ensure_postgres(*, root: Path | None = None) -> str:
+    """Start (or reuse) the embedded server under `root/pg` and return a URL for the finops database."""
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
+    import pgserver  # imported here: only needed without DATABASE_URL
+    import psycopg
+
+    pgdata = (root or data_dir()) / "pg"
+    pgdata.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(pgdata, cleanup_mode=None)
+    admin_url = server.get_uri()
+    with psycopg.connect(admin_url, autocommit=True) as connection:
+        exists = connection.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE_NAME]
+        ).fetchone()
+        if not exists:
+            logger.info("creating database %s in %s", DATABASE_NAME, pgdata)
+            connection.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
+    return server.get_uri(DATABASE_NAME)
+
+
+def stop_postgres(*, root: Path | None = None) -> None:
+    """Stop the embedded server (used by `finops up` on shutdown)."""
+    import subprocess
+
+    from pgserver._commands import pg_ctl
+
+    pgdata = (root or data_dir()) / "pg"
+    if not (pgdata / "postmaster.pid").exists():
+        return
+    user = "pgserver" if os.geteuid() == 0 else None
+    try:
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
+    except subprocess.CalledProcessError:
+        logger.warning("embedded PostgreSQL in %s was not running", pgdata)
+
+
+def database_settings(url: str) -> dict:
+    """Django DATABASES entry for a postgres:// URL (host may be a socket folder in ?host=)."""
+    parsed = urlparse(url)
+    if parsed.scheme not in {"postgres", "postgresql"}:
+        raise ValueError(f"DATABASE_URL must be a postgres:// URL, got scheme {parsed.scheme!r}")
+    query = {key: values[-1] for key, values in parse_qs(parsed.query).items()}
+    host = query.pop("host", None) or parsed.hostname or ""
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": unquote(parsed.path.lstrip("/")) or "postgres",
+        "USER": unquote(parsed.username or ""),
+        "PASSWORD": unquote(parsed.password or ""),
+        "HOST": host,
+        "PORT": str(parsed.port or ""),
+        "OPTIONS": query,
+        "CONN_MAX_AGE": 60,
+        "CONN_HEALTH_CHECKS": True,
+    }

@@ -1,0 +1,115 @@
+"""GET /api/v1/kpis (SPEC.md)."""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_EVEN, Decimal
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from finops.accounts.models import Team
+from finops.accounts.selectors import visible_team_ids
+from finops.api.permissions import ReadScope
+from finops.kpis.selectors import Kpis, Scope, kpis_for_scope, month_window
+from finops.ledger.models import Agent
+from finops.ledger.tokens import TOKEN_TYPES
+
+MICRO = Decimal("0.000001")
+
+
+def money(value: Decimal | None) -> str | None:
+    """Money on the wire: a decimal string exact to 1e-6 USD."""
+    return None if value is None else str(value.quantize(MICRO, ROUND_HALF_EVEN))
+
+
+def ratio(value: Decimal | float | None) -> float | None:
+    return None if value is None else round(float(value), 6)
+
+
+class KpiQuery(serializers.Serializer):
+    start = serializers.DateTimeField(required=False)
+    end = serializers.DateTimeField(required=False)
+    team = serializers.SlugField(required=False)
+    agent = serializers.CharField(required=False)
+
+    def validate(self, attrs):
+        default_start, default_end = month_window()
+        attrs.setdefault("start", default_start)
+        attrs.setdefault("end", default_end)
+        if attrs["end"] <= attrs["start"]:
+            raise serializers.ValidationError({"end": ["must be after start"]})
+        if attrs.get("agent") and not attrs.get("team"):
+            raise serializers.ValidationError({"agent": ["give team too: agent names are per team"]})
+        return attrs
+
+
+def scope_for_request(request, *, team_slug: str | None, agent_name: str | None) -> Scope:
+    """The scope a request may read: 404 (never another team's numbers) for teams outside its reach."""
+    teams = Team.objects.restrict(request.auth or request.user)
+    if team_slug:
+        team = get_object_or_404(teams, slug=team_slug)
+        if agent_name:
+            agent = get_object_or_404(Agent, team=team, name=agent_name)
+            return Scope(team_ids=frozenset({team.pk}), agent_ids=frozenset({agent.pk}))
+        return Scope(team_ids=frozenset({team.pk}))
+    visible = visible_team_ids(principal=request.auth or request.user)
+    return Scope(team_ids=None if visible is None else frozenset(visible))
+
+
+def kpis_as_json(kpis: Kpis, *, team: str | None, agent: str | None) -> dict:
+    return {
+        "start": kpis.start.isoformat().replace("+00:00", "Z"),
+        "end": kpis.end.isoformat().replace("+00:00", "Z"),
+        "scope": {"team": team, "agent": agent},
+        "cost_usd": money(kpis.cost_usd),
+        "calls": kpis.calls,
+        "unpriced_calls": kpis.unpriced_calls,
+        "calls_not_in_task": kpis.calls_not_in_task,
+        "tasks": {
+            "ended": kpis.tasks_ended,
+            "successful": kpis.tasks_successful,
+            "failed": kpis.tasks_failed,
+            "abandoned": kpis.tasks_abandoned,
+        },
+        "cost_per_successful_task_usd": money(kpis.cost_per_successful_task_usd),
+        "cache_hit_rate": ratio(kpis.cache_hit_rate),
+        "token_efficiency_index": ratio(kpis.token_efficiency_index),
+        "step_inflation_ratio": ratio(kpis.step_inflation_ratio),
+        "tokens": {token_type: kpis.tokens[token_type] for token_type in TOKEN_TYPES},
+    }
+
+
+class KpisView(APIView):
+    permission_classes = [ReadScope]
+
+    @extend_schema(
+        parameters=[KpiQuery],
+        responses=inline_serializer(
+            "Kpis",
+            {
+                "start": serializers.DateTimeField(),
+                "end": serializers.DateTimeField(),
+                "scope": serializers.DictField(),
+                "cost_usd": serializers.CharField(),
+                "calls": serializers.IntegerField(),
+                "unpriced_calls": serializers.IntegerField(),
+                "calls_not_in_task": serializers.IntegerField(),
+                "tasks": serializers.DictField(child=serializers.IntegerField()),
+                "cost_per_successful_task_usd": serializers.CharField(allow_null=True),
+                "cache_hit_rate": serializers.FloatField(allow_null=True),
+                "token_efficiency_index": serializers.FloatField(allow_null=True),
+                "step_inflation_ratio": serializers.FloatField(allow_null=True),
+                "tokens": serializers.DictField(child=serializers.IntegerField()),
+            },
+        ),
+    )
+    def get(self, request):
+        query = KpiQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        params = query.validated_data
+        scope = scope_for_request(request, team_slug=params.get("team"), agent_name=params.get("agent"))
+        kpis = kpis_for_scope(scope=scope, start=params["start"], end=params["end"])
+        return Response(kpis_as_json(kpis, team=params.get("team"), agent=params.get("agent")))

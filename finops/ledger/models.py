@@ -1,0 +1,154 @@
+"""The ledger: agents, tasks (agent runs), LLM calls and the rollups the dashboards read.
+
+`Call` lives in a table partitioned by month (created by migration SQL, see 0002), written only by the
+bulk writer; its idempotency key lives in `EventKey`, because a unique index on a partitioned table would
+have to include the timestamp, and a re-sent event must be a no-op even if its timestamp changed.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.db import models
+
+from finops.accounts.models import Team
+
+MONEY = {"max_digits": 28, "decimal_places": 12}
+
+
+class TaskStatus(models.TextChoices):
+    SUCCESS = "success", "success"
+    FAILURE = "failure", "failure"
+    ABANDONED = "abandoned", "abandoned"
+
+
+class TokenCounts(models.Model):
+    uncached_input = models.BigIntegerField(default=0)
+    cache_read = models.BigIntegerField(default=0)
+    cache_write_5m = models.BigIntegerField(default=0)
+    cache_write_1h = models.BigIntegerField(default=0)
+    output = models.BigIntegerField(default=0)
+    reasoning = models.BigIntegerField(default=0)
+
+    class Meta:
+        abstract = True
+
+
+class Agent(models.Model):
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="agents")
+    name = models.CharField(max_length=128)
+    cost_slo_usd = models.DecimalField(
+        max_digits=12, decimal_places=6, null=True, blank=True, help_text="target $ per successful task"
+    )
+    ideal_steps = models.PositiveIntegerField(null=True, blank=True, help_text="steps a good run takes")
+    max_steps = models.PositiveIntegerField(null=True, blank=True, help_text="kill switch: steps per task")
+    max_cost_usd = models.DecimalField(
+        max_digits=12, decimal_places=6, null=True, blank=True, help_text="kill switch: $ per task"
+    )
+    target_cache_hit_rate = models.DecimalField(max_digits=4, decimal_places=3, default=Decimal("0.75"))
+    target_token_efficiency = models.DecimalField(max_digits=4, decimal_places=3, default=Decimal("0.18"))
+    target_step_inflation = models.DecimalField(max_digits=5, decimal_places=3, default=Decimal("1.4"))
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["team__slug", "name"]
+        constraints = [models.UniqueConstraint(fields=["team", "name"], name="agent_team_name_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.team.slug}/{self.name}"
+
+
+class Task(TokenCounts):
+    """One agent run. Outcome fields come from POST /tasks; the aggregates from the writer."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="tasks")
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="tasks")
+    task_id = models.CharField(max_length=256)
+    status = models.CharField(max_length=16, choices=TaskStatus.choices, null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    ideal_steps = models.PositiveIntegerField(null=True, blank=True)
+    task_type = models.CharField(max_length=128, blank=True, default="")
+    tags = models.JSONField(default=dict, blank=True)
+    # aggregates over the task's calls, maintained by the writer in the same transaction as the calls
+    steps = models.IntegerField(default=0)
+    cost_usd = models.DecimalField(**MONEY, default=Decimal(0))
+    unpriced_calls = models.IntegerField(default=0)
+    first_call_at = models.DateTimeField(null=True, blank=True)
+    last_call_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["team", "task_id"], name="task_team_task_id_unique")]
+        indexes = [models.Index(fields=["team", "ended_at"], name="task_team_ended_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.team_id}:{self.task_id}"
+
+
+class Call(TokenCounts):
+    """One LLM call. Unmanaged: the table is partitioned by month (migration 0002)."""
+
+    id = models.BigAutoField(primary_key=True)
+    timestamp = models.DateTimeField()
+    team = models.ForeignKey(Team, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    agent = models.ForeignKey(Agent, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    event_id = models.CharField(max_length=256)
+    task_id = models.CharField(max_length=256, null=True)
+    step = models.IntegerField(null=True)
+    provider = models.CharField(max_length=64)
+    model = models.CharField(max_length=128)
+    input_breakdown = models.JSONField(null=True)
+    batch = models.BooleanField(default=False)
+    latency_ms = models.IntegerField(null=True)
+    status = models.CharField(max_length=32, default="ok")
+    prompt_version = models.CharField(max_length=128, null=True)
+    max_tokens = models.IntegerField(null=True)
+    tool_calls = models.JSONField(null=True)
+    reported_cost_usd = models.DecimalField(**MONEY, null=True)
+    tags = models.JSONField(null=True)
+    cost_usd = models.DecimalField(**MONEY, null=True, help_text="null: unpriced (unknown model)")
+    ingested_at = models.DateTimeField()
+
+    class Meta:
+        managed = False
+        db_table = "ledger_call"
+
+
+class EventKey(models.Model):
+    """The idempotency key of a call: (team, event_id) seen once, ever."""
+
+    pk = models.CompositePrimaryKey("team_id", "event_id")
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, db_constraint=False, related_name="+")
+    event_id = models.CharField(max_length=256)
+    timestamp = models.DateTimeField()
+
+
+class DailyRollup(TokenCounts):
+    """Per UTC day x team x agent x provider x model. Dashboards and KPIs read these, never raw calls."""
+
+    day = models.DateField()
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="+")
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="+")
+    provider = models.CharField(max_length=64)
+    model = models.CharField(max_length=128)
+    calls = models.IntegerField(default=0)
+    unpriced_calls = models.IntegerField(default=0)
+    batch_calls = models.IntegerField(default=0)
+    calls_not_in_task = models.IntegerField(default=0)
+    cost_usd = models.DecimalField(**MONEY, default=Decimal(0))
+    cost_not_in_task_usd = models.DecimalField(**MONEY, default=Decimal(0))
+    # spend per token type (after batch and negotiated discounts), for the "stack by token type" chart
+    cost_uncached_input_usd = models.DecimalField(**MONEY, default=Decimal(0))
+    cost_cache_read_usd = models.DecimalField(**MONEY, default=Decimal(0))
+    cost_cache_write_5m_usd = models.DecimalField(**MONEY, default=Decimal(0))
+    cost_cache_write_1h_usd = models.DecimalField(**MONEY, default=Decimal(0))
+    cost_output_usd = models.DecimalField(**MONEY, default=Decimal(0))
+    cost_reasoning_usd = models.DecimalField(**MONEY, default=Decimal(0))
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "team", "agent", "provider", "model"], name="rollup_day_scope_unique"
+            )
+        ]
+        indexes = [models.Index(fields=["team", "day"], name="rollup_team_day_idx")]

@@ -1,0 +1,144 @@
+"""Writes to the ledger that are not the bulk ingest path: partitions, agents, task outcomes, repricing."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+from django.db import connection, transaction
+
+from finops.accounts.models import Team
+from finops.ledger.models import Agent, Call, DailyRollup, Task
+from finops.ledger.tokens import TOKEN_TYPES
+
+_known_partitions: set[date] = set()
+
+
+def month_start(moment: datetime | date) -> date:
+    return date(moment.year, moment.month, 1)
+
+
+def next_month(month: date) -> date:
+    return date(month.year + (month.month == 12), month.month % 12 + 1, 1)
+
+
+def call_partitions_ensure(*, months: set[date]) -> None:
+    """Create the monthly partitions of ledger_call that these months need (idempotent, race-safe)."""
+    missing = {month_start(month) for month in months} - _known_partitions
+    if not missing:
+        return
+    with connection.cursor() as cursor:
+        for month in sorted(missing):
+            name = f"ledger_call_p{month:%Y_%m}"
+            # the advisory lock serialises concurrent writers creating the same partition
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [name])
+            cursor.execute(
+                f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF ledger_call "
+                f"FOR VALUES FROM ('{month.isoformat()}') TO ('{next_month(month).isoformat()}')"
+            )
+    # remembered only once committed: a rolled-back batch rolls back its CREATE TABLE too
+    transaction.on_commit(lambda: _known_partitions.update(missing))
+
+
+def agent_get_or_create(*, team: Team, name: str) -> Agent:
+    agent, _ = Agent.objects.get_or_create(team=team, name=name)
+    return agent
+
+
+@transaction.atomic
+def task_outcomes_record(*, outcomes: list[dict]) -> int:
+    """Upsert task outcomes (idempotent on team + task_id; a later report updates the earlier one).
+
+    Each outcome is a validated dict with team (Team), agent (Agent), task_id, status, started_at,
+    ended_at and optional ideal_steps, task_type, tags. The call aggregates are left untouched.
+    """
+    for outcome in outcomes:
+        defaults = {
+            "agent": outcome["agent"],
+            "status": outcome["status"],
+            "started_at": outcome["started_at"],
+            "ended_at": outcome["ended_at"],
+        }
+        for optional in ("ideal_steps", "task_type", "tags"):
+            if optional in outcome:
+                defaults[optional] = outcome[optional]
+        Task.objects.update_or_create(team=outcome["team"], task_id=outcome["task_id"], defaults=defaults)
+    return len(outcomes)
+
+
+def unpriced_call_models() -> list[tuple[str, str]]:
+    return list(Call.objects.filter(cost_usd__isnull=True).values_list("provider", "model").distinct())
+
+
+@transaction.atomic
+def calls_reprice(*, price_book, provider: str, model: str, batch_size: int = 5000) -> int:
+    """Price the unpriced calls of one model and move their cost into rollups and task aggregates.
+
+    Runs in one transaction per model with row locks, so a concurrent run skips rows already taken and a
+    crash leaves nothing half-applied. Returns the number of calls priced.
+    """
+    columns = ", ".join(["id", "timestamp", "team_id", "agent_id", "task_id", "batch", *TOKEN_TYPES])
+    priced = 0
+    last_id = 0  # walk by id so calls that stay unpriced (before an override starts) are read once
+    with connection.cursor() as cursor:
+        while True:
+            cursor.execute(
+                f"SELECT {columns} FROM ledger_call WHERE cost_usd IS NULL AND provider = %s AND model = %s "
+                f"AND id > %s ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
+                [provider, model, last_id, batch_size],
+            )
+            rows = cursor.fetchall()
+            if not rows:
+                return priced
+            last_id = rows[-1][0]
+            updates: list[tuple] = []
+            rollup_deltas: dict[tuple, list[Decimal]] = {}
+            task_deltas: dict[tuple, list] = {}
+            for row in rows:
+                call_id, timestamp, team_id, agent_id, task_id, batch, *counts = row
+                result = price_book.price(
+                    provider=provider,
+                    model=model,
+                    tokens=dict(zip(TOKEN_TYPES, counts, strict=True)),
+                    at=timestamp,
+                    batch=batch,
+                )
+                if not result.priced:
+                    continue
+                updates.append((result.total_usd, call_id, timestamp))
+                key = (timestamp.astimezone(UTC).date(), team_id, agent_id)
+                delta = rollup_deltas.setdefault(key, [Decimal(0)] * (len(TOKEN_TYPES) + 3))
+                delta[0] += result.total_usd
+                delta[1] += 1  # calls that became priced
+                if task_id is None:
+                    delta[2] += result.total_usd
+                for position, token_type in enumerate(TOKEN_TYPES):
+                    delta[3 + position] += result.cost_by_type[token_type]
+                if task_id is not None:
+                    task_delta = task_deltas.setdefault((team_id, task_id), [Decimal(0), 0])
+                    task_delta[0] += result.total_usd
+                    task_delta[1] += 1
+            if updates:
+                cursor.executemany(
+                    "UPDATE ledger_call SET cost_usd = %s WHERE id = %s AND timestamp = %s", updates
+                )
+            for (day, team_id, agent_id), delta in rollup_deltas.items():
+                type_updates = ", ".join(
+                    f"cost_{token_type}_usd = cost_{token_type}_usd + %s" for token_type in TOKEN_TYPES
+                )
+                cursor.execute(
+                    f"UPDATE {DailyRollup._meta.db_table} SET cost_usd = cost_usd + %s, "
+                    f"unpriced_calls = unpriced_calls - %s, cost_not_in_task_usd = cost_not_in_task_usd + %s, "
+                    f"{type_updates} WHERE day = %s AND team_id = %s AND agent_id = %s AND provider = %s "
+                    f"AND model = %s",
+                    [*delta[:3], *delta[3:], day, team_id, agent_id, provider, model],
+                )
+            for (team_id, task_id), (cost, count) in task_deltas.items():
+                cursor.execute(
+                    f"UPDATE {Task._meta.db_table} SET cost_usd = cost_usd + %s, "
+                    f"unpriced_calls = unpriced_calls - %s WHERE team_id = %s AND task_id = %s",
+                    [cost, count, team_id, task_id],
+                )
+            priced += len(updates)
+            if len(rows) < batch_size:
+                return priced

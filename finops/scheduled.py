@@ -1,0 +1,15 @@
+"""The one schedule file: every periodic job of the worker, staggered, with expiry ~1.5x its interval."""
+
+from __future__ import annotations
+
+from celery.schedules import crontab
+
+BEAT_SCHEDULE = {
+    # Adding a price in the admin enqueues a reprice at once; this sweep catches what slipped by
+    # (a price added by SQL, a worker that was down).
+    "reprice-unpriced-calls": {
+        "task": "finops.pricing.tasks.reprice_unpriced_calls",
+        "schedule": crontab(minute="7,37"),
+        "options": {"queue": "pricing", "expires": 45 * 60},
+    },
+}

@@ -1,0 +1,164 @@
+"""POST /api/v1/events and POST /api/v1/tasks (SPEC.md, "Wire contracts")."""
+
+from __future__ import annotations
+
+import json
+
+from drf_spectacular.utils import OpenApiExample, OpenApiTypes, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from finops.api.permissions import IngestScope
+from finops.ledger.models import TaskStatus
+from finops.ledger.services import task_outcomes_record
+from ingest.writer import Resolver, TeamPolicy, events_ingest
+
+EVENTS_SOURCE = "api:events"
+
+
+class BodyError(ValueError):
+    pass
+
+
+def parse_events_body(body: bytes, content_type: str) -> list:
+    """A JSON array (or one object), or NDJSON. A line of NDJSON that is not JSON becomes a rejected row."""
+    if "ndjson" in content_type or "jsonlines" in content_type:
+        rows = []
+        for number, line in enumerate(body.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except ValueError as error:
+                rows.append(_Unparsable(f"line {number} is not JSON: {error}", line))
+        return rows
+    try:
+        parsed = json.loads(body)
+    except ValueError as error:
+        raise BodyError(f"the body is not JSON ({error}); send a JSON array of events or NDJSON") from None
+    if isinstance(parsed, dict):
+        return [parsed]
+    if not isinstance(parsed, list):
+        raise BodyError("the body must be a JSON array of events")
+    return parsed
+
+
+class _Unparsable(dict):
+    """Stands in for an NDJSON line that did not parse, so it is rejected with its index like any row."""
+
+    def __init__(self, reason: str, line: bytes) -> None:
+        super().__init__(_raw_line=line.decode("utf-8", "replace"), _error=reason)
+
+
+EVENT_RESPONSE = inline_serializer(
+    "IngestResult",
+    {
+        "accepted": serializers.IntegerField(),
+        "duplicates": serializers.IntegerField(),
+        "rejected": serializers.ListField(child=serializers.DictField()),
+    },
+)
+
+
+class EventsView(APIView):
+    permission_classes = [IngestScope]
+    parser_classes: list = []  # the body is read raw: JSON array or NDJSON, parsed once
+
+    @extend_schema(
+        request={"application/json": OpenApiTypes.OBJECT, "application/x-ndjson": OpenApiTypes.STR},
+        responses={200: EVENT_RESPONSE},
+        examples=[
+            OpenApiExample(
+                "one event",
+                request_only=True,
+                value=[
+                    {
+                        "event_id": "run-42:step-3",
+                        "timestamp": "2026-11-02T10:15:00Z",
+                        "team": "support",
+                        "agent": "ticket-triage",
+                        "task_id": "run-42",
+                        "step": 3,
+                        "provider": "anthropic",
+                        "model": "claude-sonnet-4-5",
+                        "usage": {"uncached_input": 1200, "cache_read": 38000, "output": 310},
+                    }
+                ],
+            )
+        ],
+    )
+    def post(self, request):
+        try:
+            rows = parse_events_body(request.body, request.content_type or "")
+        except BodyError as error:
+            return Response({"message": str(error), "extra": {}}, status=status.HTTP_400_BAD_REQUEST)
+        unparsable = {index for index, row in enumerate(rows) if isinstance(row, _Unparsable)}
+        result = events_ingest(
+            raw_events=[
+                row if index not in unparsable else row["_raw_line"] for index, row in enumerate(rows)
+            ],
+            principal=request.auth or request.user,
+            source=EVENTS_SOURCE,
+        )
+        for rejected in result.rejected:
+            if rejected["index"] in unparsable:
+                rejected["errors"] = {"non_field_errors": [rows[rejected["index"]]["_error"]]}
+        return Response(result.as_json())
+
+
+class TaskOutcomeSerializer(serializers.Serializer):
+    task_id = serializers.CharField(max_length=256)
+    team = serializers.CharField(max_length=64)
+    agent = serializers.CharField(max_length=128)
+    status = serializers.ChoiceField(choices=TaskStatus.choices)
+    started_at = serializers.DateTimeField()
+    ended_at = serializers.DateTimeField()
+    ideal_steps = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    task_type = serializers.CharField(max_length=128, required=False, allow_blank=True)
+    tags = serializers.DictField(required=False)
+
+    def validate(self, attrs):
+        if attrs["ended_at"] < attrs["started_at"]:
+            raise serializers.ValidationError({"ended_at": ["must not be before started_at"]})
+        return attrs
+
+
+class TasksView(APIView):
+    permission_classes = [IngestScope]
+
+    @extend_schema(
+        request=TaskOutcomeSerializer(many=True),
+        responses={200: EVENT_RESPONSE},
+    )
+    def post(self, request):
+        if not isinstance(request.data, list):
+            return Response(
+                {"message": "the body must be a JSON array of task outcomes", "extra": {}},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        resolver = Resolver(TeamPolicy(request.auth or request.user))
+        outcomes, rejected = [], []
+        for index, raw in enumerate(request.data):
+            serializer = TaskOutcomeSerializer(data=raw)
+            if not serializer.is_valid():
+                rejected.append(
+                    {"index": index, "task_id": _get(raw, "task_id"), "errors": serializer.errors}
+                )
+                continue
+            outcome = dict(serializer.validated_data)
+            team_id, team_error = resolver.team_id(outcome["team"])
+            if team_error:
+                rejected.append(
+                    {"index": index, "task_id": outcome["task_id"], "errors": {"team": [team_error]}}
+                )
+                continue
+            outcome["team"] = resolver.team(team_id)
+            outcome["agent"] = resolver.agent(team_id, outcome["agent"])
+            outcomes.append(outcome)
+        task_outcomes_record(outcomes=outcomes)
+        return Response({"accepted": len(outcomes), "duplicates": 0, "rejected": rejected})
+
+
+def _get(raw, key):
+    return raw.get(key) if isinstance(raw, dict) else None

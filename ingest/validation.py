@@ -1,0 +1,192 @@
+"""Validation of canonical usage events (SPEC.md, "Usage event"). Hand-written: it runs per row on the
+bulk path, where a serializer per row would cost more than the database write."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from finops.ledger.tokens import TOKEN_TYPES
+
+REQUIRED = ("event_id", "timestamp", "team", "agent", "provider", "model", "usage")
+MAX_TEXT = {
+    "event_id": 256,
+    "team": 64,
+    "agent": 128,
+    "task_id": 256,
+    "provider": 64,
+    "model": 128,
+    "prompt_version": 128,
+    "status": 32,
+}
+MAX_CLOCK_SKEW = timedelta(days=1)
+MIN_TIMESTAMP = datetime(2020, 1, 1, tzinfo=UTC)
+MAX_TOKENS_PER_FIELD = 10**12
+
+
+@dataclass(slots=True)
+class Event:
+    """A validated usage event: the one shape every adapter produces and the writer consumes."""
+
+    event_id: str
+    timestamp: datetime
+    team: str
+    agent: str
+    provider: str
+    model: str
+    tokens: tuple[int, int, int, int, int, int]  # in TOKEN_TYPES order
+    task_id: str | None = None
+    step: int | None = None
+    input_breakdown: dict | None = None
+    batch: bool = False
+    latency_ms: int | None = None
+    status: str = "ok"
+    prompt_version: str | None = None
+    max_tokens: int | None = None
+    tool_calls: list | None = None
+    reported_cost_usd: Decimal | None = None
+    tags: dict | None = None
+
+
+def parse_timestamp(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise ValueError("must be an ISO 8601 string such as 2026-11-02T10:15:00Z")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an ISO 8601 timestamp") from None
+    if parsed.tzinfo is None:
+        raise ValueError(f"{value!r} has no timezone; add Z or an offset such as +00:00")
+    return parsed.astimezone(UTC)
+
+
+def _int(value: Any, *, minimum: int = 0, maximum: int = 2**31 - 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        else:
+            raise ValueError(f"must be a whole number, got {value!r}")
+    if not minimum <= value <= maximum:
+        raise ValueError(f"must be between {minimum} and {maximum}, got {value}")
+    return value
+
+
+def event_validate(raw: Any, *, now: datetime | None = None) -> tuple[Event | None, dict[str, list[str]]]:
+    """Return (event, {}) or (None, {field: [reason, …]}). Missing token fields count as 0."""
+    if not isinstance(raw, dict):
+        return None, {"non_field_errors": [f"an event must be a JSON object, got {type(raw).__name__}"]}
+    errors: dict[str, list[str]] = {}
+
+    def fail(name: str, message: str) -> None:
+        errors.setdefault(name, []).append(message)
+
+    for name in REQUIRED:
+        if raw.get(name) in (None, ""):
+            fail(name, "this field is required")
+    for name, limit in MAX_TEXT.items():
+        value = raw.get(name)
+        if value is not None and value != "":
+            if not isinstance(value, str):
+                fail(name, f"must be a string, got {type(value).__name__}")
+            elif len(value) > limit:
+                fail(name, f"at most {limit} characters")
+
+    timestamp = None
+    if "timestamp" not in errors:
+        try:
+            timestamp = parse_timestamp(raw["timestamp"])
+            now = now or datetime.now(UTC)
+            if timestamp > now + MAX_CLOCK_SKEW:
+                fail("timestamp", f"{raw['timestamp']} is more than a day in the future; check the clock")
+            elif timestamp < MIN_TIMESTAMP:
+                fail("timestamp", f"{raw['timestamp']} is before 2020; check the clock or the unit")
+        except ValueError as error:
+            fail("timestamp", str(error))
+
+    tokens = [0] * len(TOKEN_TYPES)
+    usage = raw.get("usage")
+    if "usage" not in errors:
+        if not isinstance(usage, dict):
+            fail("usage", "must be an object of token counts")
+        else:
+            unknown = sorted(set(usage) - set(TOKEN_TYPES))
+            if unknown:
+                fail("usage", f"unknown token field(s) {', '.join(unknown)}; use {', '.join(TOKEN_TYPES)}")
+            for position, token_type in enumerate(TOKEN_TYPES):
+                value = usage.get(token_type)
+                if value is None:
+                    continue
+                try:
+                    tokens[position] = _int(value, maximum=MAX_TOKENS_PER_FIELD)
+                except ValueError as error:
+                    fail(f"usage.{token_type}", str(error))
+
+    optional_ints = {
+        "step": raw.get("step"),
+        "latency_ms": raw.get("latency_ms"),
+        "max_tokens": raw.get("max_tokens"),
+    }
+    clean_ints: dict[str, int | None] = {}
+    for name, value in optional_ints.items():
+        if value is None:
+            clean_ints[name] = None
+            continue
+        try:
+            clean_ints[name] = _int(value)
+        except ValueError as error:
+            fail(name, str(error))
+
+    batch = raw.get("batch", False)
+    if batch is None:
+        batch = False
+    if not isinstance(batch, bool):
+        fail("batch", f"must be true or false, got {batch!r}")
+
+    reported_cost = raw.get("reported_cost_usd")
+    if reported_cost is not None:
+        if isinstance(reported_cost, float):
+            fail("reported_cost_usd", 'send money as a decimal string such as "0.0171", not a float')
+        else:
+            try:
+                reported_cost = Decimal(str(reported_cost))
+                if not reported_cost.is_finite() or reported_cost < 0:
+                    raise InvalidOperation
+            except InvalidOperation:
+                fail("reported_cost_usd", f"{raw.get('reported_cost_usd')!r} is not a non-negative decimal")
+
+    for name, kind in (("input_breakdown", dict), ("tags", dict), ("tool_calls", list)):
+        value = raw.get(name)
+        if value is not None and not isinstance(value, kind):
+            fail(name, f"must be a JSON {'object' if kind is dict else 'array'}")
+
+    task_id = raw.get("task_id")
+    if task_id is not None and not isinstance(task_id, str):
+        fail("task_id", f"must be a string, got {type(task_id).__name__}")
+
+    if errors:
+        return None, errors
+    return (
+        Event(
+            event_id=raw["event_id"],
+            timestamp=timestamp,
+            team=raw["team"],
+            agent=raw["agent"],
+            provider=raw["provider"].lower(),
+            model=raw["model"],
+            tokens=tuple(tokens),
+            task_id=task_id or None,
+            step=clean_ints["step"],
+            input_breakdown=raw.get("input_breakdown"),
+            batch=batch,
+            latency_ms=clean_ints["latency_ms"],
+            status=raw.get("status") or "ok",
+            prompt_version=raw.get("prompt_version") or None,
+            max_tokens=clean_ints["max_tokens"],
+            tool_calls=raw.get("tool_calls"),
+            reported_cost_usd=reported_cost,
+            tags=raw.get("tags"),
+        ),
+        {},
+    )
