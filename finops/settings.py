@@ -97,6 +97,7 @@ USE_TZ = True
 # --- static files: everything (plotly.js included) is served by the app itself, never a CDN ------------
 STATIC_URL = "/static/"
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT") or embedded.data_dir() / "static")
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STATICFILES_DIRS = [("plotly", Path(plotly.__file__).parent / "package_data")]
 WHITENOISE_USE_FINDERS = True  # serve straight from the finders: no collectstatic step needed to start
 WHITENOISE_AUTOREFRESH = DEBUG

@@ -1,0 +1,13 @@
+"""Loaded by pytest before Django settings (`-p finops.testing.pytest_bootstrap` in pyproject.toml).
+
+Without DATABASE_URL the suite runs against its own embedded PostgreSQL under `.finops/test` in the
+checkout, so a laptop with nothing installed runs the same tests CI runs against a real server.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+if not os.environ.get("DATABASE_URL"):
+    os.environ.setdefault("FINOPS_DATA_DIR", str(Path.cwd() / ".finops" / "test"))
