@@ -31,6 +31,8 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
 # --- database: DATABASE_URL, else the embedded PostgreSQL under FINOPS_DATA_DIR -------------------------
 DATABASE_URL = os.environ.get("DATABASE_URL") or embedded.ensure_postgres()
 DATABASES = {"default": embedded.database_settings(DATABASE_URL)}
+if os.environ.get("FINOPS_TEST_DATABASE"):  # set by the test bootstrap: one test database per pytest run
+    DATABASES["default"]["TEST"] = {"NAME": os.environ["FINOPS_TEST_DATABASE"]}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 INSTALLED_APPS = [

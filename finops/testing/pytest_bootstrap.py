@@ -11,3 +11,6 @@ from pathlib import Path
 
 if not os.environ.get("DATABASE_URL"):
     os.environ.setdefault("FINOPS_DATA_DIR", str(Path.cwd() / ".finops" / "test"))
+# A test database of its own per run, so two runs on one server (two checkouts, CI and a developer)
+# never drop each other's database.
+os.environ.setdefault("FINOPS_TEST_DATABASE", f"test_finops_{os.getpid()}")
