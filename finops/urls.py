@@ -2,11 +2,18 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import SimpleRouter
 
 from finops.kpis.api import KpisView
+from finops.ledger.api import AgentViewSet, TeamViewSet
 from ingest.api import EventsView, TasksView
 
+router = SimpleRouter(trailing_slash=False)
+router.register("teams", TeamViewSet, basename="team")
+router.register("agents", AgentViewSet, basename="agent")
+
 api_v1 = [
+    *router.urls,
     path("events", EventsView.as_view(), name="events"),
     path("tasks", TasksView.as_view(), name="tasks"),
     path("kpis", KpisView.as_view(), name="kpis"),

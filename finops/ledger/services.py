@@ -142,3 +142,32 @@ def calls_reprice(*, price_book, provider: str, model: str, batch_size: int = 50
             priced += len(updates)
             if len(rows) < batch_size:
                 return priced
+
+
+# Who may change which agent setting (SPEC.md, roles). Org admins may change all of them.
+AGENT_SETTING_ROLES: dict[str, set[str]] = {
+    "cost_slo_usd": {"pm"},
+    "ideal_steps": {"pm", "tech_lead"},
+    "max_steps": {"sre", "tech_lead"},
+    "max_cost_usd": {"sre", "tech_lead"},
+    "target_cache_hit_rate": {"pm", "tech_lead"},
+    "target_token_efficiency": {"pm", "tech_lead"},
+    "target_step_inflation": {"pm", "tech_lead"},
+}
+
+
+class SettingNotAllowed(PermissionError):
+    pass
+
+
+@transaction.atomic
+def agent_settings_update(*, agent: Agent, role: str | None, changes: dict) -> Agent:
+    """Apply setting changes the role may make; refuse the whole change naming the fields it may not."""
+    if role != "admin":
+        refused = sorted(name for name in changes if role not in AGENT_SETTING_ROLES.get(name, set()))
+        if refused:
+            raise SettingNotAllowed(f"role {role or 'none'!r} may not change {', '.join(refused)}")
+    for name, value in changes.items():
+        setattr(agent, name, value)
+    agent.save(update_fields=list(changes))
+    return agent
