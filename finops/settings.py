@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "finops.kpis",
     "finops.core",
     "ingest",
+    "ingest.connectors",
     "dashboard",
 ]
 

@@ -14,6 +14,8 @@ router.register("agents", AgentViewSet, basename="agent")
 
 api_v1 = [
     *router.urls,
+    path("", include("ingest.api_urls")),
+    path("", include("ingest.connectors.api_urls")),
     path("events", EventsView.as_view(), name="events"),
     path("tasks", TasksView.as_view(), name="tasks"),
     path("kpis", KpisView.as_view(), name="kpis"),
@@ -23,6 +25,9 @@ api_v1 = [
 
 urlpatterns = [
     path("api/v1/", include((api_v1, "api"))),
+    path("v1/", include("ingest.otlp.urls")),  # OTLP/HTTP: POST /v1/traces
+    path("ingest/", include("ingest.urls")),
+    path("connectors/", include("ingest.connectors.urls")),
     path("admin/", admin.site.urls),
     path("login/", auth_views.LoginView.as_view(template_name="dashboard/login.html"), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),

@@ -1,0 +1,3 @@
+"""URL patterns of this part of ingest (wired in finops/urls.py)."""
+
+urlpatterns: list = []
