@@ -6,6 +6,7 @@ import hashlib
 import secrets
 
 from django.db import transaction
+from django.utils import timezone
 
 from finops.accounts.models import ApiToken, Team, TokenScope, User
 
@@ -33,6 +34,14 @@ def api_token_create(
         created_by=created_by,
     )
     return token, secret
+
+
+def api_token_revoke(*, token: ApiToken) -> ApiToken:
+    """Revoke a token from now on (idempotent: an already revoked token keeps its first revocation time)."""
+    if token.revoked_at is None:
+        token.revoked_at = timezone.now()
+        token.save(update_fields=["revoked_at"])
+    return token
 
 
 @transaction.atomic
