@@ -1,0 +1,74 @@
+"""Helpers for tests that run real processes: a Celery worker, `finops up`."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections import deque
+from pathlib import Path
+from urllib.parse import quote, urlencode
+
+import psutil
+
+
+def database_url_for(settings_dict: dict) -> str:
+    """A postgres:// URL for a Django DATABASES entry (the host may be a socket folder)."""
+    user = quote(settings_dict["USER"] or "", safe="")
+    password = quote(settings_dict["PASSWORD"] or "", safe="")
+    credentials = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+    host = settings_dict["HOST"] or ""
+    query = dict(settings_dict.get("OPTIONS") or {})
+    if host.startswith("/"):
+        query["host"] = host
+        host = ""
+    port = f":{settings_dict['PORT']}" if settings_dict.get("PORT") else ""
+    suffix = f"?{urlencode(query)}" if query else ""
+    return f"postgresql://{credentials}{host}{port}/{quote(settings_dict['NAME'])}{suffix}"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def log_tail(path: Path, lines: int = 40) -> str:
+    try:
+        with path.open(errors="replace") as log:
+            return "".join(deque(log, maxlen=lines))
+    except FileNotFoundError:
+        return "(no log)"
+
+
+def wait_for(predicate, *, timeout: float, interval: float = 0.2, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def process_group_stop(process: subprocess.Popen, *, timeout: float = 15) -> None:
+    """SIGTERM the leader, then SIGKILL its whole group if it lingers (test teardown never hangs)."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
