@@ -12,6 +12,11 @@ def main(argv: list[str] | None = None) -> None:
 
     args = list(sys.argv if argv is None else argv)
     args[0] = "finops"
+    if args[1:2] == ["up"]:
+        # settings read FINOPS_DATA_DIR and start the embedded server at import: `up` goes first
+        from finops.core.supervisor import up_environment_prepare
+
+        up_environment_prepare(args[2:])
     execute_from_command_line(args)
 
 
