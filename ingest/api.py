@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json
-
+import msgspec
 from drf_spectacular.utils import OpenApiExample, OpenApiTypes, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
@@ -21,34 +20,32 @@ class BodyError(ValueError):
     pass
 
 
-def parse_events_body(body: bytes, content_type: str) -> list:
-    """A JSON array (or one object), or NDJSON. A line of NDJSON that is not JSON becomes a rejected row."""
+_split_array = msgspec.json.Decoder(list[msgspec.Raw])
+_one_or_many = msgspec.json.Decoder(msgspec.Raw)
+
+
+def parse_events_body(body: bytes, content_type: str) -> tuple[list[bytes], list[str] | None]:
+    """The events of a body, each still JSON (decoded once, by the writer), and for NDJSON their line
+    numbers: a JSON array, one JSON object, or NDJSON. A line of NDJSON that is not JSON is passed on
+    and rejected like any bad event."""
     if "ndjson" in content_type or "jsonlines" in content_type:
-        rows = []
-        for number, line in enumerate(body.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except ValueError as error:
-                rows.append(_Unparsable(f"line {number} is not JSON: {error}", line))
-        return rows
+        numbered = [(number, line) for number, line in enumerate(body.splitlines(), start=1) if line.strip()]
+        return [line for _, line in numbered], [f"line {number}" for number, _ in numbered]
+    stripped = body.lstrip()
+    if stripped[:1] == b"{":
+        try:
+            _one_or_many.decode(stripped)
+        except msgspec.DecodeError as error:
+            raise BodyError(
+                f"the body is not JSON ({error}); send a JSON array of events or NDJSON"
+            ) from None
+        return [stripped], None
     try:
-        parsed = json.loads(body)
-    except ValueError as error:
+        return [bytes(raw) for raw in _split_array.decode(body)], None
+    except msgspec.ValidationError:
+        raise BodyError("the body must be a JSON array of events") from None
+    except msgspec.DecodeError as error:
         raise BodyError(f"the body is not JSON ({error}); send a JSON array of events or NDJSON") from None
-    if isinstance(parsed, dict):
-        return [parsed]
-    if not isinstance(parsed, list):
-        raise BodyError("the body must be a JSON array of events")
-    return parsed
-
-
-class _Unparsable(dict):
-    """Stands in for an NDJSON line that did not parse, so it is rejected with its index like any row."""
-
-    def __init__(self, reason: str, line: bytes) -> None:
-        super().__init__(_raw_line=line.decode("utf-8", "replace"), _error=reason)
 
 
 EVENT_RESPONSE = inline_serializer(
@@ -90,20 +87,12 @@ class EventsView(APIView):
     )
     def post(self, request):
         try:
-            rows = parse_events_body(request.body, request.content_type or "")
+            rows, positions = parse_events_body(request.body, request.content_type or "")
         except BodyError as error:
             return Response({"message": str(error), "extra": {}}, status=status.HTTP_400_BAD_REQUEST)
-        unparsable = {index for index, row in enumerate(rows) if isinstance(row, _Unparsable)}
         result = events_ingest(
-            raw_events=[
-                row if index not in unparsable else row["_raw_line"] for index, row in enumerate(rows)
-            ],
-            principal=request.auth or request.user,
-            source=EVENTS_SOURCE,
+            raw_events=rows, positions=positions, principal=request.auth or request.user, source=EVENTS_SOURCE
         )
-        for rejected in result.rejected:
-            if rejected["index"] in unparsable:
-                rejected["errors"] = {"non_field_errors": [rows[rejected["index"]]["_error"]]}
         return Response(result.as_json())
 
 

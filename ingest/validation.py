@@ -3,10 +3,13 @@ bulk path, where a serializer per row would cost more than the database write.""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Annotated, Any
+
+import msgspec
 
 from finops.ledger.tokens import TOKEN_TYPES
 
@@ -190,3 +193,124 @@ def event_validate(raw: Any, *, now: datetime | None = None) -> tuple[Event | No
         ),
         {},
     )
+
+
+# --- the fast path -------------------------------------------------------------------------------------
+# msgspec decodes and type-checks a well-formed event in C; anything it refuses goes through
+# `event_validate` above, which is the one source of the error messages. Both accept the same events.
+
+NULL = msgspec.Raw(b"null")
+_Count = Annotated[int, msgspec.Meta(ge=0, le=MAX_TOKENS_PER_FIELD)]
+_Int32 = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
+
+
+def _text(limit: int, minimum: int = 0):
+    return Annotated[str, msgspec.Meta(min_length=minimum, max_length=limit)]
+
+
+class WireUsage(msgspec.Struct, forbid_unknown_fields=True):
+    uncached_input: _Count = 0
+    cache_read: _Count = 0
+    cache_write_5m: _Count = 0
+    cache_write_1h: _Count = 0
+    output: _Count = 0
+    reasoning: _Count = 0
+
+
+class WireEvent(msgspec.Struct):
+    """A usage event as decoded from JSON; JSON-valued fields stay raw bytes (written as they came)."""
+
+    event_id: _text(256, 1)
+    timestamp: Annotated[datetime, msgspec.Meta(tz=True)]
+    team: _text(64, 1)
+    agent: _text(128, 1)
+    provider: _text(64, 1)
+    model: _text(128, 1)
+    usage: WireUsage
+    task_id: _text(256) | None = None
+    step: _Int32 | None = None
+    input_breakdown: msgspec.Raw = NULL
+    batch: bool | None = False
+    latency_ms: _Int32 | None = None
+    status: _text(32) | None = None
+    prompt_version: _text(128) | None = None
+    max_tokens: _Int32 | None = None
+    tool_calls: msgspec.Raw = NULL
+    reported_cost_usd: str | None = None
+    tags: msgspec.Raw = NULL
+
+
+_decode_event = msgspec.json.Decoder(WireEvent)
+_encode = msgspec.json.Encoder()
+
+
+def _raw_kind_ok(raw: msgspec.Raw, opener: bytes) -> bool:
+    data = bytes(raw)
+    return data == b"null" or data[:1] == opener
+
+
+def wire_event_decode(raw: bytes | dict, *, now: datetime) -> tuple[WireEvent | None, dict, Any]:
+    """Decode and validate one event from JSON bytes (or a dict an adapter built).
+
+    Returns (event, {}, None) or (None, errors, payload) where payload is the row as received, for
+    the quarantine.
+    """
+    if isinstance(raw, dict):
+        try:
+            data = _encode.encode(raw)
+        except (TypeError, msgspec.EncodeError) as error:
+            return None, {"non_field_errors": [f"not JSON-serialisable: {error}"]}, repr(raw)
+    else:
+        data = raw
+    try:
+        event = _decode_event.decode(data)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return _slow_path(data, now)
+    if not (MIN_TIMESTAMP <= event.timestamp <= now + MAX_CLOCK_SKEW):
+        return _slow_path(data, now)
+    if not (
+        _raw_kind_ok(event.input_breakdown, b"{")
+        and _raw_kind_ok(event.tags, b"{")
+        and _raw_kind_ok(event.tool_calls, b"[")
+    ):
+        return _slow_path(data, now)
+    if event.reported_cost_usd is not None:
+        try:
+            cost = Decimal(event.reported_cost_usd)
+            if not cost.is_finite() or cost < 0:
+                return _slow_path(data, now)
+        except InvalidOperation:
+            return _slow_path(data, now)
+    return event, {}, None
+
+
+def _slow_path(data: bytes, now: datetime) -> tuple[WireEvent | None, dict, Any]:
+    try:
+        payload = json.loads(data)
+    except ValueError as error:
+        return None, {"non_field_errors": [f"not JSON: {error}"]}, data.decode("utf-8", "replace")
+    event, errors = event_validate(payload, now=now)
+    if errors:
+        return None, errors, payload
+    # valid once normalised (e.g. 5.0 tokens, "" for an optional text): re-encode the normalised event
+    normalised = {
+        "event_id": event.event_id,
+        "timestamp": event.timestamp.isoformat(),
+        "team": event.team,
+        "agent": event.agent,
+        "provider": event.provider,
+        "model": event.model,
+        "usage": dict(zip(TOKEN_TYPES, event.tokens, strict=True)),
+        "task_id": event.task_id,
+        "step": event.step,
+        "input_breakdown": event.input_breakdown,
+        "batch": event.batch,
+        "latency_ms": event.latency_ms,
+        "status": event.status,
+        "prompt_version": event.prompt_version,
+        "max_tokens": event.max_tokens,
+        "tool_calls": event.tool_calls,
+        "reported_cost_usd": None if event.reported_cost_usd is None else str(event.reported_cost_usd),
+        "tags": event.tags,
+    }
+    return _decode_event.decode(_encode.encode(normalised)), {}, None

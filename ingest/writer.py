@@ -11,53 +11,55 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import msgspec
 from django.db import connection, transaction
 
 from finops.accounts.models import ApiToken, Membership, OrgRole, Team, TeamRole, TokenScope, User
 from finops.ledger.models import Agent
 from finops.ledger.services import call_partitions_ensure
 from finops.ledger.tokens import TOKEN_TYPES
+from finops.pricing.fast import PicoPricer
 from finops.pricing.services import PriceBook
 from ingest.models import QuarantinedRow
-from ingest.validation import Event, event_validate
+from ingest.validation import WireEvent, wire_event_decode
 
-STAGE_COLUMNS = (
-    "ord",
-    "event_id",
-    "ts",
-    "team_id",
-    "agent_id",
-    "task_id",
-    "step",
-    "provider",
-    "model",
-    *TOKEN_TYPES,
-    "input_breakdown",
-    "batch",
-    "latency_ms",
-    "status",
-    "prompt_version",
-    "max_tokens",
-    "tool_calls",
-    "reported_cost_usd",
-    "tags",
-    "cost_usd",
-    *(f"cost_{token_type}" for token_type in TOKEN_TYPES),
+STAGE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("ord", "int4"),
+    ("event_id", "text"),
+    ("ts", "timestamptz"),
+    ("team_id", "int8"),
+    ("agent_id", "int8"),
+    ("task_id", "text"),
+    ("step", "int4"),
+    ("provider", "text"),
+    ("model", "text"),
+    *((token_type, "int8") for token_type in TOKEN_TYPES),
+    ("input_breakdown", "bytea"),
+    ("batch", "bool"),
+    ("latency_ms", "int4"),
+    ("status", "text"),
+    ("prompt_version", "text"),
+    ("max_tokens", "int4"),
+    ("tool_calls", "bytea"),
+    ("reported_cost_usd", "text"),
+    ("tags", "bytea"),
+    ("cost_pico", "int8"),
+    *((f"cost_{token_type}_pico", "int8") for token_type in TOKEN_TYPES),
 )
 
-_STAGE_DDL = f"""
-CREATE TEMP TABLE IF NOT EXISTS ingest_stage (
-    ord integer, event_id text, ts timestamptz, team_id bigint, agent_id bigint, task_id text,
-    step integer, provider text, model text,
-    {", ".join(f"{token_type} bigint" for token_type in TOKEN_TYPES)},
-    input_breakdown jsonb, batch boolean, latency_ms integer, status text, prompt_version text,
-    max_tokens integer, tool_calls jsonb, reported_cost_usd numeric, tags jsonb, cost_usd numeric,
-    {", ".join(f"cost_{token_type} numeric" for token_type in TOKEN_TYPES)}
-) ON COMMIT DELETE ROWS
-"""
+_STAGE_DDL = (
+    "CREATE TEMP TABLE IF NOT EXISTS ingest_stage ("
+    + ", ".join(
+        f"{name} {kind}" + (' COLLATE "C"' if name in ("event_id", "task_id") else "")
+        for name, kind in STAGE_COLUMNS
+    )
+    + ") ON COMMIT DELETE ROWS"
+)
+_COPY_SQL = f"COPY ingest_stage ({', '.join(name for name, _ in STAGE_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+_COPY_TYPES = [kind for _, kind in STAGE_COLUMNS]
 
 _tokens = ", ".join(TOKEN_TYPES)
 _sum_tokens = ", ".join(f"sum({token_type})" for token_type in TOKEN_TYPES)
@@ -65,37 +67,42 @@ _add_tokens = lambda table: ", ".join(  # noqa: E731
     f"{token_type} = {table}.{token_type} + EXCLUDED.{token_type}" for token_type in TOKEN_TYPES
 )
 _type_costs = ", ".join(f"cost_{token_type}_usd" for token_type in TOKEN_TYPES)
-_sum_type_costs = ", ".join(f"coalesce(sum(cost_{token_type}), 0)" for token_type in TOKEN_TYPES)
+_PICO = "0.000000000001"  # numeric multiplication is exact: picodollars to dollars
+_sum_type_costs = ", ".join(
+    f"coalesce(sum(cost_{token_type}_pico), 0) * {_PICO}" for token_type in TOKEN_TYPES
+)
 _add_type_costs = ", ".join(
     f"cost_{token_type}_usd = ledger_dailyrollup.cost_{token_type}_usd + EXCLUDED.cost_{token_type}_usd"
     for token_type in TOKEN_TYPES
 )
 
 _WRITE_SQL = f"""
-WITH dedup AS (
-    SELECT DISTINCT ON (team_id, event_id) * FROM ingest_stage ORDER BY team_id, event_id, ord
-), new_keys AS (
+WITH new_keys AS (
+    -- the stage holds one row per key, in key order (the writer sorts it): concurrent writers then take
+    -- the unique-index locks of overlapping batches in the same order and cannot deadlock
     INSERT INTO ledger_eventkey (team_id, event_id, timestamp)
-    SELECT team_id, event_id, ts FROM dedup ORDER BY team_id, event_id
+    SELECT team_id, event_id, ts FROM ingest_stage
     ON CONFLICT DO NOTHING
     RETURNING team_id, event_id
 ), new_rows AS (
-    SELECT dedup.* FROM dedup JOIN new_keys USING (team_id, event_id)
+    SELECT ingest_stage.*, cost_pico * {_PICO} AS cost_usd
+    FROM ingest_stage JOIN new_keys USING (team_id, event_id)
 ), calls AS (
     INSERT INTO ledger_call (timestamp, team_id, agent_id, event_id, task_id, step, provider, model,
         {_tokens}, input_breakdown, batch, latency_ms, status, prompt_version, max_tokens, tool_calls,
         reported_cost_usd, tags, cost_usd, ingested_at)
-    SELECT ts, team_id, agent_id, event_id, task_id, step, provider, model, {_tokens}, input_breakdown,
-        batch, latency_ms, status, prompt_version, max_tokens, tool_calls, reported_cost_usd, tags,
+    SELECT ts, team_id, agent_id, event_id, task_id, step, provider, model, {_tokens},
+        convert_from(input_breakdown, 'UTF8')::jsonb, batch, latency_ms, status, prompt_version, max_tokens,
+        convert_from(tool_calls, 'UTF8')::jsonb, reported_cost_usd::numeric, convert_from(tags, 'UTF8')::jsonb,
         cost_usd, now()
     FROM new_rows
 ), rollups AS (
     INSERT INTO ledger_dailyrollup (day, team_id, agent_id, provider, model, calls, unpriced_calls,
         batch_calls, calls_not_in_task, cost_usd, cost_not_in_task_usd, {_tokens}, {_type_costs})
     SELECT (ts AT TIME ZONE 'UTC')::date, team_id, agent_id, provider, model, count(*),
-        count(*) FILTER (WHERE cost_usd IS NULL), count(*) FILTER (WHERE batch),
-        count(*) FILTER (WHERE task_id IS NULL), coalesce(sum(cost_usd), 0),
-        coalesce(sum(cost_usd) FILTER (WHERE task_id IS NULL), 0), {_sum_tokens}, {_sum_type_costs}
+        count(*) FILTER (WHERE cost_pico IS NULL), count(*) FILTER (WHERE batch),
+        count(*) FILTER (WHERE task_id IS NULL), coalesce(sum(cost_pico), 0) * {_PICO},
+        coalesce(sum(cost_pico) FILTER (WHERE task_id IS NULL), 0) * {_PICO}, {_sum_tokens}, {_sum_type_costs}
     FROM new_rows GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
     ON CONFLICT (day, team_id, agent_id, provider, model) DO UPDATE SET
         calls = ledger_dailyrollup.calls + EXCLUDED.calls,
@@ -108,8 +115,9 @@ WITH dedup AS (
 ), tasks AS (
     INSERT INTO ledger_task (team_id, task_id, agent_id, status, task_type, tags, steps, cost_usd,
         unpriced_calls, first_call_at, last_call_at, {_tokens})
-    SELECT team_id, task_id, min(agent_id), NULL, '', '{{}}'::jsonb, count(*), coalesce(sum(cost_usd), 0),
-        count(*) FILTER (WHERE cost_usd IS NULL), min(ts), max(ts), {_sum_tokens}
+    SELECT team_id, task_id, min(agent_id), NULL, '', '{{}}'::jsonb, count(*),
+        coalesce(sum(cost_pico), 0) * {_PICO}, count(*) FILTER (WHERE cost_pico IS NULL), min(ts), max(ts),
+        {_sum_tokens}
     FROM new_rows WHERE task_id IS NOT NULL GROUP BY team_id, task_id ORDER BY team_id, task_id
     ON CONFLICT (team_id, task_id) DO UPDATE SET
         steps = ledger_task.steps + EXCLUDED.steps,
@@ -201,45 +209,49 @@ class Resolver:
         return self.agent_ids[key]
 
 
-def _json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, separators=(",", ":"))
+def _raw(value: msgspec.Raw) -> bytes | None:
+    data = bytes(value)
+    return None if data == b"null" else data
 
 
 def events_ingest(
     *,
-    raw_events: Iterable[Any],
+    raw_events: Iterable[bytes | dict],
     principal: User | ApiToken | None,
     source: str,
     resolver: Resolver | None = None,
     price_book: PriceBook | None = None,
     first_index: int = 0,
+    positions: list[str] | None = None,
 ) -> IngestResult:
     """Validate, price and write one batch. Good rows are kept even when others are bad; bad rows are
-    quarantined with their reason. The caller may pass a resolver and price book reused across batches."""
+    quarantined with their reason. Rows are JSON bytes (one event each) or dicts built by an adapter.
+    Callers streaming many batches pass one resolver and price book for all of them; `positions` names
+    each row's place in the source (e.g. "line 12") for the quarantine, else its index is used."""
     if isinstance(principal, ApiToken) and TokenScope.INGEST not in principal.scopes:
         raise PermissionError("this token lacks the 'ingest' scope")
     resolver = resolver or Resolver(TeamPolicy(principal))
     price_book = price_book or PriceBook.load()
     now = datetime.now(UTC)
     result = IngestResult()
-    good: list[tuple[Event, int, int]] = []
+    good: list[tuple[WireEvent, int, int]] = []
     quarantine: list[QuarantinedRow] = []
     for index, raw in enumerate(raw_events, start=first_index):
-        event, errors = event_validate(raw, now=now)
+        event, errors, payload = wire_event_decode(raw, now=now)
         team_id = None
         if event is not None:
             team_id, team_error = resolver.team_id(event.team)
             if team_error:
-                errors = {"team": [team_error]}
+                errors, payload = {"team": [team_error]}, _payload(raw)
         if errors:
-            event_id = raw.get("event_id") if isinstance(raw, dict) else None
+            event_id = payload.get("event_id") if isinstance(payload, dict) else None
             result.rejected.append({"index": index, "event_id": event_id, "errors": errors})
             quarantine.append(
                 QuarantinedRow(
                     source=source,
-                    position=str(index),
+                    position=positions[index - first_index] if positions else str(index),
                     event_id=str(event_id or "")[:256],
-                    payload=raw,
+                    payload=payload,
                     errors=errors,
                     team_id=team_id,
                 )
@@ -249,58 +261,96 @@ def events_ingest(
     with transaction.atomic():
         if quarantine:
             QuarantinedRow.objects.bulk_create(quarantine)
-        result.accepted = events_write(events=good, price_book=price_book)
+        result.accepted = events_write(events=good, pricer=_pricer_for(price_book))
     result.duplicates = len(good) - result.accepted
     return result
 
 
-def events_write(*, events: list[tuple[Event, int, int]], price_book: PriceBook) -> int:
+def _payload(raw: bytes | dict) -> Any:
+    if isinstance(raw, dict):
+        return raw
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return bytes(raw).decode("utf-8", "replace")
+
+
+def _pricer_for(price_book: PriceBook) -> PicoPricer:
+    # one integer pricer per price book, so its per-day rate cache lives as long as the book
+    pricer = getattr(price_book, "_pico_pricer", None)
+    if pricer is None:
+        pricer = price_book._pico_pricer = PicoPricer(price_book)
+    return pricer
+
+
+def events_write(*, events: list[tuple[WireEvent, int, int]], pricer: PicoPricer) -> int:
     """Write validated events (with their team and agent ids). Returns how many were new."""
     if not events:
         return 0
+    months = set()
+    rows = []
+    for ordinal, (event, team_id, agent_id) in enumerate(events):
+        usage = event.usage
+        tokens = (
+            usage.uncached_input,
+            usage.cache_read,
+            usage.cache_write_5m,
+            usage.cache_write_1h,
+            usage.output,
+            usage.reasoning,
+        )
+        timestamp = event.timestamp
+        months.add(
+            (timestamp.year, timestamp.month) if timestamp.utcoffset() == ZERO else _utc_month(timestamp)
+        )
+        provider = event.provider.lower()
+        costs = pricer.price(
+            provider=provider, model=event.model, tokens=tokens, at=timestamp, batch=bool(event.batch)
+        )
+        rows.append(
+            (
+                ordinal,
+                event.event_id,
+                timestamp,
+                team_id,
+                agent_id,
+                event.task_id or None,
+                event.step,
+                provider,
+                event.model,
+                *tokens,
+                _raw(event.input_breakdown),
+                bool(event.batch),
+                event.latency_ms,
+                event.status or "ok",
+                event.prompt_version or None,
+                event.max_tokens,
+                _raw(event.tool_calls),
+                event.reported_cost_usd,
+                _raw(event.tags),
+                *(costs or UNPRICED_COSTS),
+            )
+        )
+    # one row per key, in key order (see _WRITE_SQL); a key repeated within the batch is a duplicate
+    unique_rows = {(row[3], row[1]): row for row in reversed(rows)}
+    rows = [unique_rows[key] for key in sorted(unique_rows)]
     with transaction.atomic(), connection.cursor() as cursor:
-        call_partitions_ensure(months={event.timestamp.date() for event, _, _ in events})
+        call_partitions_ensure(months={date(year, month, 1) for year, month in months})
         cursor.execute(_STAGE_DDL)
-        with cursor.copy(f"COPY ingest_stage ({', '.join(STAGE_COLUMNS)}) FROM STDIN") as copy:
-            for ordinal, (event, team_id, agent_id) in enumerate(events):
-                priced = price_book.price(
-                    provider=event.provider,
-                    model=event.model,
-                    tokens=dict(zip(TOKEN_TYPES, event.tokens, strict=True)),
-                    at=event.timestamp,
-                    batch=event.batch,
-                )
-                type_costs = (
-                    [priced.cost_by_type[token_type] for token_type in TOKEN_TYPES]
-                    if priced.priced
-                    else [None] * len(TOKEN_TYPES)
-                )
-                copy.write_row(
-                    (
-                        ordinal,
-                        event.event_id,
-                        event.timestamp,
-                        team_id,
-                        agent_id,
-                        event.task_id,
-                        event.step,
-                        event.provider,
-                        event.model,
-                        *event.tokens,
-                        _json(event.input_breakdown),
-                        event.batch,
-                        event.latency_ms,
-                        event.status,
-                        event.prompt_version,
-                        event.max_tokens,
-                        _json(event.tool_calls),
-                        event.reported_cost_usd,
-                        _json(event.tags),
-                        priced.total_usd,
-                        *type_costs,
-                    )
-                )
+        with cursor.copy(_COPY_SQL) as copy:
+            copy.set_types(_COPY_TYPES)
+            for row in rows:
+                copy.write_row(row)
         cursor.execute(_WRITE_SQL)
         accepted = cursor.fetchone()[0]
         cursor.execute("TRUNCATE ingest_stage")  # ON COMMIT DELETE ROWS would too, but not inside tests
     return accepted
+
+
+ZERO = timedelta(0)
+UNPRICED_COSTS = (None,) * (1 + len(TOKEN_TYPES))
+
+
+def _utc_month(moment: datetime) -> tuple[int, int]:
+    utc = moment.astimezone(UTC)
+    return utc.year, utc.month

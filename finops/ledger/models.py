@@ -63,7 +63,8 @@ class Task(TokenCounts):
 
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="tasks")
     agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="tasks")
-    task_id = models.CharField(max_length=256)
+    # byte-order collation: these keys are compared millions of times by the writer's unique indexes
+    task_id = models.CharField(max_length=256, db_collation="C")
     status = models.CharField(max_length=16, choices=TaskStatus.choices, null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
@@ -92,8 +93,8 @@ class Call(TokenCounts):
     timestamp = models.DateTimeField()
     team = models.ForeignKey(Team, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
     agent = models.ForeignKey(Agent, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
-    event_id = models.CharField(max_length=256)
-    task_id = models.CharField(max_length=256, null=True)
+    event_id = models.CharField(max_length=256, db_collation="C")
+    task_id = models.CharField(max_length=256, null=True, db_collation="C")
     step = models.IntegerField(null=True)
     provider = models.CharField(max_length=64)
     model = models.CharField(max_length=128)
@@ -119,7 +120,7 @@ class EventKey(models.Model):
 
     pk = models.CompositePrimaryKey("team_id", "event_id")
     team = models.ForeignKey(Team, on_delete=models.CASCADE, db_constraint=False, related_name="+")
-    event_id = models.CharField(max_length=256)
+    event_id = models.CharField(max_length=256, db_collation="C")
     timestamp = models.DateTimeField()
 
 

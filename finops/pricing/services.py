@@ -94,6 +94,16 @@ class PriceBook:
         index = bisect.bisect_right(starts, at) - 1
         return items[index] if index >= 0 else None
 
+    def overrides_for(self, provider: str, model: str) -> list[ModelPriceOverride]:
+        entry = self._overrides.get((provider.lower(), model.lower()))
+        return entry[1] if entry else []
+
+    def discounts_for(self, provider: str) -> list[NegotiatedDiscount]:
+        """The discounts that may apply to a provider: its own and the all-provider ones."""
+        return [
+            item for item in self._discounts if not item.provider or item.provider.lower() == provider.lower()
+        ]
+
     def discount_percent(self, provider: str, at: datetime) -> Decimal:
         """The provider's own discount if one is in force, else an all-provider one, else 0."""
         best: NegotiatedDiscount | None = None

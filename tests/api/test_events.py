@@ -153,7 +153,9 @@ def test_ndjson_bodies_and_their_bad_lines(api):
     assert response.status_code == 200
     assert body["accepted"] == 2
     assert [row["index"] for row in body["rejected"]] == [1]
-    assert "line 2 is not JSON" in body["rejected"][0]["errors"]["non_field_errors"][0]
+    assert "not JSON" in body["rejected"][0]["errors"]["non_field_errors"][0]
+    quarantined = QuarantinedRow.objects.get()
+    assert (quarantined.position, quarantined.payload) == ("line 2", "{not json")
 
 
 @pytest.mark.parametrize("payload", ["{{nope", "42", '"a string"'])
