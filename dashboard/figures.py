@@ -1,0 +1,303 @@
+"""Plotly figures for the dashboards, built in Python and drawn by the app's own plotly.min.js.
+
+Each chart comes with the table a person can read instead (screen readers, print, copy-paste), built
+from the same series so the two never disagree. Money becomes float only inside the figure; the
+tables format the exact Decimal.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+
+import plotly.graph_objects as go
+
+from dashboard.formatting import count, percent, usd_column
+from finops.kpis.series import DailyUsage, SpendSeries
+from finops.ledger.tokens import INPUT_TOKEN_TYPES, TOKEN_TYPES
+
+STACK_LIMIT = 8  # more bars than this in one stack cannot be told apart; the rest become "other"
+PALETTE = (
+    "#2563eb",
+    "#f97316",
+    "#16a34a",
+    "#9333ea",
+    "#dc2626",
+    "#0891b2",
+    "#ca8a04",
+    "#db2777",
+    "#6b7280",
+)
+TOKEN_TYPE_LABELS = {
+    "uncached_input": "uncached input",
+    "cache_read": "cache read",
+    "cache_write_5m": "cache write 5m",
+    "cache_write_1h": "cache write 1h",
+    "output": "output",
+    "reasoning": "reasoning",
+}
+TOKEN_TYPE_COLOURS = dict(zip(TOKEN_TYPES, PALETTE, strict=False))
+TARGET_COLOUR = "#b91c1c"
+FONT = {"family": "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif", "size": 12, "color": "#1f2937"}
+
+
+@dataclass(frozen=True)
+class Chart:
+    """A figure (Plotly JSON: data, layout, config) and the same numbers as a table."""
+
+    chart_id: str
+    title: str
+    figure: dict
+    table_caption: str
+    table_head: list[str]
+    table_rows: list[list[str]]
+    table_foot: list[str] = field(default_factory=list)
+
+    @property
+    def data_id(self) -> str:
+        """The id of the <script type="application/json"> holding the figure."""
+        return f"{self.chart_id}-data"
+
+
+def _figure_json(figure: go.Figure, *, config: dict | None = None) -> dict:
+    # to_json turns numpy and dates into plain JSON; json_script in the template escapes it for HTML
+    as_json = json.loads(figure.to_json())
+    # plotly.py's default template is ~8 kB per figure and only restates plotly.js's own defaults
+    as_json["layout"].pop("template", None)
+    return {
+        "data": as_json["data"],
+        "layout": as_json["layout"],
+        "config": {"displaylogo": False, "responsive": True, **(config or {})},
+    }
+
+
+def _base_layout(**overrides) -> dict:
+    layout = {
+        "font": FONT,
+        "paper_bgcolor": "#ffffff",
+        "plot_bgcolor": "#ffffff",
+        "margin": {"l": 56, "r": 16, "t": 16, "b": 40},
+        "hovermode": "x unified",
+        "legend": {"orientation": "h", "y": -0.18, "x": 0},
+        "xaxis": {"gridcolor": "#e5e7eb"},
+        "yaxis": {"gridcolor": "#e5e7eb", "zerolinecolor": "#d1d5db"},
+    }
+    layout.update(overrides)
+    return layout
+
+
+def stack_label(label: str, stack_by: str) -> str:
+    return TOKEN_TYPE_LABELS.get(label, label) if stack_by == "token_type" else label
+
+
+def _top_stacks(series: SpendSeries) -> dict[str, list[Decimal]]:
+    if len(series.stacks) <= STACK_LIMIT + 1:
+        return dict(series.stacks)
+    labels = list(series.stacks)
+    kept = {label: series.stacks[label] for label in labels[:STACK_LIMIT]}
+    rest = labels[STACK_LIMIT:]
+    kept[f"other ({len(rest)})"] = [
+        sum((series.stacks[label][position] for label in rest), Decimal(0))
+        for position in range(len(series.days))
+    ]
+    return kept
+
+
+def spend_chart(series: SpendSeries) -> Chart:
+    stacks = _top_stacks(series)
+    x_days = [day.isoformat() for day in series.days]
+    figure = go.Figure(
+        data=[
+            go.Bar(
+                name=stack_label(label, series.stack_by),
+                x=x_days,
+                y=[float(amount) for amount in amounts],
+                marker_color=(
+                    TOKEN_TYPE_COLOURS[label]
+                    if series.stack_by == "token_type"
+                    else PALETTE[position % len(PALETTE)]
+                ),
+                hovertemplate="%{fullData.name}: $%{y:,.4f}<extra></extra>",
+            )
+            for position, (label, amounts) in enumerate(stacks.items())
+        ],
+        layout=_base_layout(
+            barmode="stack",
+            height=340,
+            xaxis={"type": "date", "gridcolor": "#e5e7eb", "tickformat": "%d %b"},
+            yaxis={"tickprefix": "$", "gridcolor": "#e5e7eb", "rangemode": "tozero"},
+        ),
+    )
+    labels = [stack_label(label, series.stack_by) for label in stacks]
+    day_totals = series.day_totals()
+    shown_days = [position for position, total in enumerate(day_totals) if total]
+    stack_totals = [sum(amounts, Decimal(0)) for amounts in stacks.values()]
+    table_amounts = [
+        *(column[position] for position in shown_days for column in [*stacks.values(), day_totals]),
+        *stack_totals,
+        series.total(),
+    ]
+    cells = iter(usd_column(table_amounts))
+    width = len(stacks) + 1
+    rows = [
+        [series.days[position].isoformat(), *(next(cells) for _ in range(width))] for position in shown_days
+    ]
+    return Chart(
+        chart_id="spend-by-day",
+        title="Spend per day",
+        figure=_figure_json(figure),
+        table_caption=f"Priced spend per UTC day by {series.stack_by.replace('_', ' ')} (days with spend)",
+        table_head=["Day", *labels, "Total"],
+        table_rows=rows,
+        table_foot=["Total", *(next(cells) for _ in range(width))],
+    )
+
+
+def _target_line(value: float, text: str) -> tuple[dict, dict]:
+    shape = {
+        "type": "line",
+        "xref": "paper",
+        "x0": 0,
+        "x1": 1,
+        "yref": "y",
+        "y0": value,
+        "y1": value,
+        "line": {"color": TARGET_COLOUR, "width": 2, "dash": "dash"},
+    }
+    annotation = {
+        "xref": "paper",
+        "x": 1,
+        "xanchor": "right",
+        "yref": "y",
+        "y": value,
+        "yanchor": "bottom",
+        "text": text,
+        "showarrow": False,
+        "font": {"color": TARGET_COLOUR, "size": 11},
+    }
+    return shape, annotation
+
+
+def cache_hit_chart(usage: list[DailyUsage], *, target: float) -> Chart:
+    shape, annotation = _target_line(target * 100, f"target {percent(target, 0)}")
+    figure = go.Figure(
+        data=[
+            go.Scatter(
+                name="cache hit rate",
+                x=[day.day.isoformat() for day in usage],
+                y=[None if day.cache_hit_rate is None else day.cache_hit_rate * 100 for day in usage],
+                mode="lines+markers",
+                connectgaps=False,
+                line={"color": PALETTE[0], "width": 2},
+                hovertemplate="cache hit rate: %{y:.1f}%<extra></extra>",
+            )
+        ],
+        layout=_base_layout(
+            height=280,
+            showlegend=False,
+            shapes=[shape],
+            annotations=[annotation],
+            xaxis={"type": "date", "gridcolor": "#e5e7eb", "tickformat": "%d %b"},
+            yaxis={"range": [0, 105], "ticksuffix": "%", "gridcolor": "#e5e7eb"},
+        ),
+    )
+    rows = [
+        [
+            day.day.isoformat(),
+            count(day.tokens["cache_read"]),
+            count(day.total_input_tokens),
+            percent(day.cache_hit_rate),
+        ]
+        for day in usage
+        if day.total_input_tokens
+    ]
+    return Chart(
+        chart_id="cache-hit-by-day",
+        title="Cache hit rate per day",
+        figure=_figure_json(figure),
+        table_caption="Cache read ÷ total input tokens per UTC day (days with input)",
+        table_head=["Day", "Cache read tokens", "Total input tokens", "Cache hit rate"],
+        table_rows=rows,
+    )
+
+
+def token_chart(tokens: dict[str, int]) -> Chart:
+    all_tokens = sum(tokens.values())
+    figure = go.Figure(
+        data=[
+            go.Bar(
+                orientation="h",
+                x=[tokens[token_type] for token_type in TOKEN_TYPES],
+                y=[TOKEN_TYPE_LABELS[token_type] for token_type in TOKEN_TYPES],
+                marker_color=[TOKEN_TYPE_COLOURS[token_type] for token_type in TOKEN_TYPES],
+                hovertemplate="%{y}: %{x:,} tokens<extra></extra>",
+            )
+        ],
+        layout=_base_layout(
+            height=280,
+            showlegend=False,
+            hovermode="closest",
+            margin={"l": 110, "r": 16, "t": 16, "b": 40},
+            xaxis={"gridcolor": "#e5e7eb", "rangemode": "tozero"},
+            yaxis={"autorange": "reversed"},
+        ),
+    )
+    rows = [
+        [
+            TOKEN_TYPE_LABELS[token_type],
+            "input" if token_type in INPUT_TOKEN_TYPES else "output",
+            count(tokens[token_type]),
+            percent(tokens[token_type] / all_tokens if all_tokens else None),
+        ]
+        for token_type in TOKEN_TYPES
+    ]
+    return Chart(
+        chart_id="tokens-by-type",
+        title="Tokens by type",
+        figure=_figure_json(figure),
+        table_caption="Token totals in the window, by the six token types",
+        table_head=["Token type", "Billed as", "Tokens", "Share"],
+        table_rows=rows,
+        table_foot=["All tokens", "", count(all_tokens), percent(1.0 if all_tokens else None)],
+    )
+
+
+def kpi_bullet(
+    *,
+    chart_id: str,
+    value: float | None,
+    target: float | None,
+    on_target: bool | None,
+    axis_max: float,
+    value_format: str,
+) -> dict | None:
+    """A bullet bar: the value against a red target mark. None when there is no value to draw."""
+    if value is None:
+        return None
+    gauge = {
+        "shape": "bullet",
+        "axis": {"range": [0, max(axis_max, value * 1.1)], "tickformat": value_format},
+        "bar": {"color": {True: "#16a34a", False: "#f97316", None: PALETTE[0]}[on_target], "thickness": 0.6},
+        "bgcolor": "#f3f4f6",
+        "borderwidth": 0,
+    }
+    if target is not None:
+        gauge["threshold"] = {"line": {"color": TARGET_COLOUR, "width": 3}, "thickness": 0.9, "value": target}
+    figure = go.Figure(
+        data=[go.Indicator(mode="gauge", value=value, gauge=gauge)],
+        layout={
+            "height": 56,
+            "margin": {"l": 8, "r": 16, "t": 4, "b": 22},
+            "font": {**FONT, "size": 10},
+            "paper_bgcolor": "rgba(0,0,0,0)",
+        },
+    )
+    return _figure_json(figure, config={"displayModeBar": False, "staticPlot": True}) | {
+        "data_id": f"{chart_id}-data"
+    }
+
+
+def day_label(day: date) -> str:
+    return f"{day.day} {day:%b %Y}"

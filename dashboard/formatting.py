@@ -1,0 +1,55 @@
+"""Numbers as people read them. Money stays Decimal all the way to the text (never through float)."""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_EVEN, Decimal
+
+CENT = Decimal("0.01")
+HUNDREDTH_CENT = Decimal("0.0001")
+MICRO = Decimal("0.000001")
+
+
+def usd(value: Decimal | None) -> str:
+    """$1,234.56 for a dollar and up; more places below, so a $0.0042 task never reads as $0.00."""
+    if value is None:
+        return "—"
+    magnitude = abs(value)
+    if magnitude == 0:
+        text = "0.00"
+    elif magnitude >= 1:
+        text = f"{magnitude.quantize(CENT, ROUND_HALF_EVEN):,.2f}"
+    elif magnitude >= CENT:
+        text = f"{magnitude.quantize(HUNDREDTH_CENT, ROUND_HALF_EVEN):.4f}"
+    elif magnitude >= MICRO:
+        text = f"{magnitude.quantize(MICRO, ROUND_HALF_EVEN):.6f}"
+    else:
+        return "< $0.000001" if value > 0 else "> -$0.000001"
+    return f"-${text}" if value < 0 else f"${text}"
+
+
+def usd_exact(value: Decimal | None) -> str:
+    """The API's precision (1e-6 USD), for tooltips and tables a person may reconcile against."""
+    if value is None:
+        return "—"
+    return f"${value.quantize(MICRO, ROUND_HALF_EVEN):,.6f}"
+
+
+def percent(rate: float | None, places: int = 1) -> str:
+    return "—" if rate is None else f"{rate * 100:.{places}f}%"
+
+
+def ratio(value: float | None, places: int = 2) -> str:
+    return "—" if value is None else f"{value:.{places}f}"
+
+
+def count(value: int | None) -> str:
+    return "—" if value is None else f"{value:,}"
+
+
+def usd_column(values: list[Decimal]) -> list[str]:
+    """One precision for a whole table column, so digits line up: the places the smallest
+    non-zero amount needs (2 from a dollar up, 4 from a cent, else 6)."""
+    nonzero = [abs(value) for value in values if value]
+    smallest = min(nonzero, default=Decimal(1))
+    places = CENT if smallest >= 1 else HUNDREDTH_CENT if smallest >= CENT else MICRO
+    return [f"${value.quantize(places, ROUND_HALF_EVEN):,}" for value in values]
