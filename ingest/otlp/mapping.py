@@ -1,0 +1,474 @@
+"""OpenTelemetry GenAI spans → canonical usage events and task outcomes. Pure: no database, no request.
+
+Attributes read (OpenTelemetry GenAI semantic conventions, `open-telemetry/semantic-conventions-genai`
+`model/gen-ai/registry.yaml`; the second name in a pair is the older one OpenLLMetry's `semconv_ai`
+still emits, read only when the current one is absent):
+
+- kind of span: `gen_ai.operation.name` — `chat`, `text_completion`, `generate_content` (or any other
+  operation carrying `gen_ai.usage.*` tokens, e.g. `embeddings`) is one LLM call; `invoke_agent` is one
+  agent run; `execute_tool` (with `gen_ai.tool.name`, `gen_ai.tool.call.arguments`) is a tool call.
+  Spans without GenAI attributes (HTTP, DB, …) are ignored, not rejected.
+- provider: `gen_ai.provider.name`, else the older `gen_ai.system`; `gcp.gemini`, `gcp.vertex_ai`,
+  `gcp.gen_ai` → `google`, `azure.ai.openai`/`azure.ai.inference` → `azure`, `x_ai` → `x-ai`,
+  `mistral_ai` → `mistral`; others lower-cased as sent (`aws.bedrock` stays).
+- model: `gen_ai.response.model`, else `gen_ai.request.model`. `gen_ai.request.max_tokens` → max_tokens.
+- tokens: `gen_ai.usage.input_tokens` | `gen_ai.usage.prompt_tokens`, `gen_ai.usage.output_tokens` |
+  `gen_ai.usage.completion_tokens`, `gen_ai.usage.cache_read.input_tokens` |
+  `gen_ai.usage.cache_read_input_tokens`, `gen_ai.usage.cache_creation.input_tokens` |
+  `gen_ai.usage.cache_creation_input_tokens`, `gen_ai.usage.reasoning.output_tokens` |
+  `gen_ai.usage.reasoning_tokens`, and `gen_ai.usage.cache_creation.ephemeral_1h_input_tokens` (not in
+  the conventions; the name instrumentations use for Anthropic's `cache_creation.ephemeral_1h_input_tokens`).
+- agent: `gen_ai.agent.name`, else the resource's `service.name`.
+- team: the resource attribute `finops.team`, else the team of a team-bound token. `service.namespace` is
+  deliberately not read: it usually names a deployment namespace, and an org-wide token would create a
+  finops team for every namespace it saw.
+
+Token normalisation (SPEC.md "Token types and cost"):
+
+- The conventions say `input_tokens` SHOULD include cache reads and writes and `output_tokens` SHOULD
+  include reasoning. That is how OpenAI-style providers report, so by default
+  uncached_input = input − cache_read − cache_creation and output = output_tokens − reasoning.
+- Anthropic and AWS Bedrock report `input_tokens` *excluding* cache reads and writes, and many
+  instrumentations copy the provider's number, so for `anthropic` and `aws.bedrock` uncached_input =
+  input_tokens. The newest Anthropic conventions ask instrumentations to add the cache tokens in; a
+  sender that does so sets the resource attribute `finops.usage.input_includes_cache=true` (and `false`
+  forces the exclusive reading for any provider).
+- cache_creation → cache_write_5m, minus the 1-hour part when the 1h attribute is present.
+
+Tasks: an `invoke_agent` span is a task run. task_id = "otlp:<traceId>", so a call and its agent span
+agree on the task without having to arrive in the same export request (children end, and are
+exported, before their parent). An LLM span is in that task when an `invoke_agent` span is among its
+ancestors in the request, or when its parent is not in the request (it is a child span of a trace
+whose other spans come in another export); a root LLM span, or one whose ancestors in the request
+include no agent span, is not in a task. Steps are numbered in start-time order among the calls whose
+agent span is in the same request; otherwise left empty. The outermost agent span of a request reports
+the outcome: ERROR status → failure, else success.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Status
+
+OPERATION = "gen_ai.operation.name"
+LLM_OPERATIONS = frozenset({"chat", "text_completion", "generate_content"})
+AGENT_OPERATION = "invoke_agent"
+TOOL_OPERATION = "execute_tool"
+NEVER_A_CALL = frozenset({AGENT_OPERATION, TOOL_OPERATION, "create_agent", "invoke_workflow"})
+
+PROVIDER_ATTRIBUTES = ("gen_ai.provider.name", "gen_ai.system")
+MODEL_ATTRIBUTES = ("gen_ai.response.model", "gen_ai.request.model")
+INPUT_TOKENS = ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens")
+OUTPUT_TOKENS = ("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens")
+CACHE_READ_TOKENS = ("gen_ai.usage.cache_read.input_tokens", "gen_ai.usage.cache_read_input_tokens")
+CACHE_CREATION_TOKENS = (
+    "gen_ai.usage.cache_creation.input_tokens",
+    "gen_ai.usage.cache_creation_input_tokens",
+)
+CACHE_CREATION_1H_TOKENS = ("gen_ai.usage.cache_creation.ephemeral_1h_input_tokens",)
+REASONING_TOKENS = ("gen_ai.usage.reasoning.output_tokens", "gen_ai.usage.reasoning_tokens")
+USAGE_ATTRIBUTES = (
+    *INPUT_TOKENS,
+    *OUTPUT_TOKENS,
+    *CACHE_READ_TOKENS,
+    *CACHE_CREATION_TOKENS,
+    *CACHE_CREATION_1H_TOKENS,
+    *REASONING_TOKENS,
+)
+AGENT_NAME = "gen_ai.agent.name"
+TOOL_NAME = "gen_ai.tool.name"
+TOOL_ARGUMENTS = "gen_ai.tool.call.arguments"
+MAX_TOKENS = "gen_ai.request.max_tokens"
+TEAM_RESOURCE_ATTRIBUTE = "finops.team"
+INPUT_INCLUDES_CACHE_RESOURCE_ATTRIBUTE = "finops.usage.input_includes_cache"
+SERVICE_NAME = "service.name"
+
+PROVIDER_ALIASES = {
+    "gcp.gemini": "google",
+    "gcp.vertex_ai": "google",
+    "gcp.gen_ai": "google",
+    "vertex_ai": "google",
+    "gemini": "google",
+    "azure.ai.openai": "azure",
+    "azure.ai.inference": "azure",
+    "az.ai.openai": "azure",
+    "az.ai.inference": "azure",
+    "x_ai": "x-ai",
+    "mistral_ai": "mistral",
+}
+# providers whose own usage numbers report input_tokens without the cache reads and writes
+INPUT_EXCLUDES_CACHE_PROVIDERS = frozenset({"anthropic", "aws.bedrock"})
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class SpanRecord:
+    """One span with its resource's attributes, ids as lower-case hex as in OTLP/JSON."""
+
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    name: str
+    start_time_unix_nano: int
+    end_time_unix_nano: int
+    is_error: bool
+    attributes: dict[str, Any]
+    resource_attributes: dict[str, Any]
+
+    @property
+    def event_id(self) -> str:
+        return f"otlp:{self.trace_id}:{self.span_id}"
+
+    @property
+    def operation(self) -> str | None:
+        operation = self.attributes.get(OPERATION)
+        return operation if isinstance(operation, str) else None
+
+    def as_payload(self) -> dict[str, Any]:
+        """The span as JSON, for the quarantine."""
+        return {
+            "trace_id": self.trace_id,
+            "span_id": self.span_id,
+            "parent_span_id": self.parent_span_id,
+            "name": self.name,
+            "start_time_unix_nano": str(self.start_time_unix_nano),
+            "end_time_unix_nano": str(self.end_time_unix_nano),
+            "is_error": self.is_error,
+            "attributes": self.attributes,
+            "resource_attributes": self.resource_attributes,
+        }
+
+
+@dataclass(slots=True)
+class RejectedSpan:
+    span: SpanRecord
+    errors: dict[str, list[str]]
+
+
+@dataclass(slots=True)
+class MappedSpans:
+    events: list[dict[str, Any]] = field(default_factory=list)
+    outcomes: list[dict[str, Any]] = field(default_factory=list)  # team and agent as slug and name
+    rejected: list[RejectedSpan] = field(default_factory=list)
+
+
+def spans_read(*, request: ExportTraceServiceRequest) -> list[SpanRecord]:
+    """Flatten an export request into spans carrying their resource's attributes."""
+    spans: list[SpanRecord] = []
+    for resource_spans in request.resource_spans:
+        resource_attributes = _attributes(resource_spans.resource.attributes)
+        for scope_spans in resource_spans.scope_spans:
+            for span in scope_spans.spans:
+                spans.append(
+                    SpanRecord(
+                        trace_id=span.trace_id.hex(),
+                        span_id=span.span_id.hex(),
+                        parent_span_id=span.parent_span_id.hex(),
+                        name=span.name,
+                        start_time_unix_nano=span.start_time_unix_nano,
+                        end_time_unix_nano=span.end_time_unix_nano,
+                        is_error=span.status.code == Status.STATUS_CODE_ERROR,
+                        attributes=_attributes(span.attributes),
+                        resource_attributes=resource_attributes,
+                    )
+                )
+    return spans
+
+
+def spans_map(*, spans: list[SpanRecord], default_team: str | None) -> MappedSpans:
+    """Map spans to canonical events (one per LLM call) and task outcomes (one per agent run).
+
+    default_team is the team of a team-bound token, used when a resource names no team.
+    """
+    by_id = {(span.trace_id, span.span_id): span for span in spans}
+    children: dict[tuple[str, str], list[SpanRecord]] = {}
+    for span in spans:
+        children.setdefault((span.trace_id, span.parent_span_id), []).append(span)
+    result = MappedSpans()
+    calls: list[tuple[SpanRecord, dict[str, Any], SpanRecord | None]] = []
+    for span in spans:
+        if span.operation == AGENT_OPERATION:
+            _agent_span_map(span=span, by_id=by_id, default_team=default_team, result=result)
+        elif _is_llm_call(span):
+            event, errors = _llm_span_event(span=span, default_team=default_team)
+            if errors:
+                result.rejected.append(RejectedSpan(span=span, errors=errors))
+                continue
+            agent_span, parent_missing = _nearest_agent(span=span, by_id=by_id)
+            if agent_span is not None:
+                event["task_id"] = _task_id(span)
+                agent_name = agent_span.attributes.get(AGENT_NAME)
+                if isinstance(agent_name, str) and agent_name:
+                    event["agent"] = agent_name
+            elif parent_missing:
+                event["task_id"] = _task_id(span)
+            event["tool_calls"] = _tool_calls(span=span, children=children) or None
+            calls.append((span, event, agent_span))
+    steps: dict[str, int] = {}
+    for _span, event, agent_span in sorted(calls, key=lambda call: call[0].start_time_unix_nano):
+        if agent_span is not None:
+            steps[event["task_id"]] = steps.get(event["task_id"], 0) + 1
+            event["step"] = steps[event["task_id"]]
+        result.events.append(event)
+    return result
+
+
+def _is_llm_call(span: SpanRecord) -> bool:
+    if span.operation in LLM_OPERATIONS:
+        return True
+    if span.operation in NEVER_A_CALL:  # agent and workflow spans may repeat their calls' usage
+        return False
+    return any(name in span.attributes for name in USAGE_ATTRIBUTES)
+
+
+def _task_id(span: SpanRecord) -> str:
+    return f"otlp:{span.trace_id}"
+
+
+def _nearest_agent(
+    *, span: SpanRecord, by_id: dict[tuple[str, str], SpanRecord]
+) -> tuple[SpanRecord | None, bool]:
+    """(the nearest invoke_agent ancestor in the request, whether the ancestry leaves the request)."""
+    current = span
+    seen = {span.span_id}
+    while current.parent_span_id:
+        parent = by_id.get((span.trace_id, current.parent_span_id))
+        if parent is None:
+            return None, True
+        if parent.operation == AGENT_OPERATION:
+            return parent, False
+        if parent.span_id in seen:  # a malformed trace with a cycle
+            return None, False
+        seen.add(parent.span_id)
+        current = parent
+    return None, False
+
+
+def _tool_calls(
+    *,
+    span: SpanRecord,
+    children: dict[tuple[str, str], list[SpanRecord]],
+) -> list[dict[str, str]]:
+    """Tool spans under this call, or after it (before the next call) under the same parent."""
+    tools = [child for child in children.get((span.trace_id, span.span_id), []) if _is_tool(child)]
+    siblings = sorted(
+        children.get((span.trace_id, span.parent_span_id), []) if span.parent_span_id else [],
+        key=lambda sibling: sibling.start_time_unix_nano,
+    )
+    following = False
+    for sibling in siblings:
+        if sibling.span_id == span.span_id:
+            following = True
+        elif following and _is_llm_call(sibling):
+            break
+        elif following and _is_tool(sibling):
+            tools.append(sibling)
+    entries = []
+    for tool in sorted(tools, key=lambda tool: tool.start_time_unix_nano):
+        entry = {"name": tool.attributes[TOOL_NAME]}
+        arguments = tool.attributes.get(TOOL_ARGUMENTS)
+        if arguments is not None:
+            text = arguments if isinstance(arguments, str) else json.dumps(arguments, sort_keys=True)
+            entry["args_hash"] = hashlib.sha256(text.encode()).hexdigest()
+        entries.append(entry)
+    return entries
+
+
+def _is_tool(span: SpanRecord) -> bool:
+    return span.operation == TOOL_OPERATION and isinstance(span.attributes.get(TOOL_NAME), str)
+
+
+def _agent_span_map(
+    *,
+    span: SpanRecord,
+    by_id: dict[tuple[str, str], SpanRecord],
+    default_team: str | None,
+    result: MappedSpans,
+) -> None:
+    enclosing_agent, _ = _nearest_agent(span=span, by_id=by_id)
+    if enclosing_agent is not None:  # a sub-agent: its run is part of the outer agent's task
+        return
+    errors: dict[str, list[str]] = {}
+    team = _team(span=span, default_team=default_team, errors=errors)
+    agent = _agent_name(span=span, errors=errors)
+    if errors:
+        result.rejected.append(RejectedSpan(span=span, errors=errors))
+        return
+    result.outcomes.append(
+        {
+            "task_id": _task_id(span),
+            "team": team,
+            "agent": agent,
+            "status": "failure" if span.is_error else "success",
+            "started_at": _timestamp(span.start_time_unix_nano),
+            "ended_at": _timestamp(max(span.end_time_unix_nano, span.start_time_unix_nano)),
+            "span": span,
+        }
+    )
+
+
+def _llm_span_event(
+    *, span: SpanRecord, default_team: str | None
+) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    errors: dict[str, list[str]] = {}
+    team = _team(span=span, default_team=default_team, errors=errors)
+    agent = _agent_name(span=span, errors=errors)
+    provider = _first_text(span.attributes, PROVIDER_ATTRIBUTES)
+    if provider is None:
+        errors["provider"] = ["no provider: set gen_ai.provider.name (e.g. openai, anthropic)"]
+    else:
+        provider = PROVIDER_ALIASES.get(provider.lower(), provider.lower())
+    model = _first_text(span.attributes, MODEL_ATTRIBUTES)
+    if model is None:
+        errors["model"] = ["no model: set gen_ai.response.model or gen_ai.request.model"]
+    usage = _usage(span=span, provider=provider or "", errors=errors)
+    if errors:
+        return {}, errors
+    event: dict[str, Any] = {
+        "event_id": span.event_id,
+        "timestamp": _timestamp(span.start_time_unix_nano).isoformat(),
+        "team": team,
+        "agent": agent,
+        "provider": provider,
+        "model": model,
+        "usage": usage,
+        "status": "error" if span.is_error else "ok",
+    }
+    if span.end_time_unix_nano >= span.start_time_unix_nano > 0:
+        event["latency_ms"] = round((span.end_time_unix_nano - span.start_time_unix_nano) / 1_000_000)
+    max_tokens = span.attributes.get(MAX_TOKENS)
+    if isinstance(max_tokens, int) and not isinstance(max_tokens, bool):
+        event["max_tokens"] = max_tokens
+    return event, {}
+
+
+def _usage(*, span: SpanRecord, provider: str, errors: dict[str, list[str]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for label, names in (
+        ("input", INPUT_TOKENS),
+        ("output", OUTPUT_TOKENS),
+        ("cache_read", CACHE_READ_TOKENS),
+        ("cache_creation", CACHE_CREATION_TOKENS),
+        ("cache_creation_1h", CACHE_CREATION_1H_TOKENS),
+        ("reasoning", REASONING_TOKENS),
+    ):
+        name, value = _first_present(span.attributes, names)
+        if name is None:
+            counts[label] = 0
+            continue
+        try:
+            counts[label] = _token_count(value)
+        except ValueError as error:
+            errors.setdefault(f"attributes.{name}", []).append(str(error))
+    if errors:
+        return {}
+    input_includes_cache = span.resource_attributes.get(INPUT_INCLUDES_CACHE_RESOURCE_ATTRIBUTE)
+    if not isinstance(input_includes_cache, bool):
+        input_includes_cache = provider not in INPUT_EXCLUDES_CACHE_PROVIDERS
+    cached = counts["cache_read"] + counts["cache_creation"]
+    uncached_input = counts["input"] - cached if input_includes_cache else counts["input"]
+    if uncached_input < 0:
+        errors["usage.uncached_input"] = [
+            f"gen_ai.usage.input_tokens ({counts['input']}) is less than the cache reads and writes it "
+            f"should include ({cached}); if this sender reports input without them, set the resource "
+            f"attribute {INPUT_INCLUDES_CACHE_RESOURCE_ATTRIBUTE}=false"
+        ]
+    output = counts["output"] - counts["reasoning"]
+    if output < 0:
+        errors["usage.output"] = [
+            f"gen_ai.usage.output_tokens ({counts['output']}) is less than the reasoning tokens it "
+            f"includes ({counts['reasoning']})"
+        ]
+    cache_write_5m = counts["cache_creation"] - counts["cache_creation_1h"]
+    if cache_write_5m < 0:
+        errors["usage.cache_write_1h"] = [
+            f"{CACHE_CREATION_1H_TOKENS[0]} ({counts['cache_creation_1h']}) is more than "
+            f"gen_ai.usage.cache_creation.input_tokens ({counts['cache_creation']}), which includes it"
+        ]
+    return {
+        "uncached_input": uncached_input,
+        "cache_read": counts["cache_read"],
+        "cache_write_5m": cache_write_5m,
+        "cache_write_1h": counts["cache_creation_1h"],
+        "output": output,
+        "reasoning": counts["reasoning"],
+    }
+
+
+def _team(*, span: SpanRecord, default_team: str | None, errors: dict[str, list[str]]) -> str | None:
+    team = span.resource_attributes.get(TEAM_RESOURCE_ATTRIBUTE)
+    if isinstance(team, str) and team:
+        return team
+    if default_team:
+        return default_team
+    errors["team"] = [
+        f"no team: set the resource attribute {TEAM_RESOURCE_ATTRIBUTE} "
+        f"(OTEL_RESOURCE_ATTRIBUTES={TEAM_RESOURCE_ATTRIBUTE}=<team>) or send with a team-bound token"
+    ]
+    return None
+
+
+def _agent_name(*, span: SpanRecord, errors: dict[str, list[str]]) -> str | None:
+    agent = _first_text(span.attributes, (AGENT_NAME,)) or _first_text(
+        span.resource_attributes, (SERVICE_NAME,)
+    )
+    if agent is None:
+        errors["agent"] = [f"no agent: set {AGENT_NAME} on the span or service.name on the resource"]
+    return agent
+
+
+def _token_count(value: Any) -> int:
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"must be a whole number of tokens, got {value!r}")
+    if value < 0:
+        raise ValueError(f"must not be negative, got {value}")
+    return value
+
+
+def _first_present(attributes: dict[str, Any], names: Iterable[str]) -> tuple[str | None, Any]:
+    for name in names:
+        if name in attributes:
+            return name, attributes[name]
+    return None, None
+
+
+def _first_text(attributes: dict[str, Any], names: Iterable[str]) -> str | None:
+    for name in names:
+        value = attributes.get(name)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return None
+
+
+def _timestamp(unix_nano: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=unix_nano // 1000)
+
+
+def _attributes(key_values) -> dict[str, Any]:
+    return {key_value.key: _any_value(key_value.value) for key_value in key_values}
+
+
+def _any_value(value: AnyValue) -> Any:
+    kind = value.WhichOneof("value")
+    if kind is None:
+        return None
+    if kind == "array_value":
+        return [_any_value(item) for item in value.array_value.values]
+    if kind == "kvlist_value":
+        return _attributes(value.kvlist_value.values)
+    if kind == "bytes_value":
+        return value.bytes_value.hex()
+    return getattr(value, kind)
