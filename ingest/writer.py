@@ -53,7 +53,7 @@ STAGE_COLUMNS: tuple[tuple[str, str], ...] = (
 _STAGE_DDL = (
     "CREATE TEMP TABLE IF NOT EXISTS ingest_stage ("
     + ", ".join(
-        f"{name} {kind}" + (' COLLATE "C"' if name in ("event_id", "task_id") else "")
+        f"{name} {kind}" + (' COLLATE "C"' if kind == "text" else "")  # byte-order sorts and joins
         for name, kind in STAGE_COLUMNS
     )
     + ") ON COMMIT DELETE ROWS"

@@ -87,7 +87,7 @@ class Task(TokenCounts):
 
 
 class Call(TokenCounts):
-    """One LLM call. Unmanaged: the table is partitioned by month (migration 0002)."""
+    """One LLM call. The table is partitioned by month: migration 0002 creates it by SQL."""
 
     id = models.BigAutoField(primary_key=True)
     timestamp = models.DateTimeField()
@@ -111,7 +111,6 @@ class Call(TokenCounts):
     ingested_at = models.DateTimeField()
 
     class Meta:
-        managed = False
         db_table = "ledger_call"
 
 

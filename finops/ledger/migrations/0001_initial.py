@@ -15,39 +15,6 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Call',
-            fields=[
-                ('uncached_input', models.BigIntegerField(default=0)),
-                ('cache_read', models.BigIntegerField(default=0)),
-                ('cache_write_5m', models.BigIntegerField(default=0)),
-                ('cache_write_1h', models.BigIntegerField(default=0)),
-                ('output', models.BigIntegerField(default=0)),
-                ('reasoning', models.BigIntegerField(default=0)),
-                ('id', models.BigAutoField(primary_key=True, serialize=False)),
-                ('timestamp', models.DateTimeField()),
-                ('event_id', models.CharField(db_collation='C', max_length=256)),
-                ('task_id', models.CharField(db_collation='C', max_length=256, null=True)),
-                ('step', models.IntegerField(null=True)),
-                ('provider', models.CharField(max_length=64)),
-                ('model', models.CharField(max_length=128)),
-                ('input_breakdown', models.JSONField(null=True)),
-                ('batch', models.BooleanField(default=False)),
-                ('latency_ms', models.IntegerField(null=True)),
-                ('status', models.CharField(default='ok', max_length=32)),
-                ('prompt_version', models.CharField(max_length=128, null=True)),
-                ('max_tokens', models.IntegerField(null=True)),
-                ('tool_calls', models.JSONField(null=True)),
-                ('reported_cost_usd', models.DecimalField(decimal_places=12, max_digits=28, null=True)),
-                ('tags', models.JSONField(null=True)),
-                ('cost_usd', models.DecimalField(decimal_places=12, help_text='null: unpriced (unknown model)', max_digits=28, null=True)),
-                ('ingested_at', models.DateTimeField()),
-            ],
-            options={
-                'db_table': 'ledger_call',
-                'managed': False,
-            },
-        ),
-        migrations.CreateModel(
             name='Agent',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
