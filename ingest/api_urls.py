@@ -1,3 +1,11 @@
-"""URL patterns of this part of ingest (wired in finops/urls.py)."""
+"""Ingest API beyond /events: LiteLLM logs and the quarantine (wired under /api/v1/ in finops/urls.py)."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from ingest import views
+
+urlpatterns = [
+    path("litellm", views.LiteLLMView.as_view(), name="litellm"),
+    path("quarantine", views.QuarantineListView.as_view(), name="quarantine"),
+    path("quarantine/replay", views.QuarantineReplayView.as_view(), name="quarantine-replay"),
+]

@@ -1,7 +1,9 @@
-"""Rows that could not be ingested, kept with their raw payload and reason until replayed or dismissed."""
+"""Rows that could not be ingested, kept with their raw payload and reason until replayed or dismissed;
+and file imports with their progress."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 
 from finops.accounts.models import Team
@@ -18,6 +20,12 @@ class QuarantinedRow(models.Model):
     errors = models.JSONField(help_text="field → list of reasons")
     created_at = models.DateTimeField(auto_now_add=True)
     replayed_at = models.DateTimeField(null=True, blank=True)
+    adapter = models.CharField(
+        max_length=32,
+        default="events",
+        blank=True,
+        help_text="how to turn the payload into an event on replay: events, events-csv, litellm, …",
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -25,3 +33,39 @@ class QuarantinedRow(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source} {self.position}: {self.errors}"
+
+
+class ImportStatus(models.TextChoices):
+    QUEUED = "queued", "queued"
+    RUNNING = "running", "running"
+    DONE = "done", "done"
+    FAILED = "failed", "failed"
+
+
+class ImportJob(models.Model):
+    """One uploaded file and the progress of its import by the worker."""
+
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    file_name = models.CharField(max_length=255, help_text="the name the file was uploaded with")
+    stored_path = models.CharField(max_length=1024, help_text="where the upload is kept on the server")
+    format = models.CharField(max_length=32, default="auto")
+    source = models.CharField(max_length=64, blank=True, help_text="quarantine source of its bad rows")
+    status = models.CharField(max_length=16, choices=ImportStatus.choices, default=ImportStatus.QUEUED)
+    bytes_total = models.BigIntegerField(default=0)
+    bytes_done = models.BigIntegerField(default=0)
+    rows_read = models.BigIntegerField(default=0)
+    accepted = models.BigIntegerField(default=0)
+    duplicates = models.BigIntegerField(default=0)
+    rejected = models.BigIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"import {self.pk} of {self.file_name} ({self.status})"

@@ -1,0 +1,107 @@
+"""`finops import FILE [--format …]`: import a file of usage records, with a progress bar on stderr."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import TextIO
+from urllib.parse import urlencode
+
+from django.core.management.base import BaseCommand, CommandError
+from django.urls import reverse
+
+from ingest.imports import (
+    BATCH_SIZE,
+    FORMATS,
+    ImportFileError,
+    ImportFormatNotSupported,
+    ImportProgress,
+    file_import,
+)
+
+_UNITS = ((1 << 30, "GB"), (1 << 20, "MB"), (1 << 10, "kB"))
+
+
+def _size(count: int) -> str:
+    for factor, unit in _UNITS:
+        if count >= factor:
+            return f"{count / factor:.1f} {unit}"
+    return f"{count} B"
+
+
+class ProgressBar:
+    """Bytes read of the file's total, with rows per second; redrawn at most five times a second."""
+
+    WIDTH = 30
+    MIN_INTERVAL_S = 0.2
+
+    def __init__(self, *, stream: TextIO, label: str) -> None:
+        self.stream = stream
+        self.label = label
+        self.started = time.monotonic()
+        self.last_drawn = 0.0
+
+    def update(self, progress: ImportProgress, *, final: bool = False) -> None:
+        now = time.monotonic()
+        if not final and now - self.last_drawn < self.MIN_INTERVAL_S:
+            return
+        self.last_drawn = now
+        fraction = progress.bytes_done / progress.bytes_total if progress.bytes_total else 1.0
+        filled = int(self.WIDTH * fraction)
+        rate = progress.rows_read / max(now - self.started, 1e-9)
+        self.stream.write(
+            f"\r{self.label} [{'#' * filled}{'.' * (self.WIDTH - filled)}] {fraction:4.0%} "
+            f"{_size(progress.bytes_done)}/{_size(progress.bytes_total)}  {progress.rows_read:,} rows "
+            f"{rate:,.0f} rows/s"
+        )
+        if final:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+class Command(BaseCommand):
+    help = "Import a file of usage records (canonical JSONL or CSV, LiteLLM logs, OTLP/JSON); see SPEC.md."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("file", type=Path)
+        parser.add_argument("--format", dest="file_format", choices=FORMATS, default="auto")
+        parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
+        parser.add_argument("--source", help="quarantine source name for rejected rows (default file:<name>)")
+        parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+    def handle(self, *args, file, file_format, batch_size, source, no_progress, **options) -> None:
+        if not file.is_file():
+            raise CommandError(f"{file}: no such file")
+        bar = None if no_progress else ProgressBar(stream=sys.stderr, label=file.name)
+        try:
+            summary = file_import(
+                path=file,
+                file_format=file_format,
+                principal=None,
+                source=source,
+                batch_size=batch_size,
+                on_progress=bar.update if bar else None,
+            )
+        except ImportFormatNotSupported as error:
+            raise CommandError(str(error), returncode=2) from None
+        except ImportFileError as error:
+            raise CommandError(f"{file.name}: {error}") from None
+        if bar:
+            bar.update(summary.progress, final=True)
+        write = self.stdout.write
+        write(f"{summary.file_name} ({summary.format}): {summary.rows_read:,} rows read")
+        write(f"  accepted    {summary.accepted:>10,}")
+        write(f"  duplicates  {summary.duplicates:>10,}")
+        write(f"  rejected    {summary.rejected:>10,}")
+        if summary.rejected:
+            query = urlencode({"source": summary.source})
+            write(f'Rejected rows are quarantined with source "{summary.source}". List them:')
+            write(f"  page: {reverse('ingest:quarantine')}?{query}  (on the finops web server)")
+            write(f"  API:  GET /api/v1/quarantine?{query}")
+            write("First rejected rows:")
+            for rejected in summary.rejected_samples[:5]:
+                reasons = "; ".join(
+                    f"{name}: {' '.join(messages)}" for name, messages in (rejected["errors"] or {}).items()
+                )
+                write(f"  {rejected['position']}: {reasons}")

@@ -1,0 +1,283 @@
+"""Rows from outside sources on their way to the writer, and the quarantine of the ones it refuses.
+
+A source row keeps its position ("line 12", or the index in a posted batch), its payload as received
+and the name of the adapter that translates it. `source_rows_ingest` writes a batch of them through the
+one writer and quarantines each refused row with that payload and adapter (not the translated event),
+so `quarantined_rows_replay` can run it through the current adapter and writer after a fix.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any
+
+from django.db import transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from finops.accounts.models import ApiToken, Team, User
+from finops.accounts.selectors import visible_team_ids
+from finops.pricing.services import PriceBook
+from ingest.adapters import AdapterError, adapter_for
+from ingest.models import QuarantinedRow
+from ingest.writer import Resolver, TeamPolicy, events_ingest
+
+Principal = User | ApiToken | None
+
+
+@dataclass(slots=True)
+class SourceRow:
+    position: str
+    payload: Any  # as received; JSON bytes of a canonical line are parsed only if it is quarantined
+    adapter: str
+    event: dict[str, Any] | bytes | None = None
+    errors: dict[str, list[str]] | None = None
+    team_hint: str | None = None  # the team the row names, for scoping its quarantined copy
+
+
+@dataclass
+class RowsOutcome:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[dict[str, Any]] = field(default_factory=list)  # {"position", "event_id", "errors"}
+
+
+def principal_default_team(*, principal: Principal) -> str | None:
+    """A team-bound token's team: rows that name no team belong to it."""
+    if isinstance(principal, ApiToken) and principal.team_id is not None:
+        return principal.team.slug
+    return None
+
+
+def source_row_translate(
+    *, position: str, payload: Any, adapter: str, default_team: str | None = None
+) -> SourceRow:
+    row = SourceRow(position=position, payload=payload, adapter=adapter)
+    try:
+        row.event = adapter_for(name=adapter)(payload, default_team=default_team)
+    except AdapterError as error:
+        row.errors, row.team_hint = error.errors, error.team
+    return row
+
+
+def _stored_payload(payload: Any) -> Any:
+    if isinstance(payload, (bytes, bytearray, memoryview)):
+        try:
+            return json.loads(payload)
+        except ValueError:
+            return bytes(payload).decode("utf-8", "replace")
+    return payload
+
+
+def _event_id_of(row: SourceRow) -> str | None:
+    for candidate in (row.event, row.payload):
+        if isinstance(candidate, dict) and candidate.get("event_id"):
+            return str(candidate["event_id"])
+    if isinstance(row.payload, dict) and row.payload.get("id"):  # LiteLLM's call id
+        return str(row.payload["id"])
+    return None
+
+
+def _team_hint(row: SourceRow) -> str | None:
+    if row.team_hint:
+        return row.team_hint
+    team = row.event.get("team") if isinstance(row.event, dict) else None
+    return team if isinstance(team, str) else None
+
+
+class _TeamIds:
+    """Existing team ids by slug, only those the principal may write to (no team is created here)."""
+
+    def __init__(self, policy: TeamPolicy) -> None:
+        self.policy = policy
+        self.ids: dict[str, int | None] = {}
+
+    def get(self, slug: str | None) -> int | None:
+        if not slug:
+            return None
+        if slug not in self.ids:
+            self.ids[slug] = Team.objects.filter(slug=slug).values_list("id", flat=True).first()
+        team_id = self.ids[slug]
+        if self.policy.allowed_ids is not None and team_id not in self.policy.allowed_ids:
+            return None
+        return team_id
+
+
+def _write(
+    *, rows: list[SourceRow], principal: Principal, resolver: Resolver, price_book: PriceBook
+) -> tuple[int, int, dict[int, tuple[dict, int | None]]]:
+    """events_ingest on the translated rows; returns accepted, duplicates and, per refused row's index
+    in `rows`, its errors and the team the writer resolved. The writer's own quarantine copies (which
+    hold the translated event, not the payload as received) are dropped: the caller keeps the payload."""
+    translated = [index for index, row in enumerate(rows) if row.event is not None]
+    staging_source = f"staging:{uuid.uuid4().hex}"
+    result = events_ingest(
+        raw_events=[rows[index].event for index in translated],
+        principal=principal,
+        source=staging_source,
+        resolver=resolver,
+        price_book=price_book,
+    )
+    refused: dict[int, tuple[dict, int | None]] = {}
+    if result.rejected:
+        writer_teams = dict(
+            QuarantinedRow.objects.filter(source=staging_source).values_list("position", "team_id")
+        )
+        QuarantinedRow.objects.filter(source=staging_source).delete()
+        for entry in result.rejected:
+            refused[translated[entry["index"]]] = (entry["errors"], writer_teams.get(str(entry["index"])))
+    return result.accepted, result.duplicates, refused
+
+
+def source_rows_ingest(
+    *,
+    rows: list[SourceRow],
+    principal: Principal,
+    source: str,
+    resolver: Resolver,
+    price_book: PriceBook,
+    positions_are_stable: bool = False,
+) -> RowsOutcome:
+    """Write one batch of source rows; quarantine the refused ones under `source` with their payload.
+
+    With positions_are_stable (a file's line numbers), a row already waiting in quarantine at the same
+    source and position with the same payload gets its errors refreshed instead of a second copy, so
+    importing the same file again does not grow the quarantine."""
+    outcome = RowsOutcome()
+    team_ids = _TeamIds(resolver.policy)
+    with transaction.atomic():
+        outcome.accepted, outcome.duplicates, refused = _write(
+            rows=rows, principal=principal, resolver=resolver, price_book=price_book
+        )
+        quarantine: list[QuarantinedRow] = []
+        for index, row in enumerate(rows):
+            if row.event is not None and index not in refused:
+                continue
+            errors, team_id = refused.get(index, (row.errors, None))
+            row.payload = _stored_payload(row.payload)
+            if isinstance(row.event, bytes):
+                row.event = row.payload if isinstance(row.payload, dict) else None
+            event_id = _event_id_of(row)
+            outcome.rejected.append({"position": row.position, "event_id": event_id, "errors": errors})
+            quarantine.append(
+                QuarantinedRow(
+                    source=source,
+                    position=row.position[:128],
+                    event_id=(event_id or "")[:256],
+                    payload=row.payload,
+                    errors=errors,
+                    team_id=team_id or team_ids.get(_team_hint(row)),
+                    adapter=row.adapter,
+                )
+            )
+        if positions_are_stable and quarantine:
+            waiting = {
+                existing.position: existing
+                for existing in QuarantinedRow.objects.filter(
+                    source=source,
+                    replayed_at__isnull=True,
+                    position__in=[row.position for row in quarantine],
+                )
+            }
+            refreshed = []
+            for row in list(quarantine):
+                existing = waiting.get(row.position)
+                if existing is not None and existing.payload == row.payload:
+                    existing.errors, existing.team_id = row.errors, row.team_id
+                    refreshed.append(existing)
+                    quarantine.remove(row)
+            QuarantinedRow.objects.bulk_update(refreshed, ["errors", "team_id"])
+        QuarantinedRow.objects.bulk_create(quarantine)
+    return outcome
+
+
+def quarantined_rows_visible(*, principal: Principal, source: str | None = None) -> QuerySet[QuarantinedRow]:
+    """The quarantined rows a user or token may see: org-wide principals see all (also rows of no
+    team), everyone else only the rows of their teams."""
+    rows = QuarantinedRow.objects.select_related("team").order_by("-created_at", "-id")
+    team_ids = visible_team_ids(principal=principal)
+    if team_ids is not None:
+        rows = rows.filter(team_id__in=team_ids)
+    if source:
+        rows = rows.filter(source=source)
+    return rows
+
+
+def quarantine_sources(*, principal: Principal) -> list[str]:
+    rows = quarantined_rows_visible(principal=principal).order_by()
+    return sorted(rows.values_list("source", flat=True).distinct())
+
+
+@dataclass
+class ReplayOutcome:
+    rows: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    still_rejected: int = 0
+
+    def as_json(self) -> dict[str, int]:
+        return {
+            "rows": self.rows,
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "still_rejected": self.still_rejected,
+        }
+
+
+def _chunks(items: Iterable[int], size: int) -> Iterator[list[int]]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def quarantined_rows_replay(
+    *,
+    principal: Principal,
+    row_ids: list[int] | None = None,
+    source: str | None = None,
+    batch_size: int = 1000,
+) -> ReplayOutcome:
+    """Run quarantined rows through their adapter and the writer again (after a price, mapping, team
+    or data fix). Rows that pass are written once (event_id idempotency) and get replayed_at; rows that
+    still fail get their new errors. Given ids, exactly those rows are replayed (a replayed row again
+    comes back as a duplicate); given a source, its rows not yet replayed."""
+    if row_ids is None and not source:
+        raise ValueError('say which rows to replay: {"ids": [...]} or {"source": "..."}')
+    rows = quarantined_rows_visible(principal=principal).order_by("id")
+    if row_ids is not None:
+        rows = rows.filter(id__in=row_ids)
+    else:
+        rows = rows.filter(source=source, replayed_at__isnull=True)
+    resolver = Resolver(TeamPolicy(principal))
+    price_book = PriceBook.load()
+    default_team = principal_default_team(principal=principal)
+    outcome = ReplayOutcome()
+    row_ids_in_order = list(rows.values_list("id", flat=True))
+    for id_chunk in _chunks(row_ids_in_order, batch_size):
+        chunk = list(QuarantinedRow.objects.filter(id__in=id_chunk).order_by("id"))
+        translated = [
+            source_row_translate(
+                position=row.position, payload=row.payload, adapter=row.adapter, default_team=default_team
+            )
+            for row in chunk
+        ]
+        now = timezone.now()
+        with transaction.atomic():
+            accepted, duplicates, refused = _write(
+                rows=translated, principal=principal, resolver=resolver, price_book=price_book
+            )
+            for index, (row, replayed) in enumerate(zip(chunk, translated, strict=True)):
+                if replayed.event is not None and index not in refused:
+                    row.replayed_at = row.replayed_at or now
+                else:
+                    row.errors = refused[index][0] if index in refused else replayed.errors
+                    outcome.still_rejected += 1
+            QuarantinedRow.objects.bulk_update(chunk, ["replayed_at", "errors"])
+        outcome.rows += len(chunk)
+        outcome.accepted += accepted
+        outcome.duplicates += duplicates
+    return outcome
