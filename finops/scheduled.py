@@ -12,4 +12,10 @@ BEAT_SCHEDULE = {
         "schedule": crontab(minute="7,37"),
         "options": {"queue": "pricing", "expires": 45 * 60},
     },
+    # Provider usage and cost reports into statement lines; each pull resumes at its connector's cursor.
+    "pull-due-connectors": {
+        "task": "ingest.connectors.tasks.pull_due_connectors",
+        "schedule": crontab(minute="23"),
+        "options": {"queue": "ingest", "expires": 90 * 60},
+    },
 }

@@ -1,0 +1,178 @@
+"""/api/v1/connectors and /api/v1/statements: provider pulls and the statement lines they produce."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from ingest.connectors.models import Connector, Provider, StatementLine
+from ingest.connectors.permissions import BillingRead, ConnectorManage
+from ingest.connectors.selectors import connectors_list, statement_lines_filter
+from ingest.connectors.services import connector_create, connector_run_request
+
+
+class ConnectorSerializer(serializers.ModelSerializer):
+    credentials = serializers.DictField(
+        child=serializers.CharField(), write_only=True, help_text='e.g. {"api_key": "<admin key>"}'
+    )
+    pull_from = serializers.DateTimeField(
+        write_only=True,
+        required=False,
+        help_text="where the first pull starts (default: start of last month)",
+    )
+    provider = serializers.CharField(read_only=True)
+    base_url = serializers.URLField(required=False, allow_blank=True)
+
+    class Meta:
+        model = Connector
+        fields = [
+            "id",
+            "kind",
+            "provider",
+            "name",
+            "base_url",
+            "enabled",
+            "credentials",
+            "pull_from",
+            "cursor",
+            "last_run_at",
+            "last_status",
+            "last_error",
+            "last_rows",
+            "created_at",
+        ]
+        read_only_fields = ["cursor", "last_run_at", "last_status", "last_error", "last_rows", "created_at"]
+
+    def validate_credentials(self, credentials: dict) -> dict:
+        if not (credentials.get("api_key") or "").strip():
+            raise serializers.ValidationError('give the provider admin key as {"api_key": "..."}')
+        return {"api_key": credentials["api_key"].strip()}
+
+    def to_representation(self, connector: Connector) -> dict:
+        data = super().to_representation(connector)
+        data["base_url"] = connector.api_base_url
+        return data
+
+
+class DecimalString(serializers.Field):
+    """Money as an exact decimal string, without the column's trailing zeros."""
+
+    def to_representation(self, value: Decimal) -> str:
+        return format(value.normalize(), "f")
+
+
+class StatementLineSerializer(serializers.ModelSerializer):
+    amount = DecimalString(allow_null=True)
+
+    class Meta:
+        model = StatementLine
+        fields = [
+            "id",
+            "provider",
+            "kind",
+            "source",
+            "period_start",
+            "period_end",
+            "model",
+            "token_type",
+            "line_item",
+            "quantity",
+            "amount",
+            "currency",
+            "project_id",
+            "api_key_id",
+            "workspace_id",
+            "batch",
+            "service_tier",
+            "context_window",
+            "pulled_at",
+        ]
+
+
+class StatementQuery(serializers.Serializer):
+    provider = serializers.ChoiceField(choices=Provider.choices, required=False)
+    start = serializers.DateTimeField(required=False, help_text="buckets starting at or after")
+    end = serializers.DateTimeField(required=False, help_text="buckets starting before")
+    source = serializers.CharField(required=False, help_text="e.g. openai_costs:3")
+
+    def validate(self, attrs):
+        if attrs.get("start") and attrs.get("end") and attrs["end"] <= attrs["start"]:
+            raise serializers.ValidationError({"end": ["must be after start"]})
+        return attrs
+
+
+class StatementPages(PageNumberPagination):
+    page_size = 500
+    page_size_query_param = "page_size"
+    max_page_size = 5000
+
+
+class ConnectorsView(APIView):
+    def get_permissions(self):
+        if self.request.method == "POST":
+            return [IsAuthenticated(), ConnectorManage()]
+        return [IsAuthenticated(), BillingRead()]
+
+    @extend_schema(responses=ConnectorSerializer(many=True))
+    def get(self, request):
+        return Response(ConnectorSerializer(connectors_list(), many=True).data)
+
+    @extend_schema(request=ConnectorSerializer, responses={201: ConnectorSerializer})
+    def post(self, request):
+        serializer = ConnectorSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        params = serializer.validated_data
+        connector = connector_create(
+            kind=params["kind"],
+            name=params["name"],
+            credentials=params["credentials"],
+            base_url=params.get("base_url") or "",
+            pull_from=params.get("pull_from"),
+            enabled=params.get("enabled", True),
+        )
+        return Response(ConnectorSerializer(connector).data, status=status.HTTP_201_CREATED)
+
+
+class ConnectorRunView(APIView):
+    permission_classes = [IsAuthenticated, ConnectorManage]
+
+    @extend_schema(
+        request=None,
+        responses={
+            202: inline_serializer(
+                "ConnectorRunQueued",
+                {
+                    "run_id": serializers.IntegerField(),
+                    "connector_id": serializers.IntegerField(),
+                    "status": serializers.CharField(),
+                },
+            )
+        },
+    )
+    def post(self, request, connector_id: int):
+        connector = get_object_or_404(Connector, pk=connector_id)
+        run = connector_run_request(connector_id=connector.pk)
+        return Response(
+            {"run_id": run.pk, "connector_id": connector.pk, "status": run.status},
+            status=status.HTTP_202_ACCEPTED,
+        )
+
+
+class StatementsView(APIView):
+    permission_classes = [IsAuthenticated, BillingRead]
+
+    @extend_schema(parameters=[StatementQuery], responses=StatementLineSerializer(many=True))
+    def get(self, request):
+        query = StatementQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        lines = statement_lines_filter(**query.validated_data)
+        paginator = StatementPages()
+        page = paginator.paginate_queryset(lines, request, view=self)
+        return paginator.get_paginated_response(StatementLineSerializer(page, many=True).data)
