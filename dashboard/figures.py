@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import date
 from decimal import Decimal
 
 import plotly.graph_objects as go
@@ -297,7 +296,3 @@ def kpi_bullet(
     return _figure_json(figure, config={"displayModeBar": False, "staticPlot": True}) | {
         "data_id": f"{chart_id}-data"
     }
-
-
-def day_label(day: date) -> str:
-    return f"{day.day} {day:%b %Y}"

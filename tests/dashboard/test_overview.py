@@ -237,3 +237,18 @@ def test_overview_query_budget(client, ledger, support_member, django_assert_max
     client.force_login(support_member)
     with django_assert_max_num_queries(12):
         assert client.get("/", {**MARCH, "team": "support", "agent": "triage"}).status_code == 200
+
+
+def test_names_from_events_are_escaped(client, ledger, finops_user):
+    from ingest.writer import events_ingest
+
+    hostile = "</script><script>alert(1)</script>"
+    result = events_ingest(
+        raw_events=[event("x-1", day="2025-03-06", team="support", agent=hostile, uncached_input=1_000)],
+        principal=None,
+        source="test",
+    )
+    assert result.accepted == 1, result.rejected
+    html = page(client, finops_user, **MARCH, stack_by="agent")
+    assert "<script>alert(1)" not in html
+    assert "&lt;/script&gt;&lt;script&gt;alert(1)" in html  # the dropdown shows it, escaped

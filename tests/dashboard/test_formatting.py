@@ -1,0 +1,44 @@
+"""Money as text goes Decimal to string, never through float, and small amounts keep their digits."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from dashboard.formatting import count, percent, ratio, usd, usd_column, usd_exact
+
+
+@pytest.mark.parametrize(
+    ("amount", "text"),
+    [
+        (None, "—"),
+        (Decimal(0), "$0.00"),
+        (Decimal("1234.565"), "$1,234.56"),  # half-even, not float's guess
+        (Decimal("12.345"), "$12.34"),
+        (Decimal("0.104576"), "$0.1046"),
+        (Decimal("0.0042"), "$0.004200"),
+        (Decimal("0.0000004"), "< $0.000001"),
+        (Decimal("-3.5"), "-$3.50"),
+        (Decimal("0.1") + Decimal("0.2"), "$0.3000"),
+    ],
+)
+def test_usd(amount, text):
+    assert usd(amount) == text
+
+
+def test_usd_exact_keeps_micro_dollars():
+    assert usd_exact(Decimal("12.340018499")) == "$12.340018"
+    assert usd_exact(None) == "—"
+
+
+def test_usd_column_uses_one_precision_per_column():
+    assert usd_column([Decimal("3.8"), Decimal("0.66"), Decimal(0)]) == ["$3.8000", "$0.6600", "$0.0000"]
+    assert usd_column([Decimal("1200"), Decimal("3.8")]) == ["$1,200.00", "$3.80"]
+    assert usd_column([Decimal("0.004")]) == ["$0.004000"]
+
+
+def test_ratios_and_counts():
+    assert percent(0.4613) == "46.1%" and percent(None) == "—"
+    assert ratio(1.25) == "1.25" and ratio(None) == "—"
+    assert count(1_760_000) == "1,760,000"
