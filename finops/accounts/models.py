@@ -29,6 +29,12 @@ class TokenScope(models.TextChoices):
 class User(AbstractUser):
     org_role = models.CharField(max_length=16, choices=OrgRole.choices, default=OrgRole.NONE, blank=True)
 
+    def save(self, *args, **kwargs):
+        # org roles work in the Django admin (prices, discounts, users), which needs is_staff
+        if self.org_role in {OrgRole.ADMIN, OrgRole.FINOPS}:
+            self.is_staff = True
+        super().save(*args, **kwargs)
+
     @property
     def sees_every_team(self) -> bool:
         return self.is_superuser or self.org_role in {OrgRole.ADMIN, OrgRole.FINOPS}

@@ -28,11 +28,11 @@ Token normalisation (SPEC.md "Token types and cost"):
 - The conventions say `input_tokens` SHOULD include cache reads and writes and `output_tokens` SHOULD
   include reasoning. That is how OpenAI-style providers report, so by default
   uncached_input = input − cache_read − cache_creation and output = output_tokens − reasoning.
-- Anthropic and AWS Bedrock report `input_tokens` *excluding* cache reads and writes, and many
-  instrumentations copy the provider's number, so for `anthropic` and `aws.bedrock` uncached_input =
-  input_tokens. The newest Anthropic conventions ask instrumentations to add the cache tokens in; a
-  sender that does so sets the resource attribute `finops.usage.input_includes_cache=true` (and `false`
-  forces the exclusive reading for any provider).
+- Anthropic and AWS Bedrock report `input_tokens` *excluding* cache reads and writes, and older
+  instrumentations copy the provider's number, while the current Anthropic conventions require the
+  cache tokens to be added in. For `anthropic` and `aws.bedrock` an input count below the cache tokens
+  is read as exclusive (uncached_input = input_tokens), else as inclusive like every other provider.
+  The resource attribute `finops.usage.input_includes_cache=true|false` settles it for a sender.
 - cache_creation → cache_write_5m, minus the 1-hour part when the 1h attribute is present.
 
 Tasks: an `invoke_agent` span is a task run. task_id = "otlp:<traceId>", so a call and its agent span
@@ -371,10 +371,14 @@ def _usage(*, span: SpanRecord, provider: str, errors: dict[str, list[str]]) -> 
             errors.setdefault(f"attributes.{name}", []).append(str(error))
     if errors:
         return {}
+    cached = counts["cache_read"] + counts["cache_creation"]
     input_includes_cache = span.resource_attributes.get(INPUT_INCLUDES_CACHE_RESOURCE_ATTRIBUTE)
     if not isinstance(input_includes_cache, bool):
-        input_includes_cache = provider not in INPUT_EXCLUDES_CACHE_PROVIDERS
-    cached = counts["cache_read"] + counts["cache_creation"]
+        # Anthropic-style senders come both ways (raw API number, or the convention's sum). A total
+        # below the cache tokens cannot include them; otherwise follow the convention, which every
+        # current instrumentation must: counting cache reads again at the full input rate would
+        # overstate an agent's spend many times over.
+        input_includes_cache = provider not in INPUT_EXCLUDES_CACHE_PROVIDERS or counts["input"] >= cached
     uncached_input = counts["input"] - cached if input_includes_cache else counts["input"]
     if uncached_input < 0:
         errors["usage.uncached_input"] = [

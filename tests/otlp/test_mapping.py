@@ -106,6 +106,28 @@ def test_a_sender_that_adds_cache_tokens_to_anthropic_input_says_so_on_the_resou
     assert (event["usage"]["uncached_input"], event["usage"]["cache_write_5m"]) == (50, 4100)
 
 
+def test_anthropic_input_that_already_holds_the_cache_tokens_is_read_as_the_convention_says():
+    def anthropic(input_tokens: int, **resource) -> dict:
+        return only_event(
+            chat(
+                resource=resource or None,
+                **{
+                    "gen_ai.provider.name": "anthropic",
+                    "gen_ai.request.model": "claude-sonnet-4-5",
+                    "gen_ai.usage.input_tokens": input_tokens,
+                    "gen_ai.usage.cache_read.input_tokens": 900,
+                    "gen_ai.usage.cache_creation.input_tokens": 4100,
+                    "gen_ai.usage.output_tokens": 300,
+                },
+            )
+        )["usage"]
+
+    # 5050 ≥ 900 + 4100: the sum the current conventions require, so 50 were uncached
+    assert anthropic(5050)["uncached_input"] == 50
+    # the resource attribute settles a sender that reports the raw API number above its cache tokens
+    assert anthropic(5050, **{"finops.usage.input_includes_cache": False})["uncached_input"] == 5050
+
+
 def test_older_attribute_names_and_provider_names_are_read():
     event = only_event(
         chat(
