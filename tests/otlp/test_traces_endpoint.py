@@ -333,14 +333,14 @@ def test_auth_content_type_and_body_errors(live_server, secret, make_tracer_prov
 
 
 def test_the_readme_example_works_as_written(live_server, secret, monkeypatch):
-    readme = (Path(__file__).parents[2] / "ingest" / "otlp" / "README_SECTION.md").read_text()
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
     example = re.search(r"```python\n(.*?)```", readme, re.DOTALL).group(1)
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"{live_server.url}/v1/traces")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", f"Authorization=Bearer {secret}")
     monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "finops.team=support,service.name=ticket-triage")
 
     namespace: dict = {}
-    exec(compile(example, "README_SECTION.md", "exec"), namespace)  # noqa: S102 - our own documentation
+    exec(compile(example, "README.md", "exec"), namespace)  # noqa: S102 - our own documentation
     namespace["provider"].shutdown()  # closes the exporter's kept-alive connection
 
     call = Call.objects.get()
