@@ -1,0 +1,660 @@
+"""`finops demo`: a realistic month of LLM traffic whose numbers tell a story, loaded through the one writer.
+
+The story (SPEC.md, `finops demo`): several teams and agents whose runs are plan → tool → observe →
+reflect loops that resend their whole context each step (mostly from the prompt cache); a runaway loop
+in coding/code-review on two days; a prompt change in support/ticket-triage that puts a timestamp at the
+top of the system prompt and collapses its cache hit rate; nightly batch jobs at the batch discount; a
+model the price catalog does not know (unpriced, never $0); and one-off calls that are not in a task.
+
+Traffic is generated per calendar day, agent and seed with its own random stream, and every id derives
+from those, so loading again adds nothing; `end` only decides which tasks have already finished.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+from django.db import transaction
+
+from finops.accounts.models import Membership, OrgRole, Team, TeamRole, User
+from finops.accounts.services import team_get_or_create
+from finops.kpis.selectors import Scope, kpis_for_scope
+from finops.ledger.models import Agent, TaskStatus
+from finops.ledger.services import task_outcomes_record
+from finops.pricing.services import PriceBook
+from ingest.writer import IngestResult, Resolver, TeamPolicy, events_ingest
+
+DEFAULT_SEED = 42
+DEFAULT_DAYS = 30
+MIN_DAYS = 4  # the prompt change needs days before and after it, the runaway two days of its own
+BATCH_SIZE = 5000
+SOURCE = "demo"
+
+TEAMS: dict[str, str] = {
+    "support": "Customer Support",
+    "coding": "Developer Productivity",
+    "research": "Research",
+    "data": "Data Platform",
+}
+
+
+@dataclass(frozen=True)
+class DemoAccount:
+    username: str
+    password: str
+    org_role: str = OrgRole.NONE
+    team_slug: str | None = None
+    team_role: str | None = None
+
+    @property
+    def role_description(self) -> str:
+        if self.org_role == OrgRole.ADMIN:
+            return "org admin: everything (staff, superuser)"
+        if self.org_role == OrgRole.FINOPS:
+            return "org finops: every team, prices, bills, budgets (staff)"
+        return f"{self.team_role} of team {self.team_slug}"
+
+
+DEMO_ACCOUNTS: tuple[DemoAccount, ...] = (
+    DemoAccount("admin", "admin", org_role=OrgRole.ADMIN),
+    DemoAccount("finops", "finops", org_role=OrgRole.FINOPS),
+    *(
+        DemoAccount(f"{slug}-{role_name}", f"{slug}-{role_name}", team_slug=slug, team_role=role)
+        for slug in TEAMS
+        for role_name, role in (("sre", TeamRole.SRE), ("viewer", TeamRole.VIEWER))
+    ),
+)
+# (username, password, role description): what `finops up` prints after loading the demo
+DEMO_LOGINS: list[tuple[str, str, str]] = [
+    (account.username, account.password, account.role_description) for account in DEMO_ACCOUNTS
+]
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    provider: str
+    model: str
+    weight: int = 1
+
+
+@dataclass(frozen=True)
+class AgentProfile:
+    """How one agent behaves: its models, its context sizes per part, its volume and its outcomes."""
+
+    team: str
+    name: str
+    models: tuple[ModelChoice, ...]  # one is drawn per task
+    prompt_version: str
+    system_tokens: int
+    tools_tokens: int
+    user_tokens: tuple[int, int]
+    retrieval_tokens: tuple[int, int]
+    output_tokens: tuple[int, int]
+    tool_result_tokens: tuple[int, int]
+    steps: tuple[int, int]
+    tasks_per_weekday: int
+    tasks_per_weekend_day: int
+    tool_names: tuple[str, ...] = ()
+    planning_model: ModelChoice | None = None  # used on plan and reflect steps instead of the task's model
+    phases: tuple[str, ...] = ("plan", "tool", "observe", "reflect")
+    in_tasks: bool = True
+    prompt_caching: bool = True
+    batch: bool = False
+    hours: tuple[int, int] = (7, 23)  # UTC hours in which its tasks start
+    max_tokens: int = 4096
+    cost_slo_usd: Decimal | None = None
+    ideal_steps: int | None = None
+    success_rate: float = 0.9
+    abandon_rate: float = 0.03
+    # (share of tasks, task type, own ideal steps, steps): tasks whose ideal differs from the agent's
+    special_task: tuple[float, str, int, tuple[int, int]] | None = None
+
+
+PROFILES: tuple[AgentProfile, ...] = (
+    AgentProfile(
+        team="support",
+        name="ticket-triage",
+        models=(ModelChoice("anthropic", "claude-sonnet-4-5"),),
+        prompt_version="triage@4f2a9c",
+        system_tokens=3600,
+        tools_tokens=2800,
+        user_tokens=(300, 1200),
+        retrieval_tokens=(6000, 16000),
+        output_tokens=(180, 520),
+        tool_result_tokens=(1500, 4500),
+        steps=(4, 6),
+        tasks_per_weekday=170,
+        tasks_per_weekend_day=90,
+        tool_names=("search_kb", "get_customer", "set_priority", "route_ticket"),
+        max_tokens=1024,
+        cost_slo_usd=Decimal("0.30"),
+        ideal_steps=4,
+        success_rate=0.9,
+        abandon_rate=0.02,
+    ),
+    AgentProfile(
+        team="support",
+        name="refund-bot",
+        models=(ModelChoice("anthropic", "claude-haiku-4-5"),),
+        prompt_version="refund@b71e03",
+        system_tokens=2600,
+        tools_tokens=1800,
+        user_tokens=(200, 800),
+        retrieval_tokens=(1000, 3000),
+        output_tokens=(120, 400),
+        tool_result_tokens=(300, 1500),
+        steps=(5, 8),
+        tasks_per_weekday=60,
+        tasks_per_weekend_day=40,
+        tool_names=("get_order", "check_refund_policy", "issue_refund", "email_customer"),
+        max_tokens=1024,
+        cost_slo_usd=Decimal("0.10"),
+        ideal_steps=6,
+        success_rate=0.86,
+        abandon_rate=0.04,
+    ),
+    AgentProfile(
+        team="support",
+        name="intent-classifier",
+        models=(ModelChoice("openai", "gpt-4o-mini"),),
+        prompt_version="intent@0c9d11",
+        system_tokens=1300,
+        tools_tokens=0,
+        user_tokens=(150, 900),
+        retrieval_tokens=(0, 0),
+        output_tokens=(5, 40),
+        tool_result_tokens=(0, 0),
+        steps=(1, 1),
+        tasks_per_weekday=700,
+        tasks_per_weekend_day=380,
+        phases=("classify",),
+        in_tasks=False,
+        hours=(0, 24),
+        max_tokens=64,
+    ),
+    AgentProfile(
+        team="coding",
+        name="code-review",
+        models=(ModelChoice("anthropic", "claude-opus-4-1", 7), ModelChoice("openai", "gpt-5", 3)),
+        prompt_version="review@91aa5d",
+        system_tokens=4200,
+        tools_tokens=3100,
+        user_tokens=(400, 1500),
+        retrieval_tokens=(6000, 24000),
+        output_tokens=(250, 900),
+        tool_result_tokens=(1000, 5000),
+        steps=(11, 16),
+        tasks_per_weekday=34,
+        tasks_per_weekend_day=6,
+        tool_names=("read_file", "grep", "run_tests", "git_diff", "post_comment"),
+        max_tokens=8192,
+        cost_slo_usd=Decimal("5.00"),
+        ideal_steps=12,
+        success_rate=0.88,
+        abandon_rate=0.03,
+        special_task=(0.2, "large-pr", 20, (18, 26)),
+    ),
+    AgentProfile(
+        team="research",
+        name="web-researcher",
+        models=(ModelChoice("openai", "gpt-4o"),),
+        planning_model=ModelChoice("openai", "o3"),
+        prompt_version="research@5e2277",
+        system_tokens=2800,
+        tools_tokens=1600,
+        user_tokens=(100, 600),
+        retrieval_tokens=(0, 2000),
+        output_tokens=(200, 800),
+        tool_result_tokens=(2000, 8000),
+        steps=(8, 13),
+        tasks_per_weekday=26,
+        tasks_per_weekend_day=8,
+        tool_names=("web_search", "fetch_page", "extract_table", "cite"),
+        max_tokens=4096,
+        cost_slo_usd=Decimal("1.50"),
+        ideal_steps=10,
+        success_rate=0.84,
+        abandon_rate=0.06,
+        special_task=(0.15, "deep-dive", 16, (14, 20)),
+    ),
+    AgentProfile(
+        team="research",
+        name="doc-extractor",
+        models=(ModelChoice("acme", "acme-large-2"),),
+        prompt_version="extract@3d0b8f",
+        system_tokens=1500,
+        tools_tokens=0,
+        user_tokens=(4000, 16000),
+        retrieval_tokens=(0, 0),
+        output_tokens=(400, 1500),
+        tool_result_tokens=(0, 0),
+        steps=(2, 3),
+        tasks_per_weekday=45,
+        tasks_per_weekend_day=5,
+        phases=("extract", "verify"),
+        prompt_caching=False,
+        max_tokens=2048,
+        ideal_steps=2,
+        success_rate=0.93,
+        abandon_rate=0.0,
+    ),
+    AgentProfile(
+        team="data",
+        name="nightly-summaries",
+        models=(ModelChoice("anthropic", "claude-sonnet-4-5"),),
+        prompt_version="nightly@7c4410",
+        system_tokens=1800,
+        tools_tokens=0,
+        user_tokens=(6000, 20000),
+        retrieval_tokens=(0, 0),
+        output_tokens=(500, 1400),
+        tool_result_tokens=(0, 0),
+        steps=(5, 5),
+        tasks_per_weekday=40,
+        tasks_per_weekend_day=40,
+        phases=("summarise-chunk",) * 4 + ("combine",),
+        prompt_caching=False,
+        batch=True,
+        hours=(1, 3),
+        max_tokens=2048,
+        cost_slo_usd=Decimal("0.25"),
+        ideal_steps=5,
+        success_rate=0.97,
+        abandon_rate=0.0,
+    ),
+)
+
+REASONING_TOKENS: dict[str, tuple[int, int]] = {"o3": (800, 4000), "gpt-5": (300, 1500)}
+OPENAI_CACHE_MINIMUM = 1024  # OpenAI caches prompts from 1,024 tokens on, in steps of 128
+OPENAI_CACHE_STEP = 128
+COMPACTION_THRESHOLD = 150_000  # context size at which agents summarise their history
+COMPACTED_HISTORY_TOKENS = 6000
+RUNAWAY_SHARE = 0.6
+RUNAWAY_STEPS = (40, 80)
+
+
+@dataclass(frozen=True)
+class DemoStory:
+    """Where the story's events sit in the window [start, end)."""
+
+    start: datetime
+    end: datetime
+    runaway_team: str
+    runaway_agent: str
+    runaway_days: tuple[date, ...]
+    prompt_change_team: str
+    prompt_change_agent: str
+    prompt_change_at: datetime
+    prompt_version_before: str
+    prompt_version_after: str
+    unpriced_provider: str
+    unpriced_model: str
+    batch_team: str
+    batch_agent: str
+
+
+def demo_story(*, days: int, end: datetime) -> DemoStory:
+    """Place the story relative to the end date, so a month-long load shows it in the current month."""
+    if days < MIN_DAYS:
+        raise ValueError(f"the demo needs at least {MIN_DAYS} days, got {days}")
+    end = end.astimezone(UTC)
+    target = end.date() - timedelta(days=max(2, round(days * 0.5)))
+    # two working days, when the agent is busy (weekends have too few runs to show it), inside the window
+    candidates = [end.date() - timedelta(days=back) for back in range(2, days)]
+    working = [day for day in candidates if day.weekday() <= 3] or candidates
+    runaway_first = min(working, key=lambda day: (abs((day - target).days), day))
+    change_day = end.date() - timedelta(days=max(1, round(days * 0.3)))
+    return DemoStory(
+        start=end - timedelta(days=days),
+        end=end,
+        runaway_team="coding",
+        runaway_agent="code-review",
+        runaway_days=(runaway_first, runaway_first + timedelta(days=1)),
+        prompt_change_team="support",
+        prompt_change_agent="ticket-triage",
+        prompt_change_at=datetime(change_day.year, change_day.month, change_day.day, 14, tzinfo=UTC),
+        prompt_version_before="triage@4f2a9c",
+        prompt_version_after="triage@e03b7d",
+        unpriced_provider="acme",
+        unpriced_model="acme-large-2",
+        batch_team="data",
+        batch_agent="nightly-summaries",
+    )
+
+
+@dataclass
+class DemoTask:
+    """The calls of one agent run and its outcome (None for calls that are not in a task)."""
+
+    events: list[dict]
+    outcome: dict | None
+    started_at: datetime
+    finished_at: datetime
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def _task_start(rng: random.Random, day: date, hours: tuple[int, int]) -> datetime:
+    first_hour, last_hour = hours
+    # busier in the middle of the working window than at its edges
+    hour_offset = rng.triangular(0, last_hour - first_hour, (last_hour - first_hour) / 2)
+    return datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(
+        hours=first_hour + hour_offset, seconds=rng.random()
+    )
+
+
+def _openai_cached(prefix_tokens: int) -> int:
+    if prefix_tokens < OPENAI_CACHE_MINIMUM:
+        return 0
+    return prefix_tokens // OPENAI_CACHE_STEP * OPENAI_CACHE_STEP
+
+
+def _agent_run(
+    *, rng: random.Random, profile: AgentProfile, story: DemoStory, seed: int, day: date, number: int
+) -> DemoTask:
+    """One agent run: each step resends system, tools, the task's context and everything said so far."""
+    started_at = _task_start(rng, day, profile.hours)
+    model = rng.choices(profile.models, weights=[choice.weight for choice in profile.models])[0]
+    task_id = f"demo{seed}-{profile.name}-{day:%Y%m%d}-{number:04d}" if profile.in_tasks else None
+    event_prefix = task_id or f"demo{seed}-{profile.name}-{day:%Y%m%d}-call-{number:05d}"
+    is_story_agent = (profile.team, profile.name) == (story.prompt_change_team, story.prompt_change_agent)
+    timestamp_in_prompt = is_story_agent and started_at >= story.prompt_change_at
+    prompt_version = story.prompt_version_after if timestamp_in_prompt else profile.prompt_version
+
+    task_type = ""
+    ideal_steps: int | None = None
+    step_range = profile.steps
+    if profile.special_task and rng.random() < profile.special_task[0]:
+        _, task_type, ideal_steps, step_range = profile.special_task
+    roll = rng.random()
+    if roll < profile.success_rate:
+        status = TaskStatus.SUCCESS
+    elif roll < 1 - profile.abandon_rate:
+        status = TaskStatus.FAILURE
+    else:
+        status = TaskStatus.ABANDONED
+    step_count = rng.randint(*step_range)
+    runaway = (
+        (profile.team, profile.name) == (story.runaway_team, story.runaway_agent)
+        and day in story.runaway_days
+        and rng.random() < RUNAWAY_SHARE
+    )
+    if runaway:  # the agent keeps re-running the same failing tool until someone gives up on it
+        step_count = rng.randint(*RUNAWAY_STEPS)
+        status = TaskStatus.ABANDONED
+    if status != TaskStatus.SUCCESS and not runaway:
+        step_count = max(1, step_count - rng.randint(0, 2))
+
+    system_tokens = profile.system_tokens + (24 if timestamp_in_prompt else 0)
+    user_tokens = rng.randint(*profile.user_tokens)
+    retrieval_tokens = rng.randint(*profile.retrieval_tokens)
+    history_tokens = 0  # the agent's own earlier outputs
+    tool_result_tokens = 0
+    fresh_prefix = True  # the task's context is not in the cache yet (first step, or after compaction)
+    previous_input_by_model: dict[str, int] = {}
+    moment = started_at
+    events: list[dict] = []
+    for step in range(1, step_count + 1):
+        phase = profile.phases[(step - 1) % len(profile.phases)]
+        step_model = model
+        if profile.planning_model and phase in ("plan", "reflect"):
+            step_model = profile.planning_model
+        total_input = (
+            system_tokens
+            + profile.tools_tokens
+            + user_tokens
+            + retrieval_tokens
+            + history_tokens
+            + tool_result_tokens
+        )
+        warm_prefix = profile.tools_tokens + system_tokens  # kept in the cache by the agent's other runs
+        cache_read = cache_write_5m = 0
+        if profile.prompt_caching and step_model.provider == "anthropic":
+            if timestamp_in_prompt:
+                # tools come before the system prompt, so only they still match a cached prefix
+                cache_read = profile.tools_tokens
+            elif fresh_prefix or step_model.model not in previous_input_by_model:
+                cache_read = warm_prefix
+                cache_write_5m = total_input - warm_prefix - user_tokens
+            else:
+                cache_read = previous_input_by_model[step_model.model]
+        elif profile.prompt_caching:  # OpenAI caches the longest seen prefix on its own
+            cache_read = _openai_cached(previous_input_by_model.get(step_model.model, warm_prefix))
+        cache_read = min(cache_read, total_input)
+        uncached_input = total_input - cache_read - cache_write_5m
+        previous_input_by_model[step_model.model] = total_input
+        fresh_prefix = False
+
+        is_last_step = step == step_count
+        failed_call = is_last_step and status == TaskStatus.FAILURE and rng.random() < 0.5
+        output_tokens = rng.randint(20, 80) if failed_call else rng.randint(*profile.output_tokens)
+        reasoning_range = REASONING_TOKENS.get(step_model.model)
+        reasoning_tokens = rng.randint(*reasoning_range) if reasoning_range else 0
+        latency_ms = int(
+            350 + total_input / 1000 * 25 + (output_tokens + reasoning_tokens) * rng.uniform(10, 22)
+        )
+        event = {
+            "event_id": f"{event_prefix}:step-{step}" if task_id else event_prefix,
+            "timestamp": _iso(moment),
+            "team": profile.team,
+            "agent": profile.name,
+            "provider": step_model.provider,
+            "model": step_model.model,
+            "usage": {
+                "uncached_input": uncached_input,
+                "cache_read": cache_read,
+                "cache_write_5m": cache_write_5m,
+                "cache_write_1h": 0,
+                "output": output_tokens,
+                "reasoning": reasoning_tokens,
+            },
+            "input_breakdown": {
+                "system": system_tokens,
+                "tools": profile.tools_tokens,
+                "history": history_tokens,
+                "retrieval": retrieval_tokens,
+                "tool_results": tool_result_tokens,
+                "user": user_tokens,
+            },
+            "batch": profile.batch,
+            "latency_ms": latency_ms,
+            "status": "error" if failed_call else "ok",
+            "prompt_version": prompt_version,
+            "max_tokens": profile.max_tokens,
+            "tags": {"phase": phase},
+        }
+        if task_id:
+            event["task_id"] = task_id
+            event["step"] = step
+        if phase == "tool" and profile.tool_names:
+            tool_name = profile.tool_names[0 if runaway else rng.randrange(len(profile.tool_names))]
+            event["tool_calls"] = [{"name": tool_name, "args_hash": f"{rng.getrandbits(64):016x}"}]
+            tool_result_tokens += rng.randint(*profile.tool_result_tokens)
+        events.append(event)
+        history_tokens += output_tokens
+        moment += timedelta(milliseconds=latency_ms)
+        if phase == "tool":
+            moment += timedelta(milliseconds=rng.randint(300, 6000))  # the tool itself runs
+        if history_tokens + tool_result_tokens + retrieval_tokens > COMPACTION_THRESHOLD:
+            history_tokens, tool_result_tokens, retrieval_tokens = COMPACTED_HISTORY_TOKENS, 0, 0
+            fresh_prefix = True
+            previous_input_by_model.clear()
+
+    if not task_id:
+        return DemoTask(events=events, outcome=None, started_at=started_at, finished_at=moment)
+    outcome = {
+        "team": profile.team,
+        "agent": profile.name,
+        "task_id": task_id,
+        "status": status,
+        "started_at": started_at,
+        "ended_at": moment,
+    }
+    if task_type:
+        outcome["task_type"] = task_type
+    if ideal_steps is not None:
+        outcome["ideal_steps"] = ideal_steps
+    return DemoTask(events=events, outcome=outcome, started_at=started_at, finished_at=moment)
+
+
+def demo_traffic(*, story: DemoStory, seed: int) -> Iterator[DemoTask]:
+    """Every run (and one-off call) that started in [start, end) and finished by `end`, day by day."""
+    day = story.start.date()
+    while day <= story.end.date():
+        for profile in PROFILES:
+            rng = random.Random(f"finops-demo:{seed}:{profile.team}:{profile.name}:{day.isoformat()}")
+            is_weekend = day.weekday() >= 5
+            count = profile.tasks_per_weekend_day if is_weekend else profile.tasks_per_weekday
+            count = max(0, round(count * rng.uniform(0.85, 1.15)))
+            for number in range(count):
+                run = _agent_run(rng=rng, profile=profile, story=story, seed=seed, day=day, number=number)
+                if story.start <= run.started_at and run.finished_at <= story.end:
+                    yield run
+        day += timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class DemoBatchProgress:
+    number: int
+    events_sent: int
+    accepted: int
+    duplicates: int
+    rejected: int
+    seconds: float
+
+
+@dataclass
+class DemoLoadResult:
+    story: DemoStory
+    teams: list[str] = field(default_factory=list)
+    agents: list[str] = field(default_factory=list)
+    ingest: IngestResult = field(default_factory=IngestResult)
+    tasks_recorded: int = 0  # outcomes written by this load
+    tasks_in_window: int = 0  # tasks that ended in the window, by the KPI selector
+    cost_usd: Decimal = Decimal(0)
+    calls_in_window: int = 0
+    unpriced_calls: int = 0
+    seconds: float = 0.0
+
+
+def demo_logins_ensure(*, teams: dict[str, Team]) -> list[User]:
+    """Create the demo users and their roles. An existing user keeps its password."""
+    users = []
+    for account in DEMO_ACCOUNTS:
+        user, created = User.objects.get_or_create(username=account.username)
+        if created:
+            user.set_password(account.password)
+        user.org_role = account.org_role
+        user.is_staff = account.org_role in (OrgRole.ADMIN, OrgRole.FINOPS)
+        user.is_superuser = account.org_role == OrgRole.ADMIN
+        user.save()
+        if account.team_slug:
+            Membership.objects.update_or_create(
+                user=user, team=teams[account.team_slug], defaults={"role": account.team_role}
+            )
+        users.append(user)
+    return users
+
+
+def _teams_and_agents_ensure() -> tuple[dict[str, Team], dict[tuple[str, str], Agent]]:
+    teams = {slug: team_get_or_create(slug=slug, name=name) for slug, name in TEAMS.items()}
+    agents = {}
+    for profile in PROFILES:
+        # settings only on creation: someone may have tuned the SLO or ideal steps since
+        agent, _ = Agent.objects.get_or_create(
+            team=teams[profile.team],
+            name=profile.name,
+            defaults={"cost_slo_usd": profile.cost_slo_usd, "ideal_steps": profile.ideal_steps},
+        )
+        agents[(profile.team, profile.name)] = agent
+    return teams, agents
+
+
+def demo_load(
+    *,
+    days: int = DEFAULT_DAYS,
+    seed: int = DEFAULT_SEED,
+    end: datetime | None = None,
+    batch_size: int = BATCH_SIZE,
+    on_batch: Callable[[DemoBatchProgress], None] | None = None,
+) -> DemoLoadResult:
+    """Load the demo data set for the `days` days up to `end` (default now). Idempotent per seed."""
+    clock = time.monotonic()
+    story = demo_story(days=days, end=end or datetime.now(UTC))
+    with transaction.atomic():
+        teams, agents = _teams_and_agents_ensure()
+        demo_logins_ensure(teams=teams)
+    result = DemoLoadResult(
+        story=story, teams=sorted(teams), agents=sorted(f"{team}/{name}" for team, name in agents)
+    )
+    resolver = Resolver(TeamPolicy(None))
+    price_book = PriceBook.load()
+    events: list[dict] = []
+    outcomes: list[dict] = []
+    batch_number = 0
+
+    def flush() -> None:
+        nonlocal batch_number
+        batch_clock = time.monotonic()
+        with transaction.atomic():
+            written = events_ingest(
+                raw_events=events,
+                principal=None,
+                source=SOURCE,
+                resolver=resolver,
+                price_book=price_book,
+                first_index=result.ingest.accepted + result.ingest.duplicates + len(result.ingest.rejected),
+            )
+            # a batch with no new call was written whole, outcomes included, by an earlier load
+            if written.accepted:
+                result.tasks_recorded += task_outcomes_record(
+                    outcomes=[
+                        {
+                            **outcome,
+                            "team": teams[outcome["team"]],
+                            "agent": agents[(outcome["team"], outcome["agent"])],
+                        }
+                        for outcome in outcomes
+                    ]
+                )
+        result.ingest.add(written)
+        batch_number += 1
+        if on_batch:
+            on_batch(
+                DemoBatchProgress(
+                    number=batch_number,
+                    events_sent=len(events),
+                    accepted=written.accepted,
+                    duplicates=written.duplicates,
+                    rejected=len(written.rejected),
+                    seconds=time.monotonic() - batch_clock,
+                )
+            )
+        events.clear()
+        outcomes.clear()
+
+    for run in demo_traffic(story=story, seed=seed):
+        events.extend(run.events)
+        if run.outcome:
+            outcomes.append(run.outcome)
+        if len(events) >= batch_size:
+            flush()
+    if events:
+        flush()
+
+    totals = kpis_for_scope(
+        scope=Scope(team_ids=frozenset(team.pk for team in teams.values())), start=story.start, end=story.end
+    )
+    result.cost_usd = totals.cost_usd
+    result.calls_in_window = totals.calls
+    result.tasks_in_window = totals.tasks_ended
+    result.unpriced_calls = totals.unpriced_calls
+    result.seconds = time.monotonic() - clock
+    return result

@@ -1,0 +1,236 @@
+"""`finops demo`: the data set tells its story in the KPIs, loads idempotently, and its logins work.
+
+The seven-day data set is loaded once for the module inside a transaction that is rolled back at the end,
+so the other test modules never see it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import transaction
+from django.db.models import Count, F, Q, Sum
+from django.db.models.functions import Coalesce
+
+from finops.accounts.models import Membership, OrgRole, Team, TeamRole, User
+from finops.kpis.selectors import Scope, kpis_for_scope
+from finops.ledger.models import Agent, Call, Task, TaskStatus
+from finops.ledger.tokens import INPUT_TOKEN_TYPES, TOKEN_TYPES
+from finops.pricing.services import call_price
+from ingest.demo import DEMO_LOGINS, demo_load, demo_story, demo_traffic
+
+DAYS = 7
+SEED = 42
+
+
+@pytest.fixture(scope="module")
+def demo(django_db_setup, django_db_blocker):
+    end = datetime.now(UTC).replace(microsecond=0)
+    with django_db_blocker.unblock(), transaction.atomic():
+        yield demo_load(days=DAYS, seed=SEED, end=end)
+        transaction.set_rollback(True)
+
+
+def agent_scope(team: str, agent: str) -> Scope:
+    found = Agent.objects.get(team__slug=team, name=agent)
+    return Scope(team_ids=frozenset({found.team_id}), agent_ids=frozenset({found.pk}))
+
+
+def day_window(day) -> tuple[datetime, datetime]:
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    return start, start + timedelta(days=1)
+
+
+def whole_days(story):
+    day = story.start.date() + timedelta(days=1)
+    while day < story.end.date():
+        yield day
+        day += timedelta(days=1)
+
+
+def input_tokens(calls) -> int:
+    return sum(calls.aggregate(**{name: Coalesce(Sum(name), 0) for name in INPUT_TOKEN_TYPES}).values())
+
+
+def test_runaway_days_inflate_steps_and_cost_per_successful_task(demo, db):
+    story = demo.story
+    scope = agent_scope(story.runaway_team, story.runaway_agent)
+    agent = Agent.objects.get(pk=next(iter(scope.agent_ids)))
+    inflation = {}
+    cost_per_success = {}
+    for day in whole_days(story):
+        start, end = day_window(day)
+        kpis = kpis_for_scope(scope=scope, start=start, end=end)
+        if kpis.tasks_ended == 0:
+            continue
+        # the same ratio, from the task rows themselves
+        tasks = Task.objects.filter(agent=agent, ended_at__gte=start, ended_at__lt=end)
+        totals = tasks.aggregate(
+            steps=Sum("steps"), ideal=Sum(Coalesce("ideal_steps", F("agent__ideal_steps")))
+        )
+        assert kpis.step_inflation_ratio == pytest.approx(totals["steps"] / totals["ideal"])
+        inflation[day] = kpis.step_inflation_ratio
+        cost_per_success[day] = kpis.cost_per_successful_task_usd
+
+    ordinary_days = [day for day in inflation if day not in story.runaway_days]
+    assert ordinary_days and set(story.runaway_days) <= set(inflation)
+    assert max(inflation[day] for day in ordinary_days) < float(agent.target_step_inflation)
+    assert min(inflation[day] for day in story.runaway_days) > float(agent.target_step_inflation)
+    runaway_start = day_window(story.runaway_days[0])[0]
+    runaway_end = day_window(story.runaway_days[-1])[1]
+    runaway = kpis_for_scope(scope=scope, start=runaway_start, end=runaway_end)
+    assert runaway.step_inflation_ratio > 2 * max(inflation[day] for day in ordinary_days)
+    assert runaway.cost_per_successful_task_usd > 2 * max(cost_per_success[day] for day in ordinary_days)
+    assert runaway.cost_per_successful_task_usd > agent.cost_slo_usd
+    # the spinning runs are the ones that were abandoned after 40 steps or more
+    spun = Task.objects.filter(agent=agent, steps__gte=40)
+    assert spun.exists()
+    assert set(spun.values_list("status", flat=True)) == {TaskStatus.ABANDONED}
+    assert {task.first_call_at.date() for task in spun} <= set(story.runaway_days)
+
+
+def test_prompt_change_collapses_the_cache_hit_rate(demo, db):
+    story = demo.story
+    scope = agent_scope(story.prompt_change_team, story.prompt_change_agent)
+    before = kpis_for_scope(scope=scope, start=story.start, end=story.prompt_change_at)
+    after = kpis_for_scope(scope=scope, start=story.prompt_change_at, end=story.end)
+    assert before.cache_hit_rate > 0.75
+    assert after.cache_hit_rate < before.cache_hit_rate / 3
+    assert after.tokens["uncached_input"] / after.calls > 3 * before.tokens["uncached_input"] / before.calls
+
+    # independently, per prompt version, from the calls
+    calls = Call.objects.filter(agent_id__in=scope.agent_ids)
+    old = calls.filter(prompt_version=story.prompt_version_before)
+    new = calls.filter(prompt_version=story.prompt_version_after)
+    assert new.filter(timestamp__lt=story.prompt_change_at).count() == 0
+    old_rate = old.aggregate(read=Sum("cache_read"))["read"] / input_tokens(old)
+    new_rate = new.aggregate(read=Sum("cache_read"))["read"] / input_tokens(new)
+    assert new_rate < old_rate / 3
+
+
+def test_unpriced_model_is_counted_never_zero(demo, db):
+    story = demo.story
+    everything = Scope(
+        team_ids=frozenset(Team.objects.filter(slug__in=demo.teams).values_list("pk", flat=True))
+    )
+    kpis = kpis_for_scope(scope=everything, start=story.start, end=story.end)
+    unpriced = Call.objects.filter(cost_usd__isnull=True, timestamp__gte=story.start, timestamp__lt=story.end)
+    assert kpis.unpriced_calls > 0
+    assert kpis.unpriced_calls == unpriced.count()
+    assert set(unpriced.values_list("provider", "model").distinct()) == {
+        (story.unpriced_provider, story.unpriced_model)
+    }
+    assert not Call.objects.filter(model=story.unpriced_model, cost_usd__isnull=False).exists()
+    assert kpis.unpriced_calls == demo.unpriced_calls
+
+
+def test_batch_calls_cost_half_of_the_same_tokens_unbatched(demo, db):
+    story = demo.story
+    batch_calls = Call.objects.filter(batch=True)
+    assert batch_calls.exists()
+    assert set(batch_calls.values_list("agent__name", flat=True).distinct()) == {story.batch_agent}
+    for call in batch_calls.order_by("id")[:25]:
+        tokens = {name: getattr(call, name) for name in TOKEN_TYPES}
+        standard = call_price(provider=call.provider, model=call.model, tokens=tokens, at=call.timestamp)
+        assert call.cost_usd > 0
+        assert abs(call.cost_usd - standard.total_usd / 2) <= Decimal("1e-11")
+
+
+def test_calls_not_in_a_task_are_counted(demo, db):
+    story = demo.story
+    everything = Scope(
+        team_ids=frozenset(Team.objects.filter(slug__in=demo.teams).values_list("pk", flat=True))
+    )
+    kpis = kpis_for_scope(scope=everything, start=story.start, end=story.end)
+    loose = Call.objects.filter(task_id__isnull=True, timestamp__gte=story.start, timestamp__lt=story.end)
+    assert kpis.calls_not_in_task > 0
+    assert kpis.calls_not_in_task == loose.count()
+    assert kpis.cost_not_in_task_usd == loose.aggregate(total=Sum("cost_usd"))["total"]
+
+
+def test_tasks_have_outcomes_steps_and_growing_cached_context(demo, db):
+    tasks = Task.objects.filter(task_id__startswith=f"demo{SEED}-")
+    counts = tasks.aggregate(
+        all=Count("id"),
+        without_outcome=Count("id", filter=Q(status__isnull=True)),
+        successful=Count("id", filter=Q(status=TaskStatus.SUCCESS)),
+    )
+    assert counts["all"] == demo.tasks_recorded
+    assert counts["without_outcome"] == 0
+    assert counts["successful"] > 0.75 * counts["all"]
+    assert tasks.filter(ideal_steps__isnull=False).exists()
+    assert tasks.filter(ideal_steps__isnull=True).exists()
+
+    task = tasks.filter(agent__name="ticket-triage", steps__gte=4).order_by("task_id").first()
+    calls = list(Call.objects.filter(team_id=task.team_id, task_id=task.task_id).order_by("step"))
+    assert [call.step for call in calls] == list(range(1, task.steps + 1))
+    assert task.started_at <= calls[0].timestamp and calls[-1].timestamp <= task.ended_at
+    totals = [sum(getattr(call, name) for name in INPUT_TOKEN_TYPES) for call in calls]
+    assert totals == sorted(totals) and totals[-1] > totals[0]
+    if calls[0].prompt_version == demo.story.prompt_version_before:
+        assert calls[0].cache_write_5m > 0
+        assert all(call.cache_read > call.uncached_input for call in calls[1:])
+    assert all(sum(call.input_breakdown.values()) == total for call, total in zip(calls, totals, strict=True))
+    assert any(call.tool_calls for call in calls)
+
+
+def test_loading_again_with_the_same_seed_adds_nothing(demo, db):
+    calls_before = Call.objects.count()
+    tasks_before = Task.objects.count()
+
+    again = demo_load(days=DAYS, seed=SEED, end=demo.story.end)
+
+    assert Call.objects.count() == calls_before
+    assert Task.objects.count() == tasks_before
+    assert again.ingest.accepted == 0
+    assert again.ingest.duplicates == demo.ingest.accepted
+    assert again.cost_usd == demo.cost_usd
+    assert again.tasks_recorded == 0
+    assert again.tasks_in_window == demo.tasks_in_window
+
+
+def test_traffic_is_deterministic_per_seed():
+    story = demo_story(days=4, end=datetime(2026, 11, 22, 12, tzinfo=UTC))
+
+    first = [event for run in demo_traffic(story=story, seed=1) for event in run.events]
+    second = [event for run in demo_traffic(story=story, seed=1) for event in run.events]
+    other_seed = [event["event_id"] for run in demo_traffic(story=story, seed=2) for event in run.events]
+
+    assert first == second
+    assert len({event["event_id"] for event in first}) == len(first)
+    assert not {event["event_id"] for event in first} & set(other_seed)
+
+
+def test_demo_logins_exist_with_their_roles_and_can_log_in(demo, db, client):
+    for username, password, _ in DEMO_LOGINS:
+        assert client.login(username=username, password=password), username
+        client.logout()
+    admin = User.objects.get(username="admin")
+    assert (admin.org_role, admin.is_staff, admin.is_superuser) == (OrgRole.ADMIN, True, True)
+    finops = User.objects.get(username="finops")
+    assert (finops.org_role, finops.is_staff, finops.is_superuser) == (OrgRole.FINOPS, True, False)
+    for slug in demo.teams:
+        for role in (TeamRole.SRE, TeamRole.VIEWER):
+            membership = Membership.objects.get(user__username=f"{slug}-{role}", team__slug=slug)
+            assert membership.role == role
+            assert not membership.user.is_staff
+            assert Membership.objects.filter(user=membership.user).count() == 1
+
+
+def test_command_prints_progress_and_summary(db):
+    out = StringIO()
+
+    call_command("demo", days=4, seed=3, stdout=out)
+
+    output = out.getvalue()
+    calls = Call.objects.filter(event_id__startswith="demo3-").count()
+    assert calls > 0
+    assert "batch 1:" in output
+    assert f"{calls:,} calls accepted" in output
+    assert "admin / admin" in output
+    with pytest.raises(CommandError):
+        call_command("demo", days=2, stdout=StringIO())
