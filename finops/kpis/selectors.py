@@ -42,6 +42,7 @@ class Kpis:
     tasks_failed: int = 0
     tasks_abandoned: int = 0
     tasks_cost_usd: Decimal = Decimal(0)
+    tasks_unpriced_calls: int = 0  # calls of those tasks whose cost is unknown, so not in tasks_cost_usd
     cost_per_successful_task_usd: Decimal | None = None
     cache_hit_rate: float | None = None
     token_efficiency_index: float | None = None
@@ -131,6 +132,7 @@ def task_totals(*, scope: Scope, start: datetime, end: datetime) -> dict:
             "failed": Count("id", filter=Q(status=TaskStatus.FAILURE)),
             "abandoned": Count("id", filter=Q(status=TaskStatus.ABANDONED)),
             "cost_usd": Coalesce(Sum("cost_usd"), Decimal(0)),
+            "unpriced_calls": Coalesce(Sum("unpriced_calls"), 0),
             "useful_output": Coalesce(Sum("output", filter=success), 0),
             "all_tokens": Coalesce(Sum(total_tokens), 0),
             "actual_steps": Coalesce(Sum("steps", filter=known_ideal), 0),
@@ -139,6 +141,17 @@ def task_totals(*, scope: Scope, start: datetime, end: datetime) -> dict:
             ),
         },
     )
+
+
+def _cost_per_successful_task(tasks: dict) -> Decimal | None:
+    """Null without a successful task, and null when no call of the tasks has a known price: an
+    unknown cost is never shown as $0. Partly unpriced tasks count their priced calls, and the
+    unpriced ones are reported beside (tasks_unpriced_calls)."""
+    if not tasks["successful"]:
+        return None
+    if tasks["unpriced_calls"] and not tasks["cost_usd"]:
+        return None
+    return tasks["cost_usd"] / tasks["successful"]
 
 
 def kpis_for_scope(*, scope: Scope, start: datetime, end: datetime) -> Kpis:
@@ -159,9 +172,8 @@ def kpis_for_scope(*, scope: Scope, start: datetime, end: datetime) -> Kpis:
         tasks_failed=tasks["failed"],
         tasks_abandoned=tasks["abandoned"],
         tasks_cost_usd=tasks["cost_usd"],
-        cost_per_successful_task_usd=(
-            tasks["cost_usd"] / tasks["successful"] if tasks["successful"] else None
-        ),
+        tasks_unpriced_calls=tasks["unpriced_calls"],
+        cost_per_successful_task_usd=_cost_per_successful_task(tasks),
         cache_hit_rate=calls["cache_read"] / total_input if total_input else None,
         token_efficiency_index=(
             tasks["useful_output"] / tasks["all_tokens"] if tasks["all_tokens"] else None

@@ -76,9 +76,9 @@ def reference_kpis(
         if key in task_calls:
             task_calls[key].append(event)
     successful = [o for o in ended if o.status == "success"]
-    task_cost = sum(
-        (reference_cost(e) or Decimal(0) for calls in task_calls.values() for e in calls), Decimal(0)
-    )
+    task_costs = [reference_cost(e) for calls in task_calls.values() for e in calls]
+    task_cost = sum((cost for cost in task_costs if cost is not None), Decimal(0))
+    task_unpriced = sum(1 for cost in task_costs if cost is None)
     useful_output = sum(
         e["usage"].get("output", 0) for o in successful for e in task_calls[(o.team, o.task_id)]
     )
@@ -102,8 +102,12 @@ def reference_kpis(
             "successful": len(successful),
             "failed": sum(1 for o in ended if o.status == "failure"),
             "abandoned": sum(1 for o in ended if o.status == "abandoned"),
+            "unpriced_calls": task_unpriced,
         },
-        "cost_per_successful_task_usd": task_cost / len(successful) if successful else None,
+        # an unknown cost is never $0: null when none of the tasks' calls has a price
+        "cost_per_successful_task_usd": (
+            task_cost / len(successful) if successful and (task_cost or not task_unpriced) else None
+        ),
         "cache_hit_rate": tokens["cache_read"] / total_input if total_input else None,
         "token_efficiency_index": useful_output / all_tokens if all_tokens else None,
         "step_inflation_ratio": actual_steps / ideal_steps if ideal_steps else None,
