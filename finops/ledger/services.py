@@ -45,24 +45,35 @@ def agent_get_or_create(*, team: Team, name: str) -> Agent:
     return agent
 
 
+OUTCOME_FIELDS = ("agent", "status", "started_at", "ended_at")
+OPTIONAL_OUTCOME_FIELDS = ("ideal_steps", "task_type", "tags")
+
+
 @transaction.atomic
 def task_outcomes_record(*, outcomes: list[dict]) -> int:
     """Upsert task outcomes (idempotent on team + task_id; a later report updates the earlier one).
 
     Each outcome is a validated dict with team (Team), agent (Agent), task_id, status, started_at,
-    ended_at and optional ideal_steps, task_type, tags. The call aggregates are left untouched.
+    ended_at and optional ideal_steps, task_type, tags; an optional field left out keeps its stored
+    value. The call aggregates are left untouched. One INSERT … ON CONFLICT per set of given fields.
     """
-    for outcome in outcomes:
-        defaults = {
-            "agent": outcome["agent"],
-            "status": outcome["status"],
-            "started_at": outcome["started_at"],
-            "ended_at": outcome["ended_at"],
-        }
-        for optional in ("ideal_steps", "task_type", "tags"):
-            if optional in outcome:
-                defaults[optional] = outcome[optional]
-        Task.objects.update_or_create(team=outcome["team"], task_id=outcome["task_id"], defaults=defaults)
+    latest: dict[tuple[int, str], dict] = {}
+    for outcome in outcomes:  # the last report of a task in the batch wins, as it would one by one
+        latest[(outcome["team"].pk, outcome["task_id"])] = outcome
+    by_fields: dict[tuple[str, ...], list[Task]] = {}
+    for (team_id, task_id), outcome in sorted(latest.items()):
+        given = tuple(name for name in OPTIONAL_OUTCOME_FIELDS if name in outcome)
+        task = Task(
+            team_id=team_id, task_id=task_id, **{name: outcome[name] for name in OUTCOME_FIELDS + given}
+        )
+        by_fields.setdefault(given, []).append(task)
+    for given, tasks in by_fields.items():
+        Task.objects.bulk_create(
+            tasks,
+            update_conflicts=True,
+            unique_fields=["team", "task_id"],
+            update_fields=[*OUTCOME_FIELDS, *given],
+        )
     return len(outcomes)
 
 

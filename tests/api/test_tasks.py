@@ -76,3 +76,11 @@ def test_bad_outcomes_are_rejected_one_by_one(api):
     assert "status" in errors["bad-status"]
     assert "ended_at" in errors["backwards"]
     assert list(Task.objects.values_list("task_id", flat=True)) == ["ok"]
+
+
+def test_a_later_report_without_optional_fields_keeps_them_and_the_last_report_in_a_batch_wins(api):
+    api.post("/api/v1/tasks", [outcome(ideal_steps=5, task_type="triage")])
+    api.post("/api/v1/tasks", [outcome(status="failure"), outcome(status="abandoned")])
+
+    task = Task.objects.get(task_id="run-1")
+    assert (task.status, task.ideal_steps, task.task_type) == ("abandoned", 5, "triage")
