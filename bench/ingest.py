@@ -6,7 +6,8 @@ Side by side, in one run, against one database:
   1. baseline: a binary COPY of the same pre-built rows (14 columns) into a bare, unindexed table;
   2. import: `finops import FILE` of the events as JSONL (validate → price → dedupe → write with
      rollups), as a separate process whose memory is sampled;
-  3. HTTP: POST /api/v1/events in batches of 1,000 from a second process to a gunicorn server.
+  3. HTTP: POST /api/v1/events in batches of 1,000 to a gunicorn server (2 workers), from sending
+     processes keeping 2 requests in flight (--http-in-flight).
 Uses DATABASE_URL if set, else the embedded PostgreSQL under bench/out/data. A fresh database is
 created for the run and dropped at the end.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import itertools
 import json
 import multiprocessing
 import os
@@ -26,6 +28,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import psutil
 import psycopg
@@ -84,11 +87,24 @@ def baseline_rows(path: Path) -> list[tuple]:
         for number, line in enumerate(lines):
             event = json.loads(line)
             usage = event["usage"]
-            rows.append((
-                number, datetime.fromisoformat(event["timestamp"]), event["event_id"], number % 5, number % 20,
-                event["task_id"], event["step"], event["provider"], event["model"],
-                usage["uncached_input"], usage["cache_read"], usage["cache_write_5m"], 0, usage["output"],
-            ))
+            rows.append(
+                (
+                    number,
+                    datetime.fromisoformat(event["timestamp"]),
+                    event["event_id"],
+                    number % 5,
+                    number % 20,
+                    event["task_id"],
+                    event["step"],
+                    event["provider"],
+                    event["model"],
+                    usage["uncached_input"],
+                    usage["cache_read"],
+                    usage["cache_write_5m"],
+                    0,
+                    usage["output"],
+                )
+            )
     return rows
 
 
@@ -102,8 +118,24 @@ def copy_baseline(url: str, rows: list[tuple]) -> float:
         connection.commit()
         started = time.perf_counter()
         with connection.cursor().copy("COPY bench_bare FROM STDIN (FORMAT BINARY)") as copy:
-            copy.set_types(["int8", "timestamptz", "text", "int8", "int8", "text", "int4", "text", "text",
-                            "int8", "int8", "int8", "int8", "int8"])
+            copy.set_types(
+                [
+                    "int8",
+                    "timestamptz",
+                    "text",
+                    "int8",
+                    "int8",
+                    "text",
+                    "int4",
+                    "text",
+                    "text",
+                    "int8",
+                    "int8",
+                    "int8",
+                    "int8",
+                    "int8",
+                ]
+            )
             for row in rows:
                 copy.write_row(row)
         connection.commit()
@@ -156,15 +188,18 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _send(port: int, token: str, path: str, batch: int, queue) -> None:
+def _send(port: int, token: str, path: str, batch: int, part: int, parts: int, queue) -> None:
+    """POST every `parts`-th batch of the file, starting at batch `part`, one request at a time."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson"}
     sent = 0
     with open(path, "rb") as lines:
-        while True:
+        for number in itertools.count():
             chunk = [line for _, line in zip(range(batch), lines, strict=False)]
             if not chunk:
                 break
+            if number % parts != part:
+                continue
             connection.request("POST", "/api/v1/events", body=b"".join(chunk), headers=headers)
             response = connection.getresponse()
             body = response.read()
@@ -174,16 +209,37 @@ def _send(port: int, token: str, path: str, batch: int, queue) -> None:
     queue.put(sent)
 
 
-def run_http(env: dict, path: Path, count: int, batch: int) -> float:
+def run_http(env: dict, path: Path, count: int, batch: int, in_flight: int) -> float:
     port = free_port()
-    token = subprocess.run(
-        [sys.executable, "-m", "finops.cli", "token", "create", "--name", "bench", "--scope", "ingest"],
-        env=env, cwd=ROOT, capture_output=True, text=True, check=True,
-    ).stdout.strip().splitlines()[-1]
+    token = (
+        subprocess.run(
+            [sys.executable, "-m", "finops.cli", "token", "create", "--name", "bench", "--scope", "ingest"],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "finops.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2",
-         "--timeout", "300", "--log-level", "warning"],
-        env=env, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "finops.wsgi",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "2",
+            "--timeout",
+            "300",
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        cwd=ROOT,
     )
     try:
         deadline = time.time() + 60
@@ -195,10 +251,17 @@ def run_http(env: dict, path: Path, count: int, batch: int) -> float:
                 time.sleep(0.2)
         queue = multiprocessing.Queue()
         started = time.perf_counter()
-        sender = multiprocessing.Process(target=_send, args=(port, token, str(path), batch, queue))
-        sender.start()
-        accepted = queue.get()
-        sender.join()
+        senders = [
+            multiprocessing.Process(
+                target=_send, args=(port, token, str(path), batch, part, in_flight, queue)
+            )
+            for part in range(in_flight)
+        ]
+        for sender in senders:
+            sender.start()
+        accepted = sum(queue.get() for _ in senders)
+        for sender in senders:
+            sender.join()
         elapsed = time.perf_counter() - started
         if accepted != count:
             raise SystemExit(f"HTTP path accepted {accepted} of {count} events")
@@ -212,6 +275,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--http-batch", type=int, default=1000)
+    parser.add_argument(
+        "--http-in-flight",
+        type=int,
+        default=2,
+        help="requests in flight: one sending process each (2 workers serve)",
+    )
     parser.add_argument("--skip-http", action="store_true")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
@@ -223,12 +292,11 @@ def main() -> None:
 
     server_url = os.environ.get("DATABASE_URL") or embedded.ensure_postgres()
     database = f"finops_bench_{os.getpid()}"
-    admin_url = server_url.rsplit("/", 1)[0] + "/postgres" + (
-        "?" + server_url.split("?", 1)[1] if "?" in server_url else ""
-    )
+    server = urlsplit(server_url)
+    admin_url = urlunsplit(server._replace(path="/postgres"))
+    url = urlunsplit(server._replace(path=f"/{database}"))
     with psycopg.connect(admin_url, autocommit=True) as connection:
         connection.execute(f'CREATE DATABASE "{database}"')
-    url = admin_url.replace("/postgres", f"/{database}", 1)
     env["DATABASE_URL"] = url
     try:
         say(f"== database {database}; migrating")
@@ -250,15 +318,22 @@ def main() -> None:
         http_rate = None
         if not args.skip_http:
             reset_ledger(url)
-            say(f"== HTTP: POST /api/v1/events, batches of {args.http_batch:,}, from a second process")
-            http_rate = run_http(env, events_file, args.events, args.http_batch)
+            say(
+                f"== HTTP: POST /api/v1/events, batches of {args.http_batch:,}, "
+                f"{args.http_in_flight} in flight (one sending process each)"
+            )
+            http_rate = run_http(env, events_file, args.events, args.http_batch, args.http_in_flight)
             say(f"   {http_rate:,.0f} events/s")
         say("")
         say(f"events                         {args.events:>12,}")
         say(f"binary COPY baseline   rows/s  {copy_rate:>12,.0f}")
-        say(f"import path          events/s  {import_rate:>12,.0f}   {import_rate / copy_rate:6.1%} of COPY (goal ≥ 25%)")
+        say(
+            f"import path          events/s  {import_rate:>12,.0f}   {import_rate / copy_rate:6.1%} of COPY (goal ≥ 25%)"
+        )
         if http_rate is not None:
-            say(f"HTTP path            events/s  {http_rate:>12,.0f}   {http_rate / copy_rate:6.1%} of COPY (goal ≥ 12%)")
+            say(
+                f"HTTP path            events/s  {http_rate:>12,.0f}   {http_rate / copy_rate:6.1%} of COPY (goal ≥ 12%)"
+            )
         say(f"import memory growth       MB  {peak_rss - start_rss:>12,.0f}   (goal ≤ 100)")
     finally:
         with psycopg.connect(admin_url, autocommit=True) as connection:

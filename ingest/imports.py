@@ -11,6 +11,7 @@ import csv
 import importlib.util
 import json
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -27,7 +28,7 @@ from ingest.quarantine import (
     source_row_translate,
     source_rows_ingest,
 )
-from ingest.writer import Resolver, TeamPolicy
+from ingest.writer import Resolver, TeamPolicy, WritePipeline
 
 BATCH_SIZE = 5000
 FORMATS = ("auto", "events-jsonl", "events-csv", "focus", "litellm", "otlp-json")
@@ -267,7 +268,10 @@ def file_import(
     progress = summary.progress
     resolver = Resolver(TeamPolicy(principal))
     price_book = PriceBook.load()
-    with path.open("rb") as handle:
+    # batch N is written on a thread of its own while batch N+1 is decoded and priced, unless the
+    # caller holds a transaction (which the writer thread's connection could neither see nor join)
+    pipeline = WritePipeline() if WritePipeline.usable() else None
+    with path.open("rb") as handle, pipeline or nullcontext():
         lines = _CountingLines(handle)
         rows = _rows(
             file_format=file_format, lines=lines, default_team=principal_default_team(principal=principal)
@@ -283,8 +287,11 @@ def file_import(
                 price_book=price_book,
                 positions_are_stable=True,
             )
-            progress.accepted += outcome.accepted
-            progress.duplicates += outcome.duplicates
+            if pipeline is None:
+                progress.accepted += outcome.accepted
+                progress.duplicates += outcome.duplicates
+            else:  # the batches written so far
+                progress.accepted, progress.duplicates = pipeline.accepted, pipeline.duplicates
             progress.rejected += len(outcome.rejected)
             room = MAX_REJECTED_SAMPLES - len(summary.rejected_samples)
             summary.rejected_samples.extend(outcome.rejected[: max(room, 0)])
@@ -299,6 +306,10 @@ def file_import(
             if len(batch) >= batch_size:
                 flush()
         flush()
+    if pipeline is not None:  # every batch is written now
+        progress.accepted, progress.duplicates = pipeline.accepted, pipeline.duplicates
+        if on_progress:
+            on_progress(progress)
     return summary
 
 

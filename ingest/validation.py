@@ -245,8 +245,7 @@ _encode = msgspec.json.Encoder()
 
 
 def _raw_kind_ok(raw: msgspec.Raw, opener: bytes) -> bool:
-    data = bytes(raw)
-    return data == b"null" or data[:1] == opener
+    return raw == NULL or bytes(raw)[:1] == opener
 
 
 def wire_event_decode(raw: bytes | dict, *, now: datetime) -> tuple[WireEvent | None, dict, Any]:
@@ -268,10 +267,11 @@ def wire_event_decode(raw: bytes | dict, *, now: datetime) -> tuple[WireEvent | 
         return _slow_path(data, now)
     if not (MIN_TIMESTAMP <= event.timestamp <= now + MAX_CLOCK_SKEW):
         return _slow_path(data, now)
+    # the JSON-valued fields are mostly absent (null): only a present one needs its kind checked
     if not (
-        _raw_kind_ok(event.input_breakdown, b"{")
-        and _raw_kind_ok(event.tags, b"{")
-        and _raw_kind_ok(event.tool_calls, b"[")
+        (event.input_breakdown == NULL or _raw_kind_ok(event.input_breakdown, b"{"))
+        and (event.tags == NULL or _raw_kind_ok(event.tags, b"{"))
+        and (event.tool_calls == NULL or _raw_kind_ok(event.tool_calls, b"["))
     ):
         return _slow_path(data, now)
     if event.reported_cost_usd is not None:

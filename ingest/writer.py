@@ -9,12 +9,14 @@ concurrent batches carrying the same event count it once.
 from __future__ import annotations
 
 import json
+import queue
+import threading
 from collections.abc import Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-import msgspec
 from django.db import connection, transaction
 
 from finops.accounts.models import ApiToken, Membership, OrgRole, Team, TeamRole, TokenScope, User
@@ -24,7 +26,7 @@ from finops.ledger.tokens import TOKEN_TYPES
 from finops.pricing.fast import PicoPricer
 from finops.pricing.services import PriceBook
 from ingest.models import QuarantinedRow
-from ingest.validation import WireEvent, wire_event_decode
+from ingest.validation import NULL, WireEvent, wire_event_decode
 
 STAGE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("ord", "int4"),
@@ -209,11 +211,6 @@ class Resolver:
         return self.agent_ids[key]
 
 
-def _raw(value: msgspec.Raw) -> bytes | None:
-    data = bytes(value)
-    return None if data == b"null" else data
-
-
 def events_ingest(
     *,
     raw_events: Iterable[bytes | dict],
@@ -236,11 +233,19 @@ def events_ingest(
     result = IngestResult()
     good: list[tuple[WireEvent, int, int]] = []
     quarantine: list[QuarantinedRow] = []
+    # (team, agent) → (team id, team error, agent id), for this batch: a few pairs cover most rows
+    resolved: dict[tuple[str, str], tuple[int | None, str | None, int | None]] = {}
     for index, raw in enumerate(raw_events, start=first_index):
         event, errors, payload = wire_event_decode(raw, now=now)
         team_id = None
         if event is not None:
-            team_id, team_error = resolver.team_id(event.team)
+            names = (event.team, event.agent)
+            ids = resolved.get(names)
+            if ids is None:
+                team_id, team_error = resolver.team_id(event.team)
+                agent_id = None if team_error else resolver.agent_id(team_id, event.agent)
+                ids = resolved[names] = (team_id, team_error, agent_id)
+            team_id, team_error, agent_id = ids
             if team_error:
                 errors, payload = {"team": [team_error]}, _payload(raw)
         if errors:
@@ -257,7 +262,7 @@ def events_ingest(
                 )
             )
             continue
-        good.append((event, team_id, resolver.agent_id(team_id, event.agent)))
+        good.append((event, team_id, agent_id))
     with transaction.atomic():
         if quarantine:
             QuarantinedRow.objects.bulk_create(quarantine)
@@ -284,11 +289,30 @@ def _pricer_for(price_book: PriceBook) -> PicoPricer:
 
 
 def events_write(*, events: list[tuple[WireEvent, int, int]], pricer: PicoPricer) -> int:
-    """Write validated events (with their team and agent ids). Returns how many were new."""
+    """Write validated events (with their team and agent ids). Returns how many were new.
+
+    Inside `WritePipeline` (the caller's thread only), the priced rows are handed to the pipeline's
+    writer thread instead and 0 is returned; the pipeline counts what was new."""
     if not events:
         return 0
+    rows, months = _rows_build(events=events, pricer=pricer)
+    pipeline = _pipeline.get()
+    if pipeline is not None:
+        pipeline.submit(rows=rows, months=months, events=len(events))
+        return 0
+    return _rows_write(rows=rows, months=months)
+
+
+def _rows_build(
+    *, events: list[tuple[WireEvent, int, int]], pricer: PicoPricer
+) -> tuple[list[tuple], set[date]]:
+    """The stage rows of a batch, priced, one per key and in key order (see _WRITE_SQL), and the
+    months whose call partitions they need."""
     months = set()
     rows = []
+    price = pricer.price
+    append = rows.append
+    zero = ZERO
     for ordinal, (event, team_id, agent_id) in enumerate(events):
         usage = event.usage
         tokens = (
@@ -301,13 +325,13 @@ def events_write(*, events: list[tuple[WireEvent, int, int]], pricer: PicoPricer
         )
         timestamp = event.timestamp
         months.add(
-            (timestamp.year, timestamp.month) if timestamp.utcoffset() == ZERO else _utc_month(timestamp)
+            (timestamp.year, timestamp.month) if timestamp.utcoffset() == zero else _utc_month(timestamp)
         )
         provider = event.provider.lower()
-        costs = pricer.price(
-            provider=provider, model=event.model, tokens=tokens, at=timestamp, batch=bool(event.batch)
-        )
-        rows.append(
+        batch = bool(event.batch)
+        costs = price(provider=provider, model=event.model, tokens=tokens, at=timestamp, batch=batch)
+        input_breakdown, tool_calls, tags = event.input_breakdown, event.tool_calls, event.tags
+        append(
             (
                 ordinal,
                 event.event_id,
@@ -319,32 +343,115 @@ def events_write(*, events: list[tuple[WireEvent, int, int]], pricer: PicoPricer
                 provider,
                 event.model,
                 *tokens,
-                _raw(event.input_breakdown),
-                bool(event.batch),
+                None if input_breakdown == NULL else bytes(input_breakdown),
+                batch,
                 event.latency_ms,
                 event.status or "ok",
                 event.prompt_version or None,
                 event.max_tokens,
-                _raw(event.tool_calls),
+                None if tool_calls == NULL else bytes(tool_calls),
                 event.reported_cost_usd,
-                _raw(event.tags),
+                None if tags == NULL else bytes(tags),
                 *(costs or UNPRICED_COSTS),
             )
         )
-    # one row per key, in key order (see _WRITE_SQL); a key repeated within the batch is a duplicate
+    # a key repeated within the batch is a duplicate: the first occurrence is the one written
     unique_rows = {(row[3], row[1]): row for row in reversed(rows)}
     rows = [unique_rows[key] for key in sorted(unique_rows)]
+    return rows, {date(year, month, 1) for year, month in months}
+
+
+def _rows_write(*, rows: list[tuple], months: set[date]) -> int:
+    """COPY the rows into the stage and run the write statement, in one transaction."""
     with transaction.atomic(), connection.cursor() as cursor:
-        call_partitions_ensure(months={date(year, month, 1) for year, month in months})
+        call_partitions_ensure(months=months)
         cursor.execute(_STAGE_DDL)
         with cursor.copy(_COPY_SQL) as copy:
             copy.set_types(_COPY_TYPES)
+            write_row = copy.write_row
             for row in rows:
-                copy.write_row(row)
+                write_row(row)
         cursor.execute(_WRITE_SQL)
         accepted = cursor.fetchone()[0]
         cursor.execute("TRUNCATE ingest_stage")  # ON COMMIT DELETE ROWS would too, but not inside tests
     return accepted
+
+
+class WritePipeline:
+    """Overlaps the database work of one batch with the Python work (decode, price) of the next.
+
+    Used as a context manager around a stream of `events_ingest` calls (a file import): while it is
+    open, `events_write` in this thread hands its priced rows to a writer thread, which writes each
+    batch exactly as `events_write` would (same statement, its own transaction) on a database
+    connection of its own. At most `depth` batches wait, so memory stays flat. An error in the writer
+    thread is raised in the caller's thread, at its next batch or on leaving the block.
+
+    Only for callers in autocommit mode: the writer's connection cannot see, nor join, a transaction
+    the caller holds open (`WritePipeline.usable()` says whether it can be used here)."""
+
+    def __init__(self, *, depth: int = 2) -> None:
+        self.accepted = 0
+        self.duplicates = 0
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="finops-writer", daemon=True)
+        self._token = None
+
+    @staticmethod
+    def usable() -> bool:
+        return not connection.in_atomic_block
+
+    def __enter__(self) -> WritePipeline:
+        if not self.usable():
+            raise RuntimeError("WritePipeline needs autocommit: the caller is inside a transaction")
+        self._thread.start()
+        self._token = _pipeline.set(self)
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        _pipeline.reset(self._token)
+        self._put(_STOP, raise_error=False)
+        self._thread.join()
+        if error is None and self._error is not None:
+            raise self._error
+
+    def submit(self, *, rows: list[tuple], months: set[date], events: int) -> None:
+        self._put((rows, months, events), raise_error=True)
+
+    def _put(self, item: object, *, raise_error: bool) -> None:
+        while True:
+            if self._error is not None:
+                if raise_error:
+                    raise self._error
+                return
+            if not self._thread.is_alive():
+                if raise_error:
+                    raise RuntimeError("the writer thread has stopped")
+                return
+            try:
+                self._queue.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def _run(self) -> None:
+        try:
+            while True:
+                item = self._queue.get()
+                if item is _STOP:
+                    return
+                rows, months, events = item
+                accepted = _rows_write(rows=rows, months=months)
+                self.accepted += accepted
+                self.duplicates += events - accepted
+        except BaseException as error:  # noqa: BLE001 — handed to the caller's thread
+            self._error = error
+        finally:
+            connection.close()  # this thread's own connection
+
+
+_STOP = object()
+_pipeline: ContextVar[WritePipeline | None] = ContextVar("finops_write_pipeline", default=None)
 
 
 ZERO = timedelta(0)

@@ -22,6 +22,7 @@ PICO_PER_USD = 10**12
 PICO = Decimal("1e-12")
 
 # (total_pico, cost of each of the six token types in pico) or None when unpriced
+assert len(TOKEN_TYPES) == 6, "PicoPricer.price is unrolled for six token types"
 PicoCost = tuple[int, int, int, int, int, int, int] | None
 
 
@@ -65,13 +66,20 @@ class PicoPricer:
                 if total_input > start:
                     numerators = rates.numerators[index + 1]
         denominator = rates.denominator
-        if denominator == 1:
-            costs = [count * rate for count, rate in zip(tokens, numerators, strict=True)]
-        else:
-            costs = [
-                _divide_half_even(count * rate, denominator)
-                for count, rate in zip(tokens, numerators, strict=True)
-            ]
+        if denominator == 1:  # no discount: whole picodollars per token (unrolled: this runs per row)
+            c0, c1, c2, c3, c4, c5 = (
+                tokens[0] * numerators[0],
+                tokens[1] * numerators[1],
+                tokens[2] * numerators[2],
+                tokens[3] * numerators[3],
+                tokens[4] * numerators[4],
+                tokens[5] * numerators[5],
+            )
+            return (c0 + c1 + c2 + c3 + c4 + c5, c0, c1, c2, c3, c4, c5)
+        costs = [
+            _divide_half_even(count * rate, denominator)
+            for count, rate in zip(tokens, numerators, strict=True)
+        ]
         return (sum(costs), *costs)
 
     def _reference(self, provider, model, tokens, at, batch) -> PicoCost:

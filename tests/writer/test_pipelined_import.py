@@ -1,0 +1,131 @@
+"""A file import pipelined through WritePipeline (writer thread, own connection) writes exactly the
+ledger the serial import writes, and an error in the writer thread surfaces as an error, not a hang."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+from django.db import connection, transaction
+
+import ingest.writer as writer
+from finops.ledger.models import Call, DailyRollup, EventKey, Task
+from ingest.imports import file_import
+from ingest.models import QuarantinedRow
+
+MODELS = [("anthropic", "claude-sonnet-4-5"), ("openai", "gpt-4o"), ("acme", "acme-large-2")]
+
+
+def write_events(path, count: int) -> None:
+    lines = []
+    for number in range(count):
+        provider, model = MODELS[number % len(MODELS)]
+        event = {
+            "event_id": f"e-{number % (count - 5)}",  # the last five repeat earlier ones: duplicates
+            "timestamp": f"2026-{9 + number % 2:02d}-{1 + number % 28:02d}T{number % 24:02d}:15:00Z",
+            "team": f"team-{number % (count - 5) % 3}",
+            "agent": f"agent-{number % 4}",
+            "task_id": f"run-{number // 6}" if number % 5 else None,
+            "step": number % 6 + 1,
+            "provider": provider,
+            "model": model,
+            "usage": {"uncached_input": 100 + number, "cache_read": 7 * number, "output": 33},
+            "batch": number % 7 == 0,
+            "tags": {"n": number} if number % 3 == 0 else None,
+        }
+        lines.append(json.dumps(event))
+        if number % 17 == 0:
+            lines.append('{"event_id": "broken", "usage": {}}')  # quarantined: required fields missing
+    path.write_text("\n".join(lines) + "\n")
+
+
+def ledger() -> dict[str, list]:
+    call_fields = [
+        field.attname for field in Call._meta.concrete_fields if field.name not in {"id", "ingested_at"}
+    ]
+    rollup_fields = [field.attname for field in DailyRollup._meta.concrete_fields if field.name != "id"]
+    task_fields = [field.attname for field in Task._meta.concrete_fields if field.name != "id"]
+    return {
+        "calls": sorted(Call.objects.values_list(*call_fields), key=repr),
+        "rollups": sorted(DailyRollup.objects.values_list(*rollup_fields), key=repr),
+        "tasks": sorted(Task.objects.values_list(*task_fields), key=repr),
+        "keys": sorted(EventKey.objects.values_list("team_id", "event_id", "timestamp")),
+        "quarantine": sorted(QuarantinedRow.objects.values_list("source", "position", "errors"), key=repr),
+    }
+
+
+def ledger_clear() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "TRUNCATE ledger_eventkey, ledger_call, ledger_dailyrollup, ledger_task, ingest_quarantinedrow"
+        )
+
+
+def counts(summary) -> tuple[int, int, int, int]:
+    return summary.rows_read, summary.accepted, summary.duplicates, summary.rejected
+
+
+@pytest.mark.django_db(transaction=True)
+def test_pipelined_import_writes_the_same_ledger_as_the_serial_one(tmp_path, monkeypatch):
+    path = tmp_path / "events.jsonl"
+    write_events(path, 400)
+    submitted = []
+    monkeypatch.setattr(writer.WritePipeline, "submit", _counting(writer.WritePipeline.submit, submitted))
+
+    pipelined = file_import(path=path, file_format="events-jsonl", batch_size=37)
+    assert submitted, "the import in autocommit mode went through the pipeline"
+    pipelined_ledger = ledger()
+    ledger_clear()
+    submitted.clear()
+    with transaction.atomic():  # a caller's transaction: the writer thread could not join it, so serial
+        serial = file_import(path=path, file_format="events-jsonl", batch_size=37)
+    assert not submitted
+
+    assert counts(pipelined) == counts(serial) == (400 + 24, 395, 5, 24)
+    assert ledger() == pipelined_ledger
+    assert len(pipelined_ledger["calls"]) == 395
+    again = file_import(path=path, file_format="events-jsonl", batch_size=37)  # a retried import
+    assert counts(again) == (424, 0, 400, 24)
+    assert ledger() == pipelined_ledger
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_error_in_the_writer_thread_is_raised_not_hung(tmp_path, monkeypatch):
+    path = tmp_path / "events.jsonl"
+    write_events(path, 400)
+    written = []
+    real_write = writer._rows_write
+
+    def failing_write(*, rows, months):
+        if written:
+            raise RuntimeError("the database went away")
+        written.append(len(rows))
+        return real_write(rows=rows, months=months)
+
+    monkeypatch.setattr(writer, "_rows_write", failing_write)
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            file_import(path=path, file_format="events-jsonl", batch_size=10)
+            outcome.append(None)
+        except BaseException as error:  # noqa: BLE001 — inspected below
+            outcome.append(error)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(timeout=60)
+    assert not thread.is_alive(), "the import hung after its writer thread failed"
+    assert isinstance(outcome[0], RuntimeError) and str(outcome[0]) == "the database went away"
+    assert Call.objects.count() == written[0]  # the batch written before the failure, nothing after
+
+
+def _counting(submit, calls: list):
+    def counted(self, **kwargs):
+        calls.append(len(kwargs["rows"]))
+        return submit(self, **kwargs)
+
+    return counted
