@@ -10,7 +10,7 @@ import logging
 import os
 import warnings
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlparse
+from urllib.parse import parse_qs, quote, unquote, urlencode, urlparse
 
 logger = logging.getLogger(__name__)
 
@@ -79,3 +79,18 @@ def database_settings(url: str) -> dict:
         "CONN_MAX_AGE": 60,
         "CONN_HEALTH_CHECKS": True,
     }
+
+
+def database_url(settings_dict: dict) -> str:
+    """The postgres:// URL of a Django DATABASES entry: the inverse of database_settings (a socket
+    folder as host goes in ?host=), for child processes that must reach the same database."""
+    user = quote(settings_dict["USER"] or "", safe="")
+    password = quote(settings_dict["PASSWORD"] or "", safe="")
+    credentials = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+    host = settings_dict["HOST"] or ""
+    query = dict(settings_dict.get("OPTIONS") or {})
+    if host.startswith("/"):
+        query["host"], host = host, ""
+    port = f":{settings_dict['PORT']}" if settings_dict.get("PORT") else ""
+    suffix = f"?{urlencode(query)}" if query else ""
+    return f"postgresql://{credentials}{host}{port}/{quote(settings_dict['NAME'])}{suffix}"

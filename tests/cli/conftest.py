@@ -7,25 +7,12 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass
-from urllib.parse import quote, urlencode
 
 import pytest
 from django.core.management import call_command
 from django.db import connection
 
-
-def database_url_for(settings_dict: dict) -> str:
-    """A postgres:// URL for a Django DATABASES entry (the embedded server's host is a socket folder)."""
-    user = quote(settings_dict["USER"] or "", safe="")
-    password = quote(settings_dict["PASSWORD"] or "", safe="")
-    credentials = f"{user}:{password}@" if password else (f"{user}@" if user else "")
-    host = settings_dict["HOST"] or ""
-    query = dict(settings_dict.get("OPTIONS") or {})
-    if host.startswith("/"):
-        query["host"], host = host, ""
-    port = f":{settings_dict['PORT']}" if settings_dict.get("PORT") else ""
-    suffix = f"?{urlencode(query)}" if query else ""
-    return f"postgresql://{credentials}{host}{port}/{quote(settings_dict['NAME'])}{suffix}"
+from finops.embedded import database_url
 
 
 @dataclass
@@ -48,7 +35,7 @@ def run_command(*args: str) -> Ran:
 @pytest.fixture
 def finops_process(db):
     """finops_process(*args) runs `python -m finops.cli ARGS` against the test database."""
-    environment = {**os.environ, "DATABASE_URL": database_url_for(connection.settings_dict)}
+    environment = {**os.environ, "DATABASE_URL": database_url(connection.settings_dict)}
 
     def run(*args: str, stdin: str = "", env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
         return subprocess.run(

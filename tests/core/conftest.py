@@ -10,24 +10,8 @@ import subprocess
 import time
 from collections import deque
 from pathlib import Path
-from urllib.parse import quote, urlencode
 
 import psutil
-
-
-def database_url_for(settings_dict: dict) -> str:
-    """A postgres:// URL for a Django DATABASES entry (the host may be a socket folder)."""
-    user = quote(settings_dict["USER"] or "", safe="")
-    password = quote(settings_dict["PASSWORD"] or "", safe="")
-    credentials = f"{user}:{password}@" if password else (f"{user}@" if user else "")
-    host = settings_dict["HOST"] or ""
-    query = dict(settings_dict.get("OPTIONS") or {})
-    if host.startswith("/"):
-        query["host"] = host
-        host = ""
-    port = f":{settings_dict['PORT']}" if settings_dict.get("PORT") else ""
-    suffix = f"?{urlencode(query)}" if query else ""
-    return f"postgresql://{credentials}{host}{port}/{quote(settings_dict['NAME'])}{suffix}"
 
 
 def free_port() -> int:

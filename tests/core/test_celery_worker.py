@@ -14,11 +14,12 @@ import pytest
 from django.db import connection
 
 from finops.celery import app
+from finops.embedded import database_url
 from finops.ledger.models import Call, DailyRollup
 from finops.pricing.models import ModelPriceOverride
 from finops.pricing.tasks import reprice_unpriced_calls
 from ingest.writer import events_ingest
-from tests.core.conftest import database_url_for, log_tail, process_group_stop, wait_for
+from tests.core.conftest import log_tail, process_group_stop, wait_for
 
 PROVIDER = "acme"
 MODEL = "acme-large-2"
@@ -48,7 +49,7 @@ def celery_worker_process(transactional_db, tmp_path):
     queue = "pricing" if broker_url == "filesystem://" else f"pricing-test-{uuid.uuid4().hex[:8]}"
     env = {
         **os.environ,
-        "DATABASE_URL": database_url_for(connection.settings_dict),
+        "DATABASE_URL": database_url(connection.settings_dict),
         "FINOPS_DATA_DIR": str(data_dir),  # settings put the filesystem queue under it
         "CELERY_BROKER_URL": broker_url,
         "PYTHONUNBUFFERED": "1",
