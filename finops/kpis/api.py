@@ -4,17 +4,14 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from finops.accounts.models import Team
-from finops.accounts.selectors import visible_team_ids
 from finops.api.permissions import ReadScope
-from finops.kpis.selectors import Kpis, Scope, kpis_for_scope, month_window
-from finops.ledger.models import Agent
+from finops.kpis.selectors import Kpis, kpis_for_scope, month_window
+from finops.kpis.series import scope_for_principal
 from finops.ledger.tokens import TOKEN_TYPES
 
 MICRO = Decimal("0.000001")
@@ -44,19 +41,6 @@ class KpiQuery(serializers.Serializer):
         if attrs.get("agent") and not attrs.get("team"):
             raise serializers.ValidationError({"agent": ["give team too: agent names are per team"]})
         return attrs
-
-
-def scope_for_request(request, *, team_slug: str | None, agent_name: str | None) -> Scope:
-    """The scope a request may read: 404 (never another team's numbers) for teams outside its reach."""
-    teams = Team.objects.restrict(request.auth or request.user)
-    if team_slug:
-        team = get_object_or_404(teams, slug=team_slug)
-        if agent_name:
-            agent = get_object_or_404(Agent, team=team, name=agent_name)
-            return Scope(team_ids=frozenset({team.pk}), agent_ids=frozenset({agent.pk}))
-        return Scope(team_ids=frozenset({team.pk}))
-    visible = visible_team_ids(principal=request.auth or request.user)
-    return Scope(team_ids=None if visible is None else frozenset(visible))
 
 
 def kpis_as_json(kpis: Kpis, *, team: str | None, agent: str | None) -> dict:
@@ -111,6 +95,10 @@ class KpisView(APIView):
         query = KpiQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
         params = query.validated_data
-        scope = scope_for_request(request, team_slug=params.get("team"), agent_name=params.get("agent"))
+        scope = scope_for_principal(
+            principal=request.auth or request.user,
+            team_slug=params.get("team"),
+            agent_name=params.get("agent"),
+        ).scope
         kpis = kpis_for_scope(scope=scope, start=params["start"], end=params["end"])
         return Response(kpis_as_json(kpis, team=params.get("team"), agent=params.get("agent")))

@@ -56,7 +56,8 @@ def month_window(now: datetime | None = None) -> tuple[datetime, datetime]:
     return start, end
 
 
-def _scoped(queryset, scope: Scope):
+def scoped(queryset, scope: Scope):
+    """Filter a queryset of team- and agent-owned rows to a scope."""
     if scope.team_ids is not None:
         queryset = queryset.filter(team_id__in=scope.team_ids)
     if scope.agent_ids is not None:
@@ -99,7 +100,7 @@ def call_totals(*, scope: Scope, start: datetime, end: datetime) -> dict:
     """Sums over the calls whose timestamp is in [start, end)."""
     first_day, last_day = _whole_days(start, end)
     totals = _aggregate(
-        _scoped(DailyRollup.objects.filter(day__gte=first_day, day__lt=last_day), scope), _ROLLUP_SUMS
+        scoped(DailyRollup.objects.filter(day__gte=first_day, day__lt=last_day), scope), _ROLLUP_SUMS
     )
     edges = []
     first_whole = datetime.combine(first_day, time(0), tzinfo=UTC)
@@ -112,7 +113,7 @@ def call_totals(*, scope: Scope, start: datetime, end: datetime) -> dict:
         if last_whole < end:
             edges.append((last_whole, end))
     for edge_start, edge_end in edges:
-        partial = _scoped(Call.objects.filter(timestamp__gte=edge_start, timestamp__lt=edge_end), scope)
+        partial = scoped(Call.objects.filter(timestamp__gte=edge_start, timestamp__lt=edge_end), scope)
         for key, value in _aggregate(partial, _CALL_SUMS).items():
             totals[key] += value
     return totals
@@ -120,7 +121,7 @@ def call_totals(*, scope: Scope, start: datetime, end: datetime) -> dict:
 
 def task_totals(*, scope: Scope, start: datetime, end: datetime) -> dict:
     """Sums over the tasks that ended in [start, end), with all of their calls."""
-    tasks = _scoped(Task.objects.filter(ended_at__gte=start, ended_at__lt=end, status__isnull=False), scope)
+    tasks = scoped(Task.objects.filter(ended_at__gte=start, ended_at__lt=end, status__isnull=False), scope)
     total_tokens = sum((F(token_type) for token_type in TOKEN_TYPES[1:]), F(TOKEN_TYPES[0]))
     success = Q(status=TaskStatus.SUCCESS)
     known_ideal = Q(ideal_steps__isnull=False) | Q(agent__ideal_steps__isnull=False)
@@ -183,4 +184,4 @@ def kpis_for_scope(*, scope: Scope, start: datetime, end: datetime) -> Kpis:
 
 
 def agents_in_scope(*, scope: Scope) -> list[Agent]:
-    return list(_scoped(Agent.objects.select_related("team"), Scope(scope.team_ids)))
+    return list(scoped(Agent.objects.select_related("team"), Scope(scope.team_ids)))

@@ -18,7 +18,7 @@ from django.http import Http404
 
 from finops.accounts.models import ApiToken, Team, User
 from finops.accounts.selectors import visible_team_ids
-from finops.kpis.selectors import Kpis, Scope
+from finops.kpis.selectors import Kpis, Scope, scoped
 from finops.ledger.models import Agent, DailyRollup
 from finops.ledger.tokens import INPUT_TOKEN_TYPES, TOKEN_TYPES
 
@@ -71,12 +71,7 @@ def scope_for_principal(
 
 
 def _scoped_rollups(*, scope: Scope, start: date, end: date):
-    rollups = DailyRollup.objects.filter(day__gte=start, day__lt=end)
-    if scope.team_ids is not None:
-        rollups = rollups.filter(team_id__in=scope.team_ids)
-    if scope.agent_ids is not None:
-        rollups = rollups.filter(agent_id__in=scope.agent_ids)
-    return rollups
+    return scoped(DailyRollup.objects.filter(day__gte=start, day__lt=end), scope)
 
 
 def days_in_window(*, start: date, end: date) -> list[date]:
