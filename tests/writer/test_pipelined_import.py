@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 import threading
+from datetime import UTC, datetime
 
 import pytest
 from django.db import connection, transaction
+from psycopg import pq
+from psycopg.adapt import Transformer
 
 import ingest.writer as writer
 from finops.ledger.models import Call, DailyRollup, EventKey, Task
@@ -95,15 +98,15 @@ def test_an_error_in_the_writer_thread_is_raised_not_hung(tmp_path, monkeypatch)
     path = tmp_path / "events.jsonl"
     write_events(path, 400)
     written = []
-    real_write = writer._rows_write
+    real_write = writer._stage_write
 
-    def failing_write(*, rows, months):
+    def failing_write(*, stage):
         if written:
             raise RuntimeError("the database went away")
-        written.append(len(rows))
-        return real_write(rows=rows, months=months)
+        written.append(stage.rows)
+        return real_write(stage=stage)
 
-    monkeypatch.setattr(writer, "_rows_write", failing_write)
+    monkeypatch.setattr(writer, "_stage_write", failing_write)
     outcome: list[BaseException | None] = []
 
     def run() -> None:
@@ -125,7 +128,77 @@ def test_an_error_in_the_writer_thread_is_raised_not_hung(tmp_path, monkeypatch)
 
 def _counting(submit, calls: list):
     def counted(self, **kwargs):
-        calls.append(len(kwargs["rows"]))
+        calls.append(kwargs["stage"].rows)
         return submit(self, **kwargs)
 
     return counted
+
+
+def test_the_python_copy_row_encoder_matches_psycopgs():
+    rows = [
+        (
+            0,
+            "e-1",
+            datetime(2026, 10, 1, 12, tzinfo=UTC),
+            7,
+            9,
+            "run-1",
+            3,
+            "openai",
+            "gpt-4o",
+            1,
+            2,
+            0,
+            0,
+            5,
+            0,
+        )
+        + (b'{"a": 1}', True, 1200, "ok", None, None, None, "0.0171", None, 10**15, 1, 2, 3, 4, 5, 6),
+        (1, "é-ü", datetime(2026, 10, 1, 12, tzinfo=UTC), 7, 9, None, None, "acme", "x", 0, 0, 0, 0, 0, 0)
+        + (
+            None,
+            False,
+            None,
+            "ok",
+            "p@1",
+            4096,
+            b"[]",
+            None,
+            b"{}",
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+        ),
+    ]
+    transformer = Transformer()
+    transformer.set_dumper_types(writer._COPY_OIDS, pq.Format.BINARY)
+    python, native = bytearray(), bytearray()
+    for row in rows:
+        writer._format_row_binary(row, transformer, python)
+        writer._format_row(row, transformer, native)
+    assert python == native
+
+
+@pytest.mark.django_db
+def test_a_batch_looks_up_its_teams_and_agents_in_a_few_queries(django_assert_max_num_queries):
+    events = [
+        {
+            "event_id": f"e-{number}",
+            "timestamp": "2026-10-01T12:00:00Z",
+            "team": f"team-{number % 4}",
+            "agent": f"agent-{number % 5}",
+            "provider": "openai",
+            "model": "gpt-4o",
+            "usage": {"uncached_input": 10, "output": 5},
+        }
+        for number in range(40)
+    ]
+    writer.events_ingest(raw_events=events[::2] + events[1::2], principal=None, source="test")  # creates them
+    again = [dict(event, event_id=f"again-{event['event_id']}") for event in events]
+    with django_assert_max_num_queries(16):  # 4 teams × 5 agents: 20 pairs, two lookups for all of them
+        result = writer.events_ingest(raw_events=again, principal=None, source="test")
+    assert result.accepted == 40
