@@ -48,18 +48,18 @@ class PricedCall:
 
     def as_json(self) -> dict:
         return {
-            "total_usd": None if self.total_usd is None else str(self.total_usd),
+            "total_usd": None if self.total_usd is None else decimal_text(self.total_usd),
             "priced": self.priced,
             "source": self.source,
-            "batch_discount": str(self.batch_discount),
-            "negotiated_discount_percent": str(self.negotiated_discount_percent),
+            "batch_discount": decimal_text(self.batch_discount),
+            "negotiated_discount_percent": decimal_text(self.negotiated_discount_percent),
             "lines": [
                 {
                     "token_type": line.token_type,
                     "tokens": line.tokens,
-                    "rate_per_mtok": str(line.rate_per_mtok),
-                    "amount_usd": str(line.amount_usd),
-                    "cost_usd": str(self.cost_by_type[line.token_type]),
+                    "rate_per_mtok": decimal_text(line.rate_per_mtok),
+                    "amount_usd": decimal_text(line.amount_usd),
+                    "cost_usd": decimal_text(self.cost_by_type[line.token_type]),
                 }
                 for line in self.lines
             ],
@@ -67,6 +67,11 @@ class PricedCall:
 
 
 UNPRICED = PricedCall(total_usd=None)
+
+
+def decimal_text(value: Decimal) -> str:
+    """An exact decimal as plain text: 0.0018, 0, 1200 — never 0E-12 or 1.2E+3."""
+    return format(value.normalize(), "f")
 
 
 class PriceBook:

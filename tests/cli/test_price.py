@@ -163,3 +163,23 @@ def test_price_as_a_real_process(finops_process):
     assert unpriced.returncode == 2
     assert json.loads(unpriced.stdout)["total_usd"] is None
     assert UNPRICED in unpriced.stderr
+
+
+def test_price_json_money_is_plain_decimal_text(db):
+    ran = run_command(
+        "price",
+        "--provider",
+        "anthropic",
+        "--model",
+        "claude-sonnet-4-5",
+        "--output",
+        "310",
+        "--batch",
+        "--json",
+    )
+
+    body = json.loads(ran.stdout)
+    texts = [body["total_usd"], *(line[key] for line in body["lines"] for key in ("amount_usd", "cost_usd"))]
+    assert not [text for text in texts if "E" in text or "e" in text]
+    assert body["total_usd"] == "0.002325"  # 310 × $15/MTok, halved for the batch API
+    assert {line["cost_usd"] for line in body["lines"] if line["tokens"] == 0} == {"0"}
