@@ -421,17 +421,27 @@ def _stage_build(*, events: list[tuple[WireEvent, int, int]], pricer: PicoPricer
 
 def _stage_write(*, stage: StageData) -> int:
     """COPY the batch into the stage and run the write statement, in one transaction."""
-    outermost = not connection.in_atomic_block
     with transaction.atomic(), connection.cursor() as cursor:
         call_partitions_ensure(months=stage.months)
         cursor.execute(_STAGE_DDL)  # every time: behind a transaction-mode pooler, sessions change
+        if getattr(connection, _STAGE_DIRTY, False):
+            # an earlier batch of this still-open transaction (or of one rolled back) left its rows; a
+            # commit empties the stage (ON COMMIT DELETE ROWS), far cheaper than a TRUNCATE per batch
+            cursor.execute("TRUNCATE ingest_stage")
         with cursor.copy(_COPY_SQL) as copy:
             copy.write(stage.data)
         cursor.execute(_WRITE_SQL)
         accepted = cursor.fetchone()[0]
-        if not outermost:  # our commit empties the stage (ON COMMIT DELETE ROWS); a caller's may not come
-            cursor.execute("TRUNCATE ingest_stage")
+        setattr(connection, _STAGE_DIRTY, True)
+        transaction.on_commit(_stage_emptied)
     return accepted
+
+
+_STAGE_DIRTY = "finops_ingest_stage_dirty"
+
+
+def _stage_emptied() -> None:
+    setattr(connection, _STAGE_DIRTY, False)
 
 
 class WritePipeline:
