@@ -4,7 +4,10 @@ The story (SPEC.md, `finops demo`): several teams and agents whose runs are plan
 reflect loops that resend their whole context each step (mostly from the prompt cache); a runaway loop
 in coding/code-review on two days; a prompt change in support/ticket-triage that puts a timestamp at the
 top of the system prompt and collapses its cache hit rate; nightly batch jobs at the batch discount; a
-model the price catalog does not know (unpriced, never $0); and one-off calls that are not in a task.
+model the price catalog does not know (unpriced, never $0); one-off calls that are not in a task; and a
+provider bill with a variance: Anthropic's statement for the window's complete days (source "demo-bill")
+equals the ledger's own telemetry, except that on the prompt-change day it bills 4% more uncached input
+tokens of the triage agent's model than the agents reported.
 
 Traffic is generated per calendar day, agent and seed with its own random stream, and every id derives
 from those, so loading again adds nothing; `end` only decides which tasks have already finished.
@@ -20,13 +23,18 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from django.db import transaction
+from django.db.models import Sum
+from django.utils import timezone
 
 from finops.accounts.models import Membership, OrgRole, Team, TeamRole, User
 from finops.accounts.services import team_get_or_create
 from finops.kpis.selectors import Scope, kpis_for_scope
-from finops.ledger.models import Agent, TaskStatus
+from finops.ledger.models import Agent, DailyRollup, TaskStatus
 from finops.ledger.services import task_outcomes_record
+from finops.ledger.tokens import TOKEN_TYPES
 from finops.pricing.services import PriceBook
+from ingest.connectors.models import StatementKind
+from ingest.connectors.services import StatementWrite, statement_lines_replace
 from ingest.writer import IngestResult, Resolver, TeamPolicy, events_ingest
 
 DEFAULT_SEED = 42
@@ -34,6 +42,10 @@ DEFAULT_DAYS = 30
 MIN_DAYS = 4  # the prompt change needs days before and after it, the runaway two days of its own
 BATCH_SIZE = 5000
 SOURCE = "demo"
+BILL_SOURCE = "demo-bill"
+BILL_PROVIDER = "anthropic"
+BILL_VARIANCE_PERCENT = Decimal(4)
+AMOUNT_PLACES = Decimal("1e-12")  # StatementLine.amount's decimal places
 
 TEAMS: dict[str, str] = {
     "support": "Customer Support",
@@ -296,6 +308,25 @@ class DemoStory:
     unpriced_model: str
     batch_team: str
     batch_agent: str
+    bill_provider: str
+    bill_variance_day: date
+    bill_variance_model: str
+    bill_variance_token_type: str
+    bill_variance_percent: Decimal
+
+    @property
+    def bill_days(self) -> tuple[date, ...]:
+        """The window's complete UTC days: the ones the demo's provider bill covers."""
+        first = self.start.date() + timedelta(days=0 if self.start.time() == datetime.min.time() else 1)
+        return tuple(first + timedelta(days=n) for n in range((self.end.date() - first).days))
+
+    @property
+    def bill_variance(self) -> str:
+        return (
+            f"{self.bill_provider}'s bill has {self.bill_variance_percent}% more {self.bill_variance_token_type} "
+            f"tokens of {self.bill_variance_model} on {self.bill_variance_day} than telemetry: calls the agents "
+            "did not report"
+        )
 
 
 def demo_story(*, days: int, end: datetime) -> DemoStory:
@@ -324,6 +355,11 @@ def demo_story(*, days: int, end: datetime) -> DemoStory:
         unpriced_model="acme-large-2",
         batch_team="data",
         batch_agent="nightly-summaries",
+        bill_provider=BILL_PROVIDER,
+        bill_variance_day=change_day,
+        bill_variance_model="claude-sonnet-4-5",  # ticket-triage's model
+        bill_variance_token_type=TOKEN_TYPES[0],  # uncached_input: what a prompt change drives up
+        bill_variance_percent=BILL_VARIANCE_PERCENT,
     )
 
 
@@ -541,7 +577,20 @@ class DemoLoadResult:
     cost_usd: Decimal = Decimal(0)
     calls_in_window: int = 0
     unpriced_calls: int = 0
+    bill: StatementWrite = field(default_factory=StatementWrite)
+    bill_amount_usd: Decimal = Decimal(0)
+    bill_variance_tokens: int = 0
+    bill_variance_usd: Decimal = Decimal(0)
     seconds: float = 0.0
+
+    @property
+    def bill_summary(self) -> str:
+        """The story's provider bill, for the demo's summary."""
+        return (
+            f"{BILL_SOURCE} ({self.bill.lines:,} statement lines, ${self.bill_amount_usd:,.2f}; "
+            f"{self.bill.created + self.bill.updated:,} written now): {self.story.bill_variance} "
+            f"(+{self.bill_variance_tokens:,} tokens, +${self.bill_variance_usd:,.2f})"
+        )
 
 
 def demo_logins_ensure(*, teams: dict[str, Team]) -> list[User]:
@@ -649,6 +698,7 @@ def demo_load(
     if events:
         flush()
 
+    demo_bill_write(story=story, agent_ids=[agent.pk for agent in agents.values()], result=result)
     totals = kpis_for_scope(
         scope=Scope(team_ids=frozenset(team.pk for team in teams.values())), start=story.start, end=story.end
     )
@@ -658,3 +708,61 @@ def demo_load(
     result.unpriced_calls = totals.unpriced_calls
     result.seconds = time.monotonic() - clock
     return result
+
+
+@dataclass
+class DemoBill:
+    lines: list[dict]
+    variance_tokens: int = 0  # what the bill has on top of telemetry
+    variance_usd: Decimal = Decimal(0)
+
+
+def demo_bill(*, story: DemoStory, agent_ids: list[int]) -> DemoBill:
+    """The provider's bill for the window's complete days: per day, model and token type, the tokens and
+    cost the ledger's rollups hold for the demo's agents, plus the story's one variance."""
+    sums = {name: Sum(name) for name in TOKEN_TYPES}
+    sums |= {f"cost_{name}_usd": Sum(f"cost_{name}_usd") for name in TOKEN_TYPES}
+    rows = (
+        DailyRollup.objects.filter(
+            provider=story.bill_provider, agent_id__in=agent_ids, day__in=story.bill_days
+        )
+        .values("day", "model")
+        .annotate(**sums)
+        .order_by("day", "model")
+    )
+    variance_key = (story.bill_variance_day, story.bill_variance_model, story.bill_variance_token_type)
+    share = story.bill_variance_percent / 100
+    bill = DemoBill(lines=[])
+    for row in rows:
+        start = datetime(row["day"].year, row["day"].month, row["day"].day, tzinfo=UTC)
+        for token_type in TOKEN_TYPES:
+            quantity, amount = row[token_type], row[f"cost_{token_type}_usd"]
+            if not quantity:
+                continue
+            if (row["day"], row["model"], token_type) == variance_key:
+                bill.variance_tokens = int((quantity * share).to_integral_value())
+                bill.variance_usd = (amount * share).quantize(AMOUNT_PLACES)
+                quantity, amount = quantity + bill.variance_tokens, amount + bill.variance_usd
+            bill.lines.append(
+                {
+                    "kind": StatementKind.COST,
+                    "provider": story.bill_provider,
+                    "period_start": start,
+                    "period_end": start + timedelta(days=1),
+                    "model": row["model"],
+                    "token_type": token_type,
+                    "line_item": f"{row['model']} {token_type.replace('_', ' ')} tokens",
+                    "quantity": quantity,
+                    "amount": amount,
+                    "currency": "USD",
+                }
+            )
+    return bill
+
+
+def demo_bill_write(*, story: DemoStory, agent_ids: list[int], result: DemoLoadResult) -> None:
+    """Write the bill as statement lines of source demo-bill; writing the same bill again changes nothing."""
+    bill = demo_bill(story=story, agent_ids=agent_ids)
+    result.bill = statement_lines_replace(source=BILL_SOURCE, lines=bill.lines, pulled_at=timezone.now())
+    result.bill_amount_usd = sum((line["amount"] for line in bill.lines), Decimal(0))
+    result.bill_variance_tokens, result.bill_variance_usd = bill.variance_tokens, bill.variance_usd

@@ -259,6 +259,12 @@ def file_import(
     file_name = file_name or path.name
     if file_format == "auto":
         file_format = import_format_detect(path=path)
+    if file_format == "focus":  # provider statements, never calls: ingest/connectors writes them
+        from ingest.connectors.services import focus_file_import
+
+        return focus_file_import(
+            path=path, file_name=file_name, source=source, principal=principal, on_progress=on_progress
+        )
     summary = ImportSummary(
         file_name=file_name,
         format=file_format,

@@ -3,19 +3,25 @@
 A pull pages from the connector's cursor to now. Each page's lines and the advanced cursor are written
 in one transaction, so a pull that dies half-way resumes where the last saved page ended: no gap, no
 double count. Lines are upserted on their natural key, so re-pulling a bucket updates it.
+
+Statements that no connector pulls (a FOCUS invoice file, the demo's bill) go through the same upsert
+with statement_lines_replace, which leaves lines that did not change alone.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 from django.db import connection, transaction
 from django.utils import timezone
 
+from finops.accounts.selectors import visible_team_ids
 from finops.celery import CeleryQueue
 from ingest.connectors.clients import (
     MAX_ATTEMPTS,
@@ -26,6 +32,7 @@ from ingest.connectors.clients import (
     report_page_fetch,
 )
 from ingest.connectors.credentials import CredentialsUnreadable, credentials_decrypt, credentials_encrypt
+from ingest.connectors.focus import FocusRowError, focus_csv_records, focus_header_problems, focus_rows_parse
 from ingest.connectors.models import (
     NATURAL_KEY_FIELDS,
     Connector,
@@ -33,6 +40,8 @@ from ingest.connectors.models import (
     RunStatus,
     StatementLine,
 )
+from ingest.imports import ImportFileError, ImportProgress, ImportSummary, import_source_name
+from ingest.quarantine import Principal
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +120,93 @@ def _merged(lines: Iterable[dict]) -> list[dict]:
     return list(by_key.values())
 
 
+# what an upsert changes on a line that is already there: everything but its natural key
+_UPSERT_FIELDS = ["period_end", "quantity", "amount", "currency", "provider", "connector", "pulled_at"]
+_MEASURES = ("provider", "period_end", "quantity", "amount", "currency")
+_DIMENSION_DEFAULTS = {
+    "model": "",
+    "token_type": "",
+    "line_item": "",
+    "project_id": "",
+    "api_key_id": "",
+    "workspace_id": "",
+    "batch": False,
+    "service_tier": "",
+    "context_window": "",
+    "quantity": None,
+    "amount": None,
+    "currency": "",
+}
+
+
+def _statement_lines_upsert(*, lines: list[dict], connector: Connector | None, pulled_at: datetime) -> None:
+    """The one write of statement lines: insert, or update the line with the same natural key."""
+    StatementLine.objects.bulk_create(
+        [StatementLine(connector=connector, pulled_at=pulled_at, **line) for line in lines],
+        update_conflicts=True,
+        unique_fields=list(NATURAL_KEY_FIELDS),
+        update_fields=_UPSERT_FIELDS,
+    )
+
+
+@dataclass
+class StatementWrite:
+    """What writing a statement's lines did, line by line (rows a file repeats are one line)."""
+
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+
+    @property
+    def lines(self) -> int:
+        return self.created + self.updated + self.unchanged
+
+
+def statement_lines_replace(
+    *, source: str, lines: Iterable[dict], pulled_at: datetime, remove_stale: bool = True
+) -> StatementWrite:
+    """Write a whole statement that is not pulled by a connector (a FOCUS file, the demo's bill).
+
+    Each line carries its provider and period. Lines are upserted on their natural key, but a line whose
+    provider, period end, quantity, amount and currency are already stored as they are is left alone
+    (its pulled_at too), so writing the same statement again changes nothing. With remove_stale, lines of
+    this source in the periods written that the statement no longer has are deleted.
+    """
+    merged = _merged({**_DIMENSION_DEFAULTS, **line, "source": source} for line in lines)
+    outcome = StatementWrite()
+    with transaction.atomic():
+        existing = {
+            tuple(stored[name] for name in NATURAL_KEY_FIELDS): stored
+            for stored in StatementLine.objects.filter(source=source).values(
+                "id", *NATURAL_KEY_FIELDS, *_MEASURES
+            )
+        }
+        changed = []
+        for line in merged:
+            stored = existing.get(tuple(line[name] for name in NATURAL_KEY_FIELDS))
+            if stored is None:
+                outcome.created += 1
+            elif all(stored[name] == line[name] for name in _MEASURES):
+                outcome.unchanged += 1
+                continue
+            else:
+                outcome.updated += 1
+            changed.append(line)
+        if changed:
+            _statement_lines_upsert(lines=changed, connector=None, pulled_at=pulled_at)
+        if remove_stale and merged:
+            kept = {tuple(line[name] for name in NATURAL_KEY_FIELDS) for line in merged}
+            periods = {line["period_start"] for line in merged}
+            stale = [
+                stored["id"]
+                for key, stored in existing.items()
+                if key not in kept and stored["period_start"] in periods
+            ]
+            outcome.removed, _ = StatementLine.objects.filter(id__in=stale).delete()
+    return outcome
+
+
 def statement_lines_write(*, connector: Connector, buckets: list[Bucket], pulled_at: datetime) -> int:
     """Upsert the buckets' lines; lines of these buckets that the provider no longer reports go."""
     if not buckets:
@@ -128,14 +224,10 @@ def statement_lines_write(*, connector: Connector, buckets: list[Bucket], pulled
         for bucket in buckets
         for line in bucket.lines
     )
-    StatementLine.objects.bulk_create(
-        [
-            StatementLine(connector=connector, provider=connector.provider, pulled_at=pulled_at, **line)
-            for line in lines
-        ],
-        update_conflicts=True,
-        unique_fields=list(NATURAL_KEY_FIELDS),
-        update_fields=["period_end", "quantity", "amount", "currency", "provider", "connector", "pulled_at"],
+    _statement_lines_upsert(
+        lines=[{**line, "provider": connector.provider} for line in lines],
+        connector=connector,
+        pulled_at=pulled_at,
     )
     StatementLine.objects.filter(
         source=connector.source,
@@ -268,3 +360,93 @@ def _pull_pages(
         f"the report had more than {MAX_PAGES_PER_PULL} pages in one pull; the cursor kept what was saved "
         "and the next pull continues from there"
     )
+
+
+# --- FOCUS invoices -------------------------------------------------------------------------------------
+
+
+MAX_FOCUS_REJECTS_LISTED = 1000
+
+
+def focus_source_name(*, file_name: str) -> str:
+    return f"focus:{Path(file_name).name}"[:64]
+
+
+@dataclass
+class FocusImportSummary(ImportSummary):
+    """ImportSummary's counts are statement lines here: accepted = lines created or updated, duplicates =
+    lines already stored as they are, rejected = rows that could not be read (the first thousand listed
+    in rejected_samples with their line numbers; nothing of theirs written, nothing quarantined)."""
+
+    write: StatementWrite = field(default_factory=StatementWrite)
+
+
+def focus_file_import(
+    *,
+    path: Path,
+    file_name: str | None = None,
+    source: str | None = None,
+    principal: Principal = None,
+    on_progress: Callable[[ImportProgress], None] | None = None,
+) -> FocusImportSummary:
+    """`finops import FILE --format focus`: a FOCUS invoice's rows as statement lines of the source
+    focus:<file name>, never calls in the ledger. Rows that cannot be read are reported with their line
+    number and nothing of theirs is written; the good rows are. Importing the same file again changes
+    nothing. Only the local operator or an org-wide user may import a bill: its lines belong to no team.
+
+    Rejected rows are not quarantined: the quarantine replays rows through the call writer, which a
+    statement row must never reach. Fix the file and import it again instead."""
+    if principal is not None and visible_team_ids(principal=principal) is not None:
+        raise ImportFileError(
+            "a provider bill is for the whole organisation: only org admins and finops may import it"
+        )
+    path = Path(path)
+    file_name = file_name or path.name
+    summary = FocusImportSummary(
+        file_name=file_name,
+        format="focus",
+        # the upload page names every file's source file:<name>, the ledger's default: a bill keeps its own
+        source=focus_source_name(file_name=file_name)
+        if source in (None, "", import_source_name(file_name=file_name))
+        else source,
+        progress=ImportProgress(bytes_total=path.stat().st_size),
+    )
+    progress = summary.progress
+    lines: list[dict] = []
+    with path.open("rb") as handle:
+
+        def text_lines() -> Iterator[str]:
+            for number, raw in enumerate(handle, start=1):
+                progress.bytes_done += len(raw)
+                try:
+                    yield raw.decode("utf-8-sig" if number == 1 else "utf-8")
+                except UnicodeDecodeError:
+                    raise ImportFileError(
+                        f"line {number} is not UTF-8 text; save the file as UTF-8"
+                    ) from None
+
+        columns, records = focus_csv_records(text_lines())
+        problems = focus_header_problems(columns=columns)
+        if problems:
+            raise ImportFileError(f"not a FOCUS CSV header: {'; '.join(problems)}")
+        for parsed in focus_rows_parse(records):
+            progress.rows_read += 1
+            if isinstance(parsed, FocusRowError):
+                progress.rejected += 1
+                if len(summary.rejected_samples) < MAX_FOCUS_REJECTS_LISTED:
+                    summary.rejected_samples.append(
+                        {"position": parsed.position, "event_id": None, "errors": parsed.errors}
+                    )
+            else:
+                lines.append(parsed)
+            if on_progress and progress.rows_read % 10_000 == 0:
+                on_progress(progress)
+    # a rejected row may be the one that would have kept a stored line: then nothing is removed
+    summary.write = statement_lines_replace(
+        source=summary.source, lines=lines, pulled_at=timezone.now(), remove_stale=not progress.rejected
+    )
+    progress.accepted = summary.write.created + summary.write.updated
+    progress.duplicates = summary.write.unchanged
+    if on_progress:
+        on_progress(progress)
+    return summary

@@ -18,9 +18,10 @@ from django.db.models.functions import Coalesce
 
 from finops.accounts.models import Membership, OrgRole, Team, TeamRole, User
 from finops.kpis.selectors import Scope, kpis_for_scope
-from finops.ledger.models import Agent, Call, Task, TaskStatus
+from finops.ledger.models import Agent, Call, DailyRollup, Task, TaskStatus
 from finops.ledger.tokens import INPUT_TOKEN_TYPES, TOKEN_TYPES
 from finops.pricing.services import call_price
+from ingest.connectors.models import StatementLine
 from ingest.demo import DEMO_LOGINS, demo_load, demo_story, demo_traffic
 
 DAYS = 7
@@ -234,3 +235,67 @@ def test_command_prints_progress_and_summary(db):
     assert "admin / admin" in output
     with pytest.raises(CommandError):
         call_command("demo", days=2, stdout=StringIO())
+
+
+def complete_days(story):
+    """Days wholly inside [start, end), worked out here rather than taken from the story."""
+    day = story.start.date()
+    while day < story.end.date():
+        if datetime(day.year, day.month, day.day, tzinfo=UTC) >= story.start:
+            yield day
+        day += timedelta(days=1)
+
+
+def test_the_bill_equals_telemetry_except_the_named_variance(demo, db):
+    story = demo.story
+    days = list(complete_days(story))
+    assert days == list(story.bill_days) and len(days) == DAYS - 1
+    agents = Agent.objects.filter(team__slug__in=demo.teams)
+    telemetry: dict[tuple, tuple[int, Decimal]] = {}
+    for row in DailyRollup.objects.filter(provider="anthropic", agent__in=agents, day__in=days):
+        for name in TOKEN_TYPES:
+            key = (row.day, row.model, name)
+            tokens, cost = telemetry.get(key, (0, Decimal(0)))
+            telemetry[key] = (tokens + getattr(row, name), cost + getattr(row, f"cost_{name}_usd"))
+    telemetry = {key: value for key, value in telemetry.items() if value[0]}
+    bill = {
+        (line.period_start.date(), line.model, line.token_type): (line.quantity, line.amount)
+        for line in StatementLine.objects.filter(source="demo-bill")
+    }
+    lines = StatementLine.objects.filter(source="demo-bill")
+    assert {(line.provider, line.currency, line.kind) for line in lines} == {("anthropic", "USD", "cost")}
+    assert all(line.period_end - line.period_start == timedelta(days=1) for line in lines)
+
+    assert set(bill) == set(telemetry)
+    differing = {key for key in bill if bill[key] != telemetry[key]}
+    variance_key = (story.prompt_change_at.date(), "claude-sonnet-4-5", "uncached_input")
+    assert differing == {variance_key}
+    assert (
+        story.bill_variance_day,
+        story.bill_variance_model,
+        story.bill_variance_token_type,
+    ) == variance_key
+    (billed_tokens, billed_cost), (reported_tokens, reported_cost) = (
+        bill[variance_key],
+        telemetry[variance_key],
+    )
+    assert billed_tokens - reported_tokens == round(reported_tokens * 4 / 100) > 0
+    assert billed_cost - reported_cost == (reported_cost * Decimal("0.04")).quantize(Decimal("1e-12"))
+    assert (demo.bill_variance_tokens, demo.bill_variance_usd) == (
+        billed_tokens - reported_tokens,
+        billed_cost - reported_cost,
+    )
+    assert demo.bill_amount_usd == sum(amount for _, amount in bill.values())
+    assert "4% more uncached_input tokens of claude-sonnet-4-5" in demo.bill_summary
+
+
+def test_loading_again_leaves_the_bill_as_it_was(demo, db):
+    before = {line.pk: (line.quantity, line.amount, line.pulled_at) for line in StatementLine.objects.all()}
+
+    again = demo_load(days=DAYS, seed=SEED, end=demo.story.end)
+
+    after = {line.pk: (line.quantity, line.amount, line.pulled_at) for line in StatementLine.objects.all()}
+    assert after == before
+    assert (again.bill.created, again.bill.updated, again.bill.removed) == (0, 0, 0)
+    assert again.bill.unchanged == demo.bill.created == len(before)
+    assert again.bill_amount_usd == demo.bill_amount_usd

@@ -90,6 +90,9 @@ class Command(BaseCommand):
         if bar:
             bar.update(summary.progress, final=True)
         write = self.stdout.write
+        if summary.format == "focus":
+            self._focus_summary(summary)
+            return
         write(f"{summary.file_name} ({summary.format}): {summary.rows_read:,} rows read")
         write(f"  accepted    {summary.accepted:>10,}")
         write(f"  duplicates  {summary.duplicates:>10,}")
@@ -105,3 +108,29 @@ class Command(BaseCommand):
                     f"{name}: {' '.join(messages)}" for name, messages in (rejected["errors"] or {}).items()
                 )
                 write(f"  {rejected['position']}: {reasons}")
+
+    def _focus_summary(self, summary) -> None:
+        """A FOCUS invoice becomes statement lines (rows of one line are added up), not calls."""
+        write, lines = self.stdout.write, summary.write
+        write(
+            f'{summary.file_name} (focus): {summary.rows_read:,} rows read → statement lines of "{summary.source}"'
+        )
+        write(
+            f"  accepted    {summary.accepted:>10,}  lines new or changed ({lines.created:,} new, {lines.updated:,} changed)"
+        )
+        write(f"  unchanged   {lines.unchanged:>10,}  lines already stored as they are")
+        if lines.removed:
+            write(f"  removed     {lines.removed:>10,}  lines of these periods the file no longer has")
+        write(f"  rejected    {summary.rejected:>10,}  rows")
+        if summary.rejected:
+            write(
+                "Rejected rows were not written (and are not quarantined: fix the file and import it again):"
+            )
+            shown = 50
+            for rejected in summary.rejected_samples[:shown]:
+                reasons = "; ".join(
+                    f"{name}: {' '.join(messages)}" for name, messages in rejected["errors"].items()
+                )
+                write(f"  {rejected['position']}: {reasons}")
+            if summary.rejected > shown:
+                write(f"  … and {summary.rejected - shown:,} more")
