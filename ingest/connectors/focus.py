@@ -56,7 +56,9 @@ MODEL_NAME = re.compile(
 TOKEN_TYPE_WORDS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"cach\w*[ _-]*(read|hit)|cached[ _-]*input", re.I), "cache_read"),
     (
-        re.compile(r"(1h|1-hour|one hour|60m)\b.*cach|cach\w*[ _-]*(write|creation)[ _-]*\(?(1h|1-hour)", re.I),
+        re.compile(
+            r"(1h|1-hour|one hour|60m)\b.*cach|cach\w*[ _-]*(write|creation)[ _-]*\(?(1h|1-hour)", re.I
+        ),
         "cache_write_1h",
     ),
     (re.compile(r"cach\w*[ _-]*(write|creation|storage)", re.I), "cache_write_5m"),
