@@ -9,7 +9,7 @@ from decimal import Decimal
 from io import StringIO
 
 import pytest
-from django.core.management import CommandError, call_command
+from django.core.management import call_command
 
 from finops.ledger.models import Call, DailyRollup, Task
 from ingest.imports import ImportFileError, file_import, import_format_detect
@@ -190,12 +190,19 @@ def test_the_progress_bar_shows_bytes_and_rows_per_second():
     assert "100%" in drawn[1] and drawn[1].endswith("\n")
 
 
-def test_focus_files_are_refused_with_exit_code_2(db, tmp_path):
+def test_a_focus_file_becomes_statement_lines_never_calls(db, tmp_path):
     focus = tmp_path / "bill.csv"
-    focus.write_text("BilledCost,ChargePeriodStart\n1,2026-10-01\n")
-    with pytest.raises(CommandError, match="not supported yet.*ingest/connectors") as raised:
-        call_command("import", str(focus), "--no-progress")
-    assert raised.value.returncode == 2
+    focus.write_text(
+        "BilledCost,BillingCurrency,ChargePeriodStart,ChargePeriodEnd,ProviderName,ChargeDescription\n"
+        "1.25,USD,2026-10-01T00:00:00Z,2026-10-02T00:00:00Z,Anthropic,claude-sonnet-4-5 output tokens\n"
+    )
+    call_command("import", str(focus), "--no-progress", stdout=StringIO())
+
+    from ingest.connectors.models import StatementLine
+
+    line = StatementLine.objects.get()
+    assert (line.provider, line.amount) == ("anthropic", Decimal("1.25"))
+    assert Call.objects.count() == 0
 
 
 def test_a_large_file_is_imported_in_constant_memory(db, tmp_path):

@@ -46,6 +46,7 @@ class Command(BaseCommand):
         )
         self.stdout.write(f"  batch jobs    {story.batch_team}/{story.batch_agent}")
         self.stdout.write(f"  unpriced      {story.unpriced_provider}/{story.unpriced_model}")
+        self.stdout.write(f"  provider bill {result.bill_summary}")
         self.stdout.write("Demo logins (username / password — role):")
         for username, password, role in DEMO_LOGINS:
             self.stdout.write(f"  {username} / {password} — {role}")
