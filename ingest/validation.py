@@ -208,7 +208,7 @@ def _text(limit: int, minimum: int = 0):
     return Annotated[str, msgspec.Meta(min_length=minimum, max_length=limit)]
 
 
-class WireUsage(msgspec.Struct, forbid_unknown_fields=True):
+class WireUsage(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     uncached_input: _Count = 0
     cache_read: _Count = 0
     cache_write_5m: _Count = 0
@@ -217,7 +217,7 @@ class WireUsage(msgspec.Struct, forbid_unknown_fields=True):
     reasoning: _Count = 0
 
 
-class WireEvent(msgspec.Struct):
+class WireEvent(msgspec.Struct, gc=False):
     """A usage event as decoded from JSON; JSON-valued fields stay raw bytes (written as they came)."""
 
     event_id: _text(256, 1)
