@@ -3,7 +3,9 @@ ledger the serial import writes, and an error in the writer thread surfaces as a
 
 from __future__ import annotations
 
+import gc
 import json
+import sys
 import threading
 from datetime import UTC, datetime
 
@@ -76,8 +78,10 @@ def test_pipelined_import_writes_the_same_ledger_as_the_serial_one(tmp_path, mon
     submitted = []
     monkeypatch.setattr(writer.WritePipeline, "submit", _counting(writer.WritePipeline.submit, submitted))
 
+    switch_interval, frozen = sys.getswitchinterval(), gc.get_freeze_count()
     pipelined = file_import(path=path, file_format="events-jsonl", batch_size=37)
     assert submitted, "the import in autocommit mode went through the pipeline"
+    assert (sys.getswitchinterval(), gc.get_freeze_count()) == (switch_interval, frozen)  # as they were
     pipelined_ledger = ledger()
     ledger_clear()
     submitted.clear()
@@ -202,3 +206,26 @@ def test_a_batch_looks_up_its_teams_and_agents_in_a_few_queries(django_assert_ma
     with django_assert_max_num_queries(16):  # 4 teams × 5 agents: 20 pairs, two lookups for all of them
         result = writer.events_ingest(raw_events=again, principal=None, source="test")
     assert result.accepted == 40
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_error_in_the_importing_thread_stops_the_writer_and_is_raised(tmp_path, monkeypatch):
+    import ingest.imports as imports
+
+    path = tmp_path / "events.jsonl"
+    write_events(path, 400)
+    real_ingest, calls = imports.source_rows_ingest, []
+
+    def failing_ingest(**kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise ValueError("a bad adapter")
+        return real_ingest(**kwargs)
+
+    monkeypatch.setattr(imports, "source_rows_ingest", failing_ingest)
+    switch_interval = sys.getswitchinterval()
+    with pytest.raises(ValueError, match="a bad adapter"):
+        file_import(path=path, file_format="events-jsonl", batch_size=50)
+    assert sys.getswitchinterval() == switch_interval
+    assert not [thread for thread in threading.enumerate() if thread.name == "finops-writer"]
+    assert 0 < Call.objects.count() <= 100  # the two batches handed over before the error were written
