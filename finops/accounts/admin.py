@@ -10,6 +10,7 @@ from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 
 from finops.accounts.models import ApiToken, Membership, OrgRole, Team, User
+from finops.accounts.selectors import visible_team_ids
 from finops.accounts.services import api_token_revoke
 
 
@@ -36,6 +37,27 @@ class OrgAdminsOnly:
         return is_org_admin(request.user)
 
 
+def sees_every_team(user) -> bool:
+    return bool(user.is_active and user.sees_every_team)
+
+
+class VisibleTeamListFilter(admin.RelatedFieldListFilter):
+    """A `team` list filter offering only the teams the user may see (the stock one lists every team)."""
+
+    def field_choices(self, field, request, model_admin):
+        return [(team.pk, str(team)) for team in Team.objects.restrict(request.user)]
+
+
+class OrgWideViewOnly:
+    """People and their roles in every team: for the admin and finops roles, not for team members."""
+
+    def has_module_permission(self, request) -> bool:
+        return request.user.is_staff and sees_every_team(request.user)
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return request.user.is_staff and sees_every_team(request.user)
+
+
 class MembershipInline(OrgAdminsOnly, admin.TabularInline):
     model = Membership
     extra = 0
@@ -50,7 +72,7 @@ class TeamMembershipInline(OrgAdminsOnly, admin.TabularInline):
 
 
 @admin.register(User)
-class UserAdmin(OrgAdminsOnly, DjangoUserAdmin):
+class UserAdmin(OrgWideViewOnly, OrgAdminsOnly, DjangoUserAdmin):
     list_display = ("username", "email", "org_role", "is_staff", "is_active", "is_superuser")
     list_filter = ("org_role", "is_staff", "is_superuser", "is_active")
     fieldsets = (
@@ -86,6 +108,9 @@ class TeamAdmin(OrgAdminsOnly, admin.ModelAdmin):
     prepopulated_fields = {"slug": ("name",)}
     inlines = (TeamMembershipInline,)
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).restrict(request.user)
+
 
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
@@ -99,11 +124,16 @@ class ApiTokenAdmin(admin.ModelAdmin):
         "last_used_at",
         "revoked_at",
     )
-    list_filter = ("team", "revoked_at")
+    list_filter = (("team", VisibleTeamListFilter), "revoked_at")
     search_fields = ("prefix", "name")
     fields = ("name", "prefix", "team", "scopes", "created_by", "created_at", "last_used_at", "revoked_at")
     readonly_fields = fields  # the digest is never shown, and nothing here is editable
     actions = ("revoke_tokens",)
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        team_ids = visible_team_ids(principal=request.user)
+        return queryset if team_ids is None else queryset.filter(team_id__in=team_ids)
 
     def has_module_permission(self, request) -> bool:
         return request.user.is_active and request.user.is_staff

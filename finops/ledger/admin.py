@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
+from finops.accounts.admin import VisibleTeamListFilter
 from finops.accounts.models import Membership, OrgRole
 from finops.accounts.selectors import visible_team_ids
 from finops.ledger.models import Agent, Task
@@ -54,7 +55,7 @@ class VisibleTeamsOnly:
 @admin.register(Agent)
 class AgentAdmin(VisibleTeamsOnly, admin.ModelAdmin):
     list_display = ("name", "team", "cost_slo_usd", "ideal_steps", "max_steps", "max_cost_usd", "created_at")
-    list_filter = ("team",)
+    list_filter = (("team", VisibleTeamListFilter),)
     search_fields = ("name", "team__slug")
     list_select_related = ("team",)
     fieldsets = (
@@ -81,7 +82,7 @@ class AgentAdmin(VisibleTeamsOnly, admin.ModelAdmin):
 @admin.register(Task)
 class TaskAdmin(VisibleTeamsOnly, admin.ModelAdmin):
     list_display = ("task_id", "team", "agent", "status", "ended_at", "steps", "cost_usd", "unpriced_calls")
-    list_filter = ("status", "team")
+    list_filter = ("status", ("team", VisibleTeamListFilter))
     search_fields = ("task_id", "agent__name")
     list_select_related = ("team", "agent")
     date_hierarchy = "ended_at"
