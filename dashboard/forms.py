@@ -6,11 +6,13 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from django import forms
+from django.core.validators import MaxValueValidator
 
 from finops.kpis.selectors import month_window
 from finops.kpis.series import STACK_BY_CHOICES, StackBy
 
 MAX_WINDOW_DAYS = 400  # a year and a bit: longer windows want a monthly chart, not 3,000 daily bars
+LAST_DAY = date.max - timedelta(days=1)  # the window's exclusive end, a day later, must still be a date
 STACK_BY_LABELS = {"team": "team", "agent": "agent", "model": "model", "token_type": "token type"}
 
 
@@ -28,8 +30,8 @@ class OverviewFilters:
 
 
 class OverviewFilterForm(forms.Form):
-    start = forms.DateField(required=False, label="From")
-    end = forms.DateField(required=False, label="To (inclusive)")
+    start = forms.DateField(required=False, label="From", validators=[MaxValueValidator(LAST_DAY)])
+    end = forms.DateField(required=False, label="To (inclusive)", validators=[MaxValueValidator(LAST_DAY)])
     team = forms.SlugField(required=False)
     agent = forms.CharField(required=False, max_length=128)
     stack_by = forms.ChoiceField(
@@ -56,7 +58,8 @@ def overview_filters(form: OverviewFilterForm) -> OverviewFilters:
     end = cleaned.get("end") or max(start, month_end.date() - timedelta(days=1))
     if end < start:  # only an end given, before the current month: show that end's month
         start = end.replace(day=1)
-    end = min(end, start + timedelta(days=MAX_WINDOW_DAYS - 1))
+    if (end - start).days >= MAX_WINDOW_DAYS:  # not min(end, start + …): near date.max that overflows
+        end = start + timedelta(days=MAX_WINDOW_DAYS - 1)
     # team and agent come raw, never dropped when invalid: a bad value must 404, not widen the scope
     return OverviewFilters(
         start=start,

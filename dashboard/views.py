@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, time
 
 from django.contrib.auth.decorators import login_required
+from django.http import Http404
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
@@ -38,6 +39,8 @@ def _agent_options(*, scope: Scope, team_selected: bool) -> list[tuple[str, str]
 def overview(request):
     form = OverviewFilterForm(request.GET)
     filters = overview_filters(form)
+    if form.has_error("team") or form.has_error("agent"):  # e.g. a NUL byte: no team or agent has that name
+        raise Http404("no such team or agent")
     resolved = scope_for_principal(principal=request.user, team_slug=filters.team, agent_name=filters.agent)
     window_start = datetime.combine(filters.start, time(0), tzinfo=UTC)
     window_end = datetime.combine(filters.end_exclusive, time(0), tzinfo=UTC)

@@ -134,6 +134,20 @@ def test_invalid_team_value_is_a_404_not_a_wider_scope(client, ledger, support_m
     assert client.get("/", {"team": "billing", "start": "yesterday"}).status_code == 404
 
 
+@pytest.mark.parametrize("params", [{"team": "sup\x00port"}, {"agent": "triage\x00"}])
+def test_a_nul_byte_in_team_or_agent_is_a_404_not_a_server_error(client, ledger, support_member, params):
+    client.force_login(support_member)
+    assert client.get("/", params).status_code == 404
+
+
+@pytest.mark.parametrize("params", [{"start": "9999-12-31"}, {"end": "9999-12-31", "start": "9999-12-01"}])
+def test_a_date_at_the_end_of_the_calendar_is_refused_not_a_server_error(
+    client, ledger, support_member, params
+):
+    html = page(client, support_member, **params)
+    assert "The invalid dates were replaced" in html
+
+
 def test_anonymous_is_sent_to_login(client, db):
     response = client.get("/", {"team": "support"})
     assert response.status_code == 302
