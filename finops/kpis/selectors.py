@@ -67,7 +67,9 @@ def scoped(queryset, scope: Scope):
 
 def _whole_days(start: datetime, end: datetime) -> tuple[date, date]:
     """[first, last) whole UTC days inside [start, end)."""
-    first = start.date() if start.timetz() == time(0, tzinfo=UTC) else start.date() + timedelta(days=1)
+    first = start.date()
+    if start.timetz() != time(0, tzinfo=UTC) and first < date.max:  # date.max + 1 day would overflow
+        first += timedelta(days=1)
     last = end.date()
     return first, max(first, last)
 
