@@ -284,6 +284,7 @@ class QuarantineListView(APIView):
 
     permission_classes = [ReadScope]
     MAX_LIMIT = 1000
+    MAX_OFFSET = 2**62  # past any row count; a larger one would not fit Postgres' bigint OFFSET
 
     @extend_schema(
         parameters=[
@@ -301,7 +302,7 @@ class QuarantineListView(APIView):
     def get(self, request):
         try:
             limit = min(max(int(request.query_params.get("limit", 100)), 1), self.MAX_LIMIT)
-            offset = max(int(request.query_params.get("offset", 0)), 0)
+            offset = min(max(int(request.query_params.get("offset", 0)), 0), self.MAX_OFFSET)
         except ValueError:
             return Response(
                 {"message": "limit and offset must be whole numbers", "extra": {}},

@@ -211,3 +211,16 @@ def test_replay_after_correcting_a_csv_row_uses_the_csv_adapter(db, tmp_path, ma
 def test_replay_needs_ids_or_a_source_and_the_ingest_scope(db, make_api):
     assert make_api().post("/api/v1/quarantine/replay", {}).status_code == 400
     assert make_api(scopes=["read"]).post("/api/v1/quarantine/replay", {"source": "x"}).status_code == 403
+
+
+def test_odd_quarantine_queries_are_answered_not_a_server_error(two_teams_quarantine, make_api):
+    api = make_api(scopes=["read"])
+    finops_user = UserFactory(org_role=OrgRole.FINOPS)
+
+    far = api.get("/api/v1/quarantine", offset=str(10**30))
+    assert far.status_code == 200
+    assert far.json() == {"count": 3, "results": []}
+    assert api.get("/api/v1/quarantine", source="file:\x00").json()["count"] == 0
+    page = logged_in(finops_user).get("/ingest/quarantine", {"source": "file:\x00"})
+    assert page.status_code == 200
+    assert b"s-bad" not in page.content
