@@ -103,9 +103,14 @@ class TaskOutcomeSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=TaskStatus.choices)
     started_at = serializers.DateTimeField()
     ended_at = serializers.DateTimeField()
-    ideal_steps = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    ideal_steps = serializers.IntegerField(min_value=1, max_value=2**31 - 1, required=False, allow_null=True)
     task_type = serializers.CharField(max_length=128, required=False, allow_blank=True)
     tags = serializers.DictField(required=False)
+
+    def validate_tags(self, tags: dict) -> dict:
+        if _holds_nul(tags):  # Postgres jsonb cannot hold NUL: one such task would fail the whole batch
+            raise serializers.ValidationError("tags may not contain NUL characters")
+        return tags
 
     def validate(self, attrs):
         if attrs["ended_at"] < attrs["started_at"]:
@@ -147,6 +152,16 @@ class TasksView(APIView):
             outcomes.append(outcome)
         task_outcomes_record(outcomes=outcomes)
         return Response({"accepted": len(outcomes), "duplicates": 0, "rejected": rejected})
+
+
+def _holds_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False
 
 
 def _get(raw, key):

@@ -84,3 +84,23 @@ def test_a_later_report_without_optional_fields_keeps_them_and_the_last_report_i
 
     task = Task.objects.get(task_id="run-1")
     assert (task.status, task.ideal_steps, task.task_type) == ("abandoned", 5, "triage")
+
+
+def test_a_task_the_database_cannot_hold_is_rejected_and_the_rest_of_the_batch_kept(api):
+    response = api.post(
+        "/api/v1/tasks",
+        [
+            outcome(task_id="nul-tag", tags={"note": "a\x00b"}),
+            outcome(task_id="too-many-steps", ideal_steps=2**31),
+            outcome(task_id="good", tags={"escaped": "\\u0000 is fine as text"}),
+        ],
+    )
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["accepted"] == 1
+    assert [(entry["index"], list(entry["errors"])) for entry in body["rejected"]] == [
+        (0, ["tags"]),
+        (1, ["ideal_steps"]),
+    ]
+    assert list(Task.objects.values_list("task_id", flat=True)) == ["good"]
