@@ -209,14 +209,21 @@ INGEST_RESPONSE = inline_serializer(
 )
 
 
+def _not_json(constant: str):
+    # Python's json reads NaN and Infinity, which are not JSON and which Postgres' jsonb refuses
+    raise ValueError(f"{constant} is not JSON")
+
+
 def _litellm_payloads(body: bytes) -> list:
     """LiteLLM's generic logger posts a JSON array (log_format json_array, the default), one object
     (single) or NDJSON (ndjson)."""
     try:
-        parsed = json.loads(body)
+        parsed = json.loads(body, parse_constant=_not_json)
     except ValueError:
         try:
-            parsed = [json.loads(line) for line in body.splitlines() if line.strip()]
+            parsed = [
+                json.loads(line, parse_constant=_not_json) for line in body.splitlines() if line.strip()
+            ]
         except ValueError:
             parsed = None
         if not parsed:

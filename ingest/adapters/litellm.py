@@ -123,8 +123,11 @@ def event_from_litellm_payload(payload: Any, *, default_team: str | None = None)
     timestamp: str | None = None
     latency_ms: int | None = None
     if isinstance(started, (int, float)) and not isinstance(started, bool):
-        timestamp = datetime.fromtimestamp(started, UTC).isoformat()
-        if isinstance(ended, (int, float)) and not isinstance(ended, bool) and ended >= started:
+        try:
+            timestamp = datetime.fromtimestamp(started, UTC).isoformat()
+        except (OverflowError, OSError, ValueError):  # past year 9999, or NaN
+            errors["timestamp"] = [f"startTime {started!r} is not a time in epoch seconds"]
+        if timestamp and isinstance(ended, (int, float)) and not isinstance(ended, bool) and ended >= started:
             latency_ms = round((ended - started) * 1000)
     elif isinstance(started, str) and started:
         timestamp = started  # some loggers send ISO 8601 text; the writer validates it

@@ -203,3 +203,27 @@ def test_when_epoch_matches():
     from datetime import UTC, datetime
 
     assert datetime.fromtimestamp(WHEN_EPOCH, UTC).isoformat() == WHEN
+
+
+@pytest.mark.parametrize("start_time", [1e20, -1e20])
+def test_a_start_time_outside_the_calendar_is_rejected_with_the_rest_of_the_batch_kept(
+    api, support, start_time
+):
+    body = [litellm_payload("call-far", startTime=start_time), litellm_payload("call-ok")]
+
+    response = api.post("/api/v1/litellm", body)
+
+    assert response.status_code == 200
+    result = response.json()
+    assert result["accepted"] == 1
+    assert [(row["index"], list(row["errors"])) for row in result["rejected"]] == [(0, ["timestamp"])]
+    assert Call.objects.filter(event_id="call-ok").exists()
+
+
+def test_nan_is_not_json_and_the_body_is_a_400(api, support):
+    body = b'[{"id": "call-nan", "startTime": NaN}]'
+
+    response = api.post("/api/v1/litellm", body)
+
+    assert response.status_code == 400
+    assert "not JSON" in response.json()["message"]
