@@ -248,12 +248,14 @@ def quarantined_rows_replay(
     comes back as a duplicate); given a source, its rows not yet replayed."""
     if row_ids is None and not source:
         raise ValueError('say which rows to replay: {"ids": [...]} or {"source": "..."}')
+    resolver = Resolver(TeamPolicy(principal))
     rows = quarantined_rows_visible(principal=principal).order_by("id")
+    if resolver.policy.allowed_ids is not None:  # seeing a team's rows (a viewer) is not writing for it
+        rows = rows.filter(team_id__in=resolver.policy.allowed_ids)
     if row_ids is not None:
         rows = rows.filter(id__in=row_ids)
     else:
         rows = rows.filter(source=source, replayed_at__isnull=True)
-    resolver = Resolver(TeamPolicy(principal))
     price_book = PriceBook.load()
     default_team = principal_default_team(principal=principal)
     outcome = ReplayOutcome()

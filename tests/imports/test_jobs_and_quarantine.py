@@ -224,3 +224,22 @@ def test_odd_quarantine_queries_are_answered_not_a_server_error(two_teams_quaran
     page = logged_in(finops_user).get("/ingest/quarantine", {"source": "file:\x00"})
     assert page.status_code == 200
     assert b"s-bad" not in page.content
+
+
+def test_replay_leaves_the_rows_of_teams_one_only_views_alone(two_teams_quarantine):
+    support, billing = two_teams_quarantine
+    member = UserFactory()
+    MembershipFactory(user=member, team=support, role=TeamRole.SRE)
+    MembershipFactory(user=member, team=billing, role=TeamRole.VIEWER)
+    billing_row = QuarantinedRow.objects.get(event_id="b-bad")
+    billing_row.payload["timestamp"] = "2026-11-02T10:15:00Z"  # billing's own fix, not replayed yet
+    billing_row.save()
+    errors_before = billing_row.errors
+
+    response = logged_in(member).post("/ingest/quarantine/replay", {"source": "file:mixed.jsonl"})
+
+    assert response.status_code == 302
+    billing_row.refresh_from_db()
+    assert billing_row.errors == errors_before  # not overwritten with "you may not send events for …"
+    assert billing_row.replayed_at is None
+    assert QuarantinedRow.objects.get(event_id="s-bad").errors["timestamp"]  # its own team's: replayed
