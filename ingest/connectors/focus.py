@@ -29,6 +29,8 @@ from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from ingest.connectors.models import StatementKind
 
 AMOUNT_PLACES = Decimal("1e-12")  # StatementLine.amount keeps 12 decimal places
+MAX_AMOUNT = Decimal(10) ** 16  # and 16 before the point (numeric(28, 12))
+MAX_QUANTITY = 2**63 - 1  # StatementLine.quantity is a bigint
 PROVIDER_COLUMNS = ("ServiceProviderName", "ProviderName", "PublisherName")
 REQUIRED_COLUMNS = ("BilledCost", "BillingCurrency", "ChargePeriodStart", "ChargePeriodEnd")
 NAME_COLUMNS = ("x_Model", "x_ModelName", "SkuId", "ChargeDescription", "SkuPriceId", "ServiceName")
@@ -158,7 +160,7 @@ def focus_row_line(row: dict[str, str]) -> dict:
             continue
         try:
             period[name] = _moment(cell(name))
-        except ValueError:
+        except (ValueError, OverflowError):
             fail(name, f"not an ISO 8601 date/time: {cell(name)!r}")
     if len(period) == 2 and period["ChargePeriodEnd"] < period["ChargePeriodStart"]:
         fail("ChargePeriodEnd", "before ChargePeriodStart")
@@ -167,6 +169,9 @@ def focus_row_line(row: dict[str, str]) -> dict:
         amount = _decimal(cell("BilledCost"))
     except (InvalidOperation, ValueError):
         fail("BilledCost", f"not a decimal number: {cell('BilledCost')!r}")
+    else:
+        if abs(amount) >= MAX_AMOUNT:
+            fail("BilledCost", f"{cell('BilledCost')} is too large for a statement line (under 10^16)")
     currency = cell("BillingCurrency").upper()
     if not re.fullmatch(r"[A-Z]{3}", currency):
         fail("BillingCurrency", f"not a three-letter ISO 4217 code: {cell('BillingCurrency')!r}")
@@ -183,6 +188,8 @@ def focus_row_line(row: dict[str, str]) -> dict:
             fail(quantity_column, f"not a decimal number: {cell(quantity_column)!r}")
         else:
             quantity = int(scaled) if scaled == scaled.to_integral_value() else None
+            if quantity is not None and abs(quantity) > MAX_QUANTITY:
+                fail(quantity_column, f"{cell(quantity_column)} is too large for a statement line's quantity")
     if errors:
         raise ValueError(errors)
 

@@ -247,3 +247,25 @@ def test_an_uploaded_bill_keeps_a_focus_source(db, tmp_path):
     summary = file_import(path=write_bill(tmp_path), source="file:anthropic-2026-11.csv")
     assert summary.format == "focus"
     assert set(StatementLine.objects.values_list("source", flat=True)) == {"focus:anthropic-2026-11.csv"}
+
+
+def test_a_row_too_large_for_the_statement_store_is_rejected_and_the_good_rows_kept(db, tmp_path):
+    rows = [
+        ROWS[0],
+        f"1e20,1,1,USD,{MONTH},{DAY2},Usage,claude-sonnet-4-5 output tokens,10,Tokens,,,"
+        "Anthropic,Anthropic,Claude API,sku-s45-out,wrk_1,",
+        f"1.00,1,1,USD,{MONTH},{DAY2},Usage,claude-sonnet-4-5 input tokens,1e30,Tokens,,,"
+        "Anthropic,Anthropic,Claude API,sku-s45-in,wrk_1,",
+        f"1.00,1,1,USD,{MONTH},0001-01-01T00:00:00+05:00,{DAY2.split(',')[1]},Usage,claude-sonnet-4-5 output tokens,"
+        "10,Tokens,,,Anthropic,Anthropic,Claude API,sku-s45-out,wrk_1,",
+    ]
+
+    summary = file_import(path=write_bill(tmp_path, rows=rows), file_format="focus")
+
+    assert summary.rejected == 3
+    assert [sorted(sample["errors"]) for sample in summary.rejected_samples] == [
+        ["BilledCost"],
+        ["ConsumedQuantity"],
+        ["ChargePeriodStart"],
+    ]
+    assert StatementLine.objects.count() == 1
