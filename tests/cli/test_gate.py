@@ -19,7 +19,16 @@ USAGE = {"uncached_input": 10_000, "output": 1000}  # $0.045 on claude-sonnet-4-
 CALL_COST = published_cost(provider="anthropic", model="claude-sonnet-4-5", tokens=USAGE)
 
 
-def run_task(*, team: str, agent: str, task_id: str, status: str, steps: int, ended_ago: timedelta) -> None:
+def run_task(
+    *,
+    team: str,
+    agent: str,
+    task_id: str,
+    status: str,
+    steps: int,
+    ended_ago: timedelta,
+    model: str = "claude-sonnet-4-5",
+) -> None:
     ended = datetime.now(UTC) - ended_ago
     events = [
         {
@@ -30,7 +39,7 @@ def run_task(*, team: str, agent: str, task_id: str, status: str, steps: int, en
             "task_id": task_id,
             "step": step,
             "provider": "anthropic",
-            "model": "claude-sonnet-4-5",
+            "model": model,
             "usage": USAGE,
         }
         for step in range(1, steps + 1)
@@ -160,6 +169,24 @@ def test_no_successful_task_passes_unless_required(db):
         ).exit_code
         == 1
     )
+
+
+def test_an_unknown_cost_fails_the_gate_and_is_not_called_no_data(db):
+    run_task(
+        team="support",
+        agent="triage",
+        task_id="run-new-model",
+        status="success",
+        steps=2,
+        ended_ago=timedelta(hours=1),
+        model="acme-unreleased-9",
+    )
+
+    ran = run_command("gate", "--agent", "triage", "--budget-per-task", "0.01")
+
+    assert ran.exit_code == 1
+    assert "no successful task" not in ran.stdout
+    assert "cost unknown" in ran.stdout and "2 calls" in ran.stdout
 
 
 def test_an_agent_name_in_several_teams_needs_a_team(db):

@@ -82,7 +82,8 @@ class Command(BaseCommand):
         "For release pipelines: compare an agent's $ per successful task over the last --since (tasks that "
         "ended in [now - since, now), with all their calls) with --budget-per-task. Exit codes: 0 within "
         "budget × (1 + tolerance), or no successful task in the window (nothing to judge; add "
-        "--require-successful-tasks to fail instead); 1 over budget by more than the tolerance; 2 usage "
+        "--require-successful-tasks to fail instead); 1 over budget by more than the tolerance, or cost "
+        "unknown (every call of the successful tasks unpriced); 2 usage "
         "error (unknown or ambiguous agent, bad arguments)."
     )
 
@@ -125,10 +126,17 @@ class Command(BaseCommand):
             f"tasks: {kpis.tasks_ended} ended, {kpis.tasks_successful} successful, {kpis.tasks_failed} failed, "
             f"{kpis.tasks_abandoned} abandoned; cost of all their calls {usd(kpis.tasks_cost_usd)}"
         )
-        if kpis.unpriced_calls:
+        if kpis.cost_per_successful_task_usd is None and kpis.tasks_successful:
+            # an unknown cost is not a cost within budget: every call of these tasks is unpriced
             self.stdout.write(
-                f"warning: {kpis.unpriced_calls} calls in the window are unpriced, so the cost is understated; "
+                f"FAIL: cost unknown — all {kpis.tasks_unpriced_calls} calls of these tasks are unpriced; "
                 "add their model's price in the admin (Pricing › Model price overrides)"
+            )
+            raise SystemExit(OVER_BUDGET_EXIT_CODE)
+        if kpis.tasks_unpriced_calls:
+            self.stdout.write(
+                f"warning: {kpis.tasks_unpriced_calls} calls of these tasks are unpriced, so the cost is "
+                "understated; add their model's price in the admin (Pricing › Model price overrides)"
             )
         if kpis.cost_per_successful_task_usd is None:
             self.stdout.write("no successful task ended in the window: nothing to judge")
