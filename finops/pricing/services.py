@@ -139,9 +139,11 @@ class PriceBook:
         entry = catalog_model(provider.lower(), model)
         if entry is None:
             return None
-        return entry.rates(
-            at=at, total_input_tokens=total_input
-        ), f"catalog:{entry.provider_id}/{entry.model_id}"
+        try:
+            rates = entry.rates(at=at, total_input_tokens=total_input)
+        except LookupError:  # e.g. an embedding model has no output price: unpriced, never a guess of 0
+            return None
+        return rates, f"catalog:{entry.provider_id}/{entry.model_id}"
 
     def price(
         self, *, provider: str, model: str, tokens: dict[str, int], at: datetime, batch: bool

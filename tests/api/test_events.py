@@ -212,3 +212,18 @@ def test_calls_land_in_monthly_partitions(api, django_db_blocker):
         cursor.execute("SELECT tableoid::regclass::text, event_id FROM ledger_call ORDER BY event_id")
         placement = dict((event_id, partition) for partition, event_id in cursor.fetchall())
     assert placement == {"nov": "ledger_call_p2026_11", "oct": "ledger_call_p2026_10"}
+
+
+def test_an_embedding_call_is_unpriced_and_the_batch_is_kept(api):
+    response = api.post(
+        "/api/v1/events",
+        [
+            event("chat"),
+            event("embed", provider="openai", model="text-embedding-3-small", usage={"uncached_input": 100}),
+        ],
+    )
+
+    assert response.status_code == 200
+    assert response.json()["accepted"] == 2
+    assert Call.objects.get(event_id="embed").cost_usd is None
+    assert Call.objects.get(event_id="chat").cost_usd is not None

@@ -218,3 +218,10 @@ def test_unknown_model_is_unpriced_never_zero(db):
     assert not priced.priced
     assert priced.lines == ()
     assert priced.as_json()["total_usd"] is None
+
+
+def test_a_catalog_model_without_an_output_price_is_unpriced_not_an_error(db):
+    # embedding models have an input price only
+    priced = call_price(provider="openai", model="text-embedding-3-small", tokens=SMALL_CALL, at=AT)
+
+    assert priced.total_usd is None
