@@ -125,6 +125,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
         "revoked_at",
     )
     list_filter = (("team", VisibleTeamListFilter), "revoked_at")
+    list_select_related = ("team", "created_by")
     search_fields = ("prefix", "name")
     fields = ("name", "prefix", "team", "scopes", "created_by", "created_at", "last_used_at", "revoked_at")
     readonly_fields = fields  # the digest is never shown, and nothing here is editable

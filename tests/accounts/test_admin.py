@@ -53,3 +53,14 @@ def test_org_roles_still_see_every_team_in_the_admin(other_team):
     assert "zz-other-team" in client.get("/admin/accounts/team/").content.decode()
     assert "their-token" in client.get("/admin/accounts/apitoken/").content.decode()
     assert "zz-other-team" in client.get("/admin/ledger/agent/").content.decode()
+
+
+def test_the_token_list_does_not_query_per_token(db, django_assert_max_num_queries):
+    admin_user = UserFactory(org_role=OrgRole.ADMIN)
+    for number in range(20):
+        api_token_create(name=f"token-{number}", scopes=["read"], team=TeamFactory(), created_by=admin_user)
+    client = Client()
+    client.force_login(admin_user)
+
+    with django_assert_max_num_queries(12):
+        assert client.get("/admin/accounts/apitoken/").status_code == 200
