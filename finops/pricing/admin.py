@@ -29,6 +29,8 @@ def may_edit_prices(user) -> bool:
 class PriceEditorsOnly(admin.ModelAdmin):
     """Any staff user may look at prices; only finops/admin users change them."""
 
+    list_select_related = ("created_by",)  # shown in every row
+
     def has_module_permission(self, request) -> bool:
         return request.user.is_active and request.user.is_staff
 

@@ -19,6 +19,7 @@ class ConnectorAdmin(admin.ModelAdmin):
 class ConnectorRunAdmin(admin.ModelAdmin):
     list_display = ["connector", "status", "queued_at", "started_at", "finished_at", "pages", "rows"]
     list_filter = ["status"]
+    list_select_related = ["connector"]
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False

@@ -216,3 +216,20 @@ def test_a_pm_changes_the_cost_slo_of_own_agents_but_not_the_kill_switch(db):
     # another team's agent is not even there
     assert client.get(f"/admin/ledger/agent/{other.pk}/change/").status_code == 302
     assert "reviewer" not in client.get("/admin/ledger/agent/").content.decode()
+
+
+def test_the_override_list_does_not_query_per_row(db, django_assert_max_num_queries):
+    finops_user = UserFactory(org_role=OrgRole.FINOPS)
+    for number in range(20):
+        ModelPriceOverride.objects.create(
+            provider="acme",
+            model=f"acme-{number}",
+            effective_from="2026-01-01T00:00Z",
+            uncached_input_per_mtok=1,
+            output_per_mtok=2,
+            created_by=UserFactory(),
+        )
+    client = logged_in(finops_user)
+
+    with django_assert_max_num_queries(12):
+        assert client.get("/admin/pricing/modelpriceoverride/").status_code == 200
