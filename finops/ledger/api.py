@@ -34,6 +34,7 @@ class TeamViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TeamScopedVi
     permission_classes = [ReadScope]
     team_field = "pk"
     lookup_field = "slug"
+    lookup_value_regex = r"[-\w]+"  # a slug: anything else (a NUL byte) is a 404, not a query that fails
 
 
 class AgentViewSet(

@@ -87,3 +87,8 @@ def test_kpi_query_errors_name_the_field(api):
     assert response.status_code == 400
     assert "end" in response.json()["extra"]["fields"]
     assert api.get("/api/v1/kpis", agent="bot").status_code == 400
+
+
+def test_a_team_path_that_is_not_a_slug_is_a_404(api, two_teams):
+    assert api.get("/api/v1/teams/support").status_code == 200
+    assert api.get("/api/v1/teams/sup%00port").status_code == 404
