@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -475,4 +476,7 @@ def _any_value(value: AnyValue) -> Any:
         return _attributes(value.kvlist_value.values)
     if kind == "bytes_value":
         return value.bytes_value.hex()
+    if kind == "double_value" and not math.isfinite(value.double_value):
+        # as OTLP/JSON writes them: JSON (and a quarantined span's jsonb payload) has no NaN or Infinity
+        return {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}[str(value.double_value)]
     return getattr(value, kind)

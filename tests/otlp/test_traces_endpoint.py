@@ -347,3 +347,49 @@ def test_the_readme_example_works_as_written(live_server, secret, monkeypatch):
     assert (call.team.slug, call.agent.name, call.model) == ("support", "ticket-triage", "gpt-4o")
     assert (call.uncached_input, call.cache_read, call.output) == (200, 1000, 80)
     assert Task.objects.get(task_id=call.task_id).status == "success"
+
+
+def test_a_rejected_span_with_a_nan_attribute_is_quarantined_and_the_good_span_kept(client, db):
+    TeamFactory(slug="support")
+    secret = api_token_create(name="otel", scopes=["ingest"])[1]
+
+    def span(span_id: str, *extra: dict) -> dict:
+        return {
+            "traceId": "5b8efff798038103d269b633813fc60c",
+            "spanId": span_id,
+            "name": "chat",
+            "startTimeUnixNano": "1790000000000000000",
+            "endTimeUnixNano": "1790000000850000000",
+            "attributes": [
+                {"key": "gen_ai.operation.name", "value": {"stringValue": "chat"}},
+                {"key": "gen_ai.provider.name", "value": {"stringValue": "anthropic"}},
+                {"key": "gen_ai.usage.input_tokens", "value": {"intValue": "400"}},
+                {"key": "gen_ai.request.temperature", "value": {"doubleValue": "NaN"}},
+                *extra,
+            ],
+        }
+
+    model = {"key": "gen_ai.request.model", "value": {"stringValue": "claude-haiku-4-5"}}
+    body = {
+        "resourceSpans": [
+            {
+                "resource": {
+                    "attributes": [
+                        {"key": "finops.team", "value": {"stringValue": "support"}},
+                        {"key": "service.name", "value": {"stringValue": "bot"}},
+                    ]
+                },
+                "scopeSpans": [{"spans": [span("00000000000000a1"), span("00000000000000a2", model)]}],
+            }
+        ]
+    }
+
+    response = client.post(
+        "/v1/traces", json.dumps(body), content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {secret}"
+    )
+
+    assert response.status_code == 200
+    assert response.json()["partialSuccess"]["rejectedSpans"] == "1"
+    assert Call.objects.filter(event_id__endswith=":00000000000000a2").count() == 1
+    quarantined = QuarantinedRow.objects.get(source="otlp")
+    assert quarantined.payload["attributes"]["gen_ai.request.temperature"] == "NaN"
