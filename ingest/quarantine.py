@@ -245,7 +245,8 @@ def quarantined_rows_replay(
     """Run quarantined rows through their adapter and the writer again (after a price, mapping, team
     or data fix). Rows that pass are written once (event_id idempotency) and get replayed_at; rows that
     still fail get their new errors. Given ids, exactly those rows are replayed (a replayed row again
-    comes back as a duplicate); given a source, its rows not yet replayed."""
+    comes back as a duplicate); given a source, its rows not yet replayed. Only rows of teams the
+    principal may send events for are taken: a viewer's rows are seen, not replayed."""
     if row_ids is None and not source:
         raise ValueError('say which rows to replay: {"ids": [...]} or {"source": "..."}')
     resolver = Resolver(TeamPolicy(principal))
