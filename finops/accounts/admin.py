@@ -41,6 +41,21 @@ def sees_every_team(user) -> bool:
     return bool(user.is_active and user.sees_every_team)
 
 
+class VisibleTeamsOnly:
+    """For team-owned rows in the admin: staff see only the rows of the teams they may see."""
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        team_ids = visible_team_ids(principal=request.user)
+        return queryset if team_ids is None else queryset.filter(team_id__in=team_ids)
+
+    def has_module_permission(self, request) -> bool:
+        return request.user.is_active and request.user.is_staff
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return request.user.is_active and request.user.is_staff
+
+
 class VisibleTeamListFilter(admin.RelatedFieldListFilter):
     """A `team` list filter offering only the teams the user may see (the stock one lists every team)."""
 
@@ -113,7 +128,7 @@ class TeamAdmin(OrgAdminsOnly, admin.ModelAdmin):
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
+class ApiTokenAdmin(VisibleTeamsOnly, admin.ModelAdmin):
     list_display = (
         "prefix",
         "name",
@@ -130,17 +145,6 @@ class ApiTokenAdmin(admin.ModelAdmin):
     fields = ("name", "prefix", "team", "scopes", "created_by", "created_at", "last_used_at", "revoked_at")
     readonly_fields = fields  # the digest is never shown, and nothing here is editable
     actions = ("revoke_tokens",)
-
-    def get_queryset(self, request):
-        queryset = super().get_queryset(request)
-        team_ids = visible_team_ids(principal=request.user)
-        return queryset if team_ids is None else queryset.filter(team_id__in=team_ids)
-
-    def has_module_permission(self, request) -> bool:
-        return request.user.is_active and request.user.is_staff
-
-    def has_view_permission(self, request, obj=None) -> bool:
-        return request.user.is_active and request.user.is_staff
 
     def has_add_permission(self, request) -> bool:
         return False  # created by `finops token create`, which shows the secret once

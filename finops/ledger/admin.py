@@ -9,18 +9,18 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from finops.accounts.admin import VisibleTeamListFilter
+from finops.accounts.admin import VisibleTeamListFilter, VisibleTeamsOnly
 from finops.accounts.models import Membership, OrgRole
-from finops.accounts.selectors import visible_team_ids
 from finops.ledger.models import Agent, Task
+from finops.ledger.services import AGENT_SETTING_ROLES
 
 TARGET_FIELDS = ("target_cache_hit_rate", "target_token_efficiency", "target_step_inflation")
 KILL_SWITCH_FIELDS = ("max_steps", "max_cost_usd")
 AGENT_SETTING_FIELDS = ("cost_slo_usd", "ideal_steps", *KILL_SWITCH_FIELDS, *TARGET_FIELDS)
+# the one rule of who may change what (finops.ledger.services), turned around: role → fields
 EDITABLE_AGENT_FIELDS_BY_TEAM_ROLE: dict[str, frozenset[str]] = {
-    "tech_lead": frozenset({"ideal_steps", *KILL_SWITCH_FIELDS, *TARGET_FIELDS}),
-    "sre": frozenset(KILL_SWITCH_FIELDS),
-    "pm": frozenset({"cost_slo_usd", "ideal_steps", *TARGET_FIELDS}),
+    role: frozenset(name for name, roles in AGENT_SETTING_ROLES.items() if role in roles)
+    for role in set().union(*AGENT_SETTING_ROLES.values())
 }
 
 
@@ -37,19 +37,6 @@ def editable_agent_fields(*, user, agent: Agent | None) -> frozenset[str]:
     for role in memberships.values_list("role", flat=True):
         fields |= EDITABLE_AGENT_FIELDS_BY_TEAM_ROLE.get(role, frozenset())
     return frozenset(fields)
-
-
-class VisibleTeamsOnly:
-    def get_queryset(self, request):
-        queryset = super().get_queryset(request)
-        team_ids = visible_team_ids(principal=request.user)
-        return queryset if team_ids is None else queryset.filter(team_id__in=team_ids)
-
-    def has_module_permission(self, request) -> bool:
-        return request.user.is_active and request.user.is_staff
-
-    def has_view_permission(self, request, obj=None) -> bool:
-        return request.user.is_active and request.user.is_staff
 
 
 @admin.register(Agent)
