@@ -26,6 +26,8 @@ def env_list(name: str, default: str) -> list[str]:
 
 
 DEBUG = env_bool("DEBUG")
+
+
 def local_secret_key() -> str:
     """Without SECRET_KEY: a random key kept in the data folder (created once, readable by us only),
     so a local install never runs on a published key and sessions survive restarts."""

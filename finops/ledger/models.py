@@ -59,10 +59,17 @@ class Agent(models.Model):
 
 
 class Task(TokenCounts):
-    """One agent run. Outcome fields come from POST /tasks; the aggregates from the writer."""
+    """One agent run. Outcome fields come from POST /tasks; the aggregates from the writer.
 
-    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="tasks")
-    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="tasks")
+    The writer inserts a task row for every new task_id it sees, so the foreign keys carry no database
+    constraint (a deferred check per new task cost ~10% of the write; the writer resolves both ids
+    itself and deletes cascade through the ORM), and team is not indexed alone (the unique
+    constraint and the (team, ended_at) index both start with it)."""
+
+    team = models.ForeignKey(
+        Team, on_delete=models.CASCADE, related_name="tasks", db_constraint=False, db_index=False
+    )
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="tasks", db_constraint=False)
     # byte-order collation: these keys are compared millions of times by the writer's unique indexes
     task_id = models.CharField(max_length=256, db_collation="C")
     status = models.CharField(max_length=16, choices=TaskStatus.choices, null=True, blank=True)
@@ -118,7 +125,10 @@ class EventKey(models.Model):
     """The idempotency key of a call: (team, event_id) seen once, ever."""
 
     pk = models.CompositePrimaryKey("team_id", "event_id")
-    team = models.ForeignKey(Team, on_delete=models.CASCADE, db_constraint=False, related_name="+")
+    # no index of its own: the primary key starts with it
+    team = models.ForeignKey(
+        Team, on_delete=models.CASCADE, db_constraint=False, db_index=False, related_name="+"
+    )
     event_id = models.CharField(max_length=256, db_collation="C")
     timestamp = models.DateTimeField()
 
@@ -127,7 +137,7 @@ class DailyRollup(TokenCounts):
     """Per UTC day x team x agent x provider x model. Dashboards and KPIs read these, never raw calls."""
 
     day = models.DateField()
-    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="+")
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="+", db_index=False)  # (team, day)
     agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="+")
     provider = models.CharField(max_length=64)
     model = models.CharField(max_length=128)

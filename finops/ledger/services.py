@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
@@ -23,11 +24,14 @@ def next_month(month: date) -> date:
 
 
 def call_partitions_ensure(*, months: set[date]) -> None:
-    """Create the monthly partitions of ledger_call that these months need (idempotent, race-safe)."""
+    """Create the monthly partitions of ledger_call that these months need (idempotent, race-safe).
+
+    In the caller's transaction if it holds one, else in a transaction of its own."""
     missing = {month_start(month) for month in months} - _known_partitions
     if not missing:
         return
-    with connection.cursor() as cursor:
+    own_transaction = nullcontext() if connection.in_atomic_block else transaction.atomic()
+    with own_transaction, connection.cursor() as cursor:
         for month in sorted(missing):
             name = f"ledger_call_p{month:%Y_%m}"
             # the advisory lock serialises concurrent writers creating the same partition
