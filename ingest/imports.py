@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import IO, Any
 
@@ -22,6 +23,7 @@ from finops.pricing.services import PriceBook
 from ingest.adapters.canonical import CSV_EXTRA_CELLS, csv_header_problems
 from ingest.models import ImportJob, ImportStatus
 from ingest.quarantine import (
+    EventLines,
     Principal,
     SourceRow,
     principal_default_team,
@@ -142,16 +144,26 @@ class _CountingLines:
             yield line
 
 
+def _event_line_batches(handle: IO[bytes], *, batch_size: int) -> Iterator[tuple[EventLines, int]]:
+    """Canonical event lines in batches, each with the bytes read so far; blank lines are skipped and
+    the others keep their line numbers. The writer decodes the JSON bytes itself."""
+    read = 0
+    while chunk := list(islice(handle, batch_size)):
+        first = read + 1
+        read += len(chunk)
+        if any(map(bytes.isspace, chunk)):
+            kept = [(number, line) for number, line in enumerate(chunk, first) if not line.isspace()]
+            batch = EventLines([line for _, line in kept], [number for number, _ in kept])
+        else:
+            batch = EventLines(chunk, range(first, first + len(chunk)))
+        yield batch, handle.tell()
+
+
 def _json_lines(lines: _CountingLines, *, adapter: str, default_team: str | None) -> Iterator[SourceRow]:
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         position = f"line {number}"
-        if adapter == "events" and default_team is None:
-            # canonical lines go to the writer as JSON bytes: it decodes them faster than json.loads
-            line = line.rstrip(b"\r\n")
-            yield SourceRow(position=position, payload=line, adapter=adapter, event=line)
-            continue
         try:
             payload = json.loads(line)
         except ValueError as error:
@@ -243,6 +255,16 @@ def _rows(*, file_format: str, lines: _CountingLines, default_team: str | None) 
     raise ImportFileError(f"unknown format {file_format!r}; use one of {', '.join(FORMATS)}")
 
 
+def _source_row_batches(
+    *, file_format: str, handle: IO[bytes], default_team: str | None, batch_size: int
+) -> Iterator[tuple[list[SourceRow], int]]:
+    """The file's rows through their adapter, in batches, each with the bytes read so far."""
+    lines = _CountingLines(handle)
+    rows = _rows(file_format=file_format, lines=lines, default_team=default_team)
+    while batch := list(islice(rows, batch_size)):
+        yield batch, lines.bytes_done
+
+
 def file_import(
     *,
     path: Path,
@@ -277,14 +299,16 @@ def file_import(
     # batch N is written on a thread of its own while batch N+1 is decoded and priced, unless the
     # caller holds a transaction (which the writer thread's connection could neither see nor join)
     pipeline = WritePipeline() if WritePipeline.usable() else None
+    default_team = principal_default_team(principal=principal)
     with path.open("rb") as handle, heap_frozen(), pipeline or nullcontext():
-        lines = _CountingLines(handle)
-        rows = _rows(
-            file_format=file_format, lines=lines, default_team=principal_default_team(principal=principal)
-        )
-        batch: list[SourceRow] = []
-
-        def flush() -> None:
+        if file_format == "events-jsonl" and default_team is None:
+            # canonical lines go to the writer as they were read: it decodes them faster than json.loads
+            batches = _event_line_batches(handle, batch_size=batch_size)
+        else:
+            batches = _source_row_batches(
+                file_format=file_format, handle=handle, default_team=default_team, batch_size=batch_size
+            )
+        for batch, bytes_done in batches:
             outcome = source_rows_ingest(
                 rows=batch,
                 principal=principal,
@@ -293,6 +317,7 @@ def file_import(
                 price_book=price_book,
                 positions_are_stable=True,
             )
+            progress.rows_read += len(batch.lines) if isinstance(batch, EventLines) else len(batch)
             if pipeline is None:
                 progress.accepted += outcome.accepted
                 progress.duplicates += outcome.duplicates
@@ -301,21 +326,14 @@ def file_import(
             progress.rejected += len(outcome.rejected)
             room = MAX_REJECTED_SAMPLES - len(summary.rejected_samples)
             summary.rejected_samples.extend(outcome.rejected[: max(room, 0)])
-            batch.clear()
-            progress.bytes_done = lines.bytes_done
+            progress.bytes_done = bytes_done
             if on_progress:
                 on_progress(progress)
-
-        for row in rows:
-            batch.append(row)
-            progress.rows_read += 1
-            if len(batch) >= batch_size:
-                flush()
-        flush()
     if pipeline is not None:  # every batch is written now
         progress.accepted, progress.duplicates = pipeline.accepted, pipeline.duplicates
-        if on_progress:
-            on_progress(progress)
+    if on_progress and (pipeline is not None or not progress.rows_read):  # the final counts, once
+        progress.bytes_done = progress.bytes_total
+        on_progress(progress)
     return summary
 
 

@@ -9,8 +9,7 @@ so `quarantined_rows_replay` can run it through the current adapter and writer a
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
@@ -24,7 +23,8 @@ from finops.accounts.selectors import visible_team_ids
 from finops.pricing.services import PriceBook
 from ingest.adapters import AdapterError, adapter_for
 from ingest.models import QuarantinedRow
-from ingest.writer import Resolver, TeamPolicy, events_ingest
+from ingest.validation import storable
+from ingest.writer import Resolver, TeamPolicy, events_ingest_unquarantined
 
 Principal = User | ApiToken | None
 
@@ -37,6 +37,19 @@ class SourceRow:
     event: dict[str, Any] | bytes | None = None
     errors: dict[str, list[str]] | None = None
     team_hint: str | None = None  # the team the row names, for scoping its quarantined copy
+
+
+@dataclass(slots=True)
+class EventLines:
+    """A batch of a file's canonical event lines as read (JSON bytes, line ends included) and their
+    line numbers. The writer decodes the bytes itself; a SourceRow is made only for a refused line."""
+
+    lines: list[bytes]
+    numbers: Sequence[int]
+
+    def row(self, index: int) -> SourceRow:
+        line = self.lines[index].rstrip(b"\r\n")
+        return SourceRow(position=f"line {self.numbers[index]}", payload=line, adapter="events", event=line)
 
 
 @dataclass
@@ -97,7 +110,7 @@ class _TeamIds:
         self.ids: dict[str, int | None] = {}
 
     def get(self, slug: str | None) -> int | None:
-        if not slug:
+        if not slug or "\x00" in slug:  # no team's slug holds a NUL (nor could the query)
             return None
         if slug not in self.ids:
             self.ids[slug] = Team.objects.filter(slug=slug).values_list("id", flat=True).first()
@@ -108,34 +121,28 @@ class _TeamIds:
 
 
 def _write(
-    *, rows: list[SourceRow], principal: Principal, resolver: Resolver, price_book: PriceBook
+    *, rows: list[SourceRow] | EventLines, principal: Principal, resolver: Resolver, price_book: PriceBook
 ) -> tuple[int, int, dict[int, tuple[dict, int | None]]]:
-    """events_ingest on the translated rows; returns accepted, duplicates and, per refused row's index
-    in `rows`, its errors and the team the writer resolved. The writer's own quarantine copies (which
-    hold the translated event, not the payload as received) are dropped: the caller keeps the payload."""
-    translated = [index for index, row in enumerate(rows) if row.event is not None]
-    staging_source = f"staging:{uuid.uuid4().hex}"
-    result = events_ingest(
-        raw_events=[rows[index].event for index in translated],
+    """Write the translated rows; returns accepted, duplicates and, per refused row's index in `rows`,
+    its errors and the team the writer resolved (the caller quarantines the payload as received)."""
+    if isinstance(rows, EventLines):
+        translated, raw_events = range(len(rows.lines)), rows.lines
+    else:
+        translated = [index for index, row in enumerate(rows) if row.event is not None]
+        raw_events = [rows[index].event for index in translated]
+    accepted, written, refusals = events_ingest_unquarantined(
+        raw_events=raw_events,
         principal=principal,
-        source=staging_source,
         resolver=resolver,
         price_book=price_book,
     )
-    refused: dict[int, tuple[dict, int | None]] = {}
-    if result.rejected:
-        writer_teams = dict(
-            QuarantinedRow.objects.filter(source=staging_source).values_list("position", "team_id")
-        )
-        QuarantinedRow.objects.filter(source=staging_source).delete()
-        for entry in result.rejected:
-            refused[translated[entry["index"]]] = (entry["errors"], writer_teams.get(str(entry["index"])))
-    return result.accepted, result.duplicates, refused
+    refused = {translated[refusal.index]: (refusal.errors, refusal.team_id) for refusal in refusals}
+    return accepted, written - accepted, refused
 
 
 def source_rows_ingest(
     *,
-    rows: list[SourceRow],
+    rows: list[SourceRow] | EventLines,
     principal: Principal,
     source: str,
     resolver: Resolver,
@@ -153,11 +160,16 @@ def source_rows_ingest(
         outcome.accepted, outcome.duplicates, refused = _write(
             rows=rows, principal=principal, resolver=resolver, price_book=price_book
         )
+        if isinstance(rows, EventLines):
+            refused_rows = [(rows.row(index), *refused[index]) for index in sorted(refused)]
+        else:
+            refused_rows = [
+                (row, *refused.get(index, (row.errors, None)))
+                for index, row in enumerate(rows)
+                if row.event is None or index in refused
+            ]
         quarantine: list[QuarantinedRow] = []
-        for index, row in enumerate(rows):
-            if row.event is not None and index not in refused:
-                continue
-            errors, team_id = refused.get(index, (row.errors, None))
+        for row, errors, team_id in refused_rows:
             row.payload = _stored_payload(row.payload)
             if isinstance(row.event, bytes):
                 row.event = row.payload if isinstance(row.payload, dict) else None
@@ -167,9 +179,9 @@ def source_rows_ingest(
                 QuarantinedRow(
                     source=source,
                     position=row.position[:128],
-                    event_id=(event_id or "")[:256],
-                    payload=row.payload,
-                    errors=errors,
+                    event_id=storable(event_id or "")[:256],
+                    payload=storable(row.payload),
+                    errors=storable(errors),
                     team_id=team_id or team_ids.get(_team_hint(row)),
                     adapter=row.adapter,
                 )

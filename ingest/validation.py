@@ -4,6 +4,7 @@ bulk path, where a serializer per row would cost more than the database write.""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -24,9 +25,12 @@ MAX_TEXT = {
     "prompt_version": 128,
     "status": 32,
 }
+# the fields stored as text or jsonb (unknown fields are dropped, so whatever they hold does no harm)
+STORED_TEXT = (*MAX_TEXT, "input_breakdown", "tool_calls", "tags")
 MAX_CLOCK_SKEW = timedelta(days=1)
 MIN_TIMESTAMP = datetime(2020, 1, 1, tzinfo=UTC)
 MAX_TOKENS_PER_FIELD = 10**12
+MAX_REPORTED_COST_USD = Decimal(10) ** 16  # numeric(28, 12): 16 digits before the point
 
 
 @dataclass(slots=True)
@@ -74,6 +78,40 @@ def _int(value: Any, *, minimum: int = 0, maximum: int = 2**31 - 1) -> int:
     if not minimum <= value <= maximum:
         raise ValueError(f"must be between {minimum} and {maximum}, got {value}")
     return value
+
+
+def _unstorable_text(value: Any) -> str | None:
+    """Why PostgreSQL could not store this text (or a text inside this JSON value), if it could not:
+    text and jsonb hold neither NUL characters nor lone UTF-16 surrogates."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return "must not contain NUL characters (\\u0000): PostgreSQL cannot store them"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "must be valid Unicode text: it holds a lone UTF-16 surrogate such as \\ud800"
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            problem = _unstorable_text(key) or _unstorable_text(item)
+            if problem:
+                return problem
+    elif isinstance(value, list):
+        for item in value:
+            problem = _unstorable_text(item)
+            if problem:
+                return problem
+    return None
+
+
+def storable(value: Any) -> Any:
+    """`value` as PostgreSQL can keep it in a text or jsonb column (the quarantine keeps what it was
+    sent): unchanged, unless a text in it holds a NUL or a lone surrogate; then its JSON text, where
+    those are written as \\u escapes (a text loses its quotes)."""
+    if _unstorable_text(value) is None:
+        return value
+    text = json.dumps(value)  # ensure_ascii: every such character becomes a \\uXXXX escape
+    return text[1:-1] if isinstance(value, str) else text
 
 
 def event_validate(raw: Any, *, now: datetime | None = None) -> tuple[Event | None, dict[str, list[str]]]:
@@ -156,8 +194,18 @@ def event_validate(raw: Any, *, now: datetime | None = None) -> tuple[Event | No
                 reported_cost = Decimal(str(reported_cost))
                 if not reported_cost.is_finite() or reported_cost < 0:
                     raise InvalidOperation
+                if reported_cost >= MAX_REPORTED_COST_USD:
+                    fail(
+                        "reported_cost_usd",
+                        f"{raw.get('reported_cost_usd')!r} is too large (at most 1e16 USD)",
+                    )
             except InvalidOperation:
                 fail("reported_cost_usd", f"{raw.get('reported_cost_usd')!r} is not a non-negative decimal")
+
+    for name in STORED_TEXT:
+        problem = _unstorable_text(raw.get(name))
+        if problem:
+            fail(name, problem)
 
     for name, kind in (("input_breakdown", dict), ("tags", dict), ("tool_calls", list)):
         value = raw.get(name)
@@ -244,54 +292,68 @@ _decode_event = msgspec.json.Decoder(WireEvent)
 _encode = msgspec.json.Encoder()
 
 
-def _raw_kind_ok(raw: msgspec.Raw, opener: bytes) -> bool:
-    return raw == NULL or bytes(raw)[:1] == opener
+@dataclass(slots=True)
+class Rejected:
+    """An event that did not validate: why ({field: [reason, …]}), and the row as received."""
+
+    errors: dict[str, list[str]]
+    payload: Any
 
 
-def wire_event_decode(raw: bytes | dict, *, now: datetime) -> tuple[WireEvent | None, dict, Any]:
-    """Decode and validate one event from JSON bytes (or a dict an adapter built).
-
-    Returns (event, {}, None) or (None, errors, payload) where payload is the row as received, for
-    the quarantine.
-    """
-    if isinstance(raw, dict):
+def wire_events_decode(raws: Iterable[bytes | dict], *, now: datetime) -> list[WireEvent | Rejected]:
+    """Decode and validate events from JSON bytes (or dicts an adapter built), one result per row in
+    order. This runs per row on the bulk path, so the checks msgspec cannot make are inlined here."""
+    decode = _decode_event.decode
+    earliest, latest, null = MIN_TIMESTAMP, now + MAX_CLOCK_SKEW, NULL
+    results: list[WireEvent | Rejected] = []
+    append = results.append
+    for raw in raws:
+        if isinstance(raw, dict):
+            try:
+                data = _encode.encode(raw)
+            except (TypeError, msgspec.EncodeError) as error:
+                append(Rejected({"non_field_errors": [f"not JSON-serialisable: {error}"]}, repr(raw)))
+                continue
+        else:
+            data = raw
+        if b"\\u0000" in data:  # a NUL, which PostgreSQL cannot store (or the text "\u0000"): look closer
+            append(_slow_path(data, now))
+            continue
         try:
-            data = _encode.encode(raw)
-        except (TypeError, msgspec.EncodeError) as error:
-            return None, {"non_field_errors": [f"not JSON-serialisable: {error}"]}, repr(raw)
-    else:
-        data = raw
+            event = decode(data)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            append(_slow_path(data, now))
+            continue
+        # the JSON-valued fields are mostly absent (null): only a present one needs its kind checked
+        if (
+            earliest <= event.timestamp <= latest
+            and (event.input_breakdown == null or bytes(event.input_breakdown)[:1] == b"{")
+            and (event.tags == null or bytes(event.tags)[:1] == b"{")
+            and (event.tool_calls == null or bytes(event.tool_calls)[:1] == b"[")
+            and (event.reported_cost_usd is None or _cost_ok(event.reported_cost_usd))
+        ):
+            append(event)
+        else:
+            append(_slow_path(data, now))
+    return results
+
+
+def _cost_ok(text: str) -> bool:
     try:
-        event = _decode_event.decode(data)
-    except (msgspec.ValidationError, msgspec.DecodeError):
-        return _slow_path(data, now)
-    if not (MIN_TIMESTAMP <= event.timestamp <= now + MAX_CLOCK_SKEW):
-        return _slow_path(data, now)
-    # the JSON-valued fields are mostly absent (null): only a present one needs its kind checked
-    if not (
-        (event.input_breakdown == NULL or _raw_kind_ok(event.input_breakdown, b"{"))
-        and (event.tags == NULL or _raw_kind_ok(event.tags, b"{"))
-        and (event.tool_calls == NULL or _raw_kind_ok(event.tool_calls, b"["))
-    ):
-        return _slow_path(data, now)
-    if event.reported_cost_usd is not None:
-        try:
-            cost = Decimal(event.reported_cost_usd)
-            if not cost.is_finite() or cost < 0:
-                return _slow_path(data, now)
-        except InvalidOperation:
-            return _slow_path(data, now)
-    return event, {}, None
+        cost = Decimal(text)
+    except InvalidOperation:
+        return False
+    return cost.is_finite() and 0 <= cost < MAX_REPORTED_COST_USD
 
 
-def _slow_path(data: bytes, now: datetime) -> tuple[WireEvent | None, dict, Any]:
+def _slow_path(data: bytes, now: datetime) -> WireEvent | Rejected:
     try:
         payload = json.loads(data)
     except ValueError as error:
-        return None, {"non_field_errors": [f"not JSON: {error}"]}, data.decode("utf-8", "replace")
+        return Rejected({"non_field_errors": [f"not JSON: {error}"]}, bytes(data).decode("utf-8", "replace"))
     event, errors = event_validate(payload, now=now)
     if errors:
-        return None, errors, payload
+        return Rejected(errors, payload)
     # valid once normalised (e.g. 5.0 tokens, "" for an optional text): re-encode the normalised event
     normalised = {
         "event_id": event.event_id,
@@ -313,4 +375,4 @@ def _slow_path(data: bytes, now: datetime) -> tuple[WireEvent | None, dict, Any]
         "reported_cost_usd": None if event.reported_cost_usd is None else str(event.reported_cost_usd),
         "tags": event.tags,
     }
-    return _decode_event.decode(_encode.encode(normalised)), {}, None
+    return _decode_event.decode(_encode.encode(normalised))

@@ -12,6 +12,7 @@ from finops.accounts.models import ApiToken
 from finops.ledger.services import task_outcomes_record
 from ingest.models import QuarantinedRow
 from ingest.otlp.mapping import RejectedSpan, spans_map, spans_read
+from ingest.validation import storable
 from ingest.writer import Resolver, TeamPolicy, events_ingest
 
 OTLP_SOURCE = "otlp"
@@ -88,8 +89,8 @@ def _quarantined_span(*, rejected: RejectedSpan, token: ApiToken) -> Quarantined
         source=OTLP_SOURCE,
         adapter=SPAN_ADAPTER,
         position=f"{rejected.span.trace_id}:{rejected.span.span_id}"[:128],
-        event_id=rejected.span.event_id[:256],
-        payload=rejected.span.as_payload(),
-        errors=rejected.errors,
+        event_id=storable(rejected.span.event_id)[:256],
+        payload=storable(rejected.span.as_payload()),
+        errors=storable(rejected.errors),
         team_id=token.team_id,  # the resource's team may be one this token is not allowed to write
     )

@@ -268,3 +268,25 @@ def test_otlp_json_files_map_llm_spans_through_ingest_otlp(db, tmp_path):
     assert (summary.format, summary.accepted, summary.rejected) == ("otlp-json", 1, 0)
     call = Call.objects.get()
     assert (call.provider, call.model, call.uncached_input, call.output) == ("openai", "gpt-4o", 1000, 50)
+
+
+def test_line_numbers_of_rejected_rows_count_blank_lines_across_batches(db, tmp_path):
+    path = write_jsonl(
+        tmp_path / "gaps.jsonl",
+        [
+            canonical_event("g-1"),
+            "",
+            "   ",
+            canonical_event("g-2", timestamp="yesterday"),  # line 4
+            canonical_event("g-3"),
+            "",
+            "{not json",  # line 7
+            canonical_event("g-4", team=""),  # line 8
+        ],
+    )
+    summary = file_import(path=path, batch_size=2)  # batches cut across the blank lines
+
+    assert (summary.rows_read, summary.accepted, summary.duplicates, summary.rejected) == (5, 2, 0, 3)
+    positions = QuarantinedRow.objects.filter(source="file:gaps.jsonl").values_list("position", flat=True)
+    assert sorted(positions) == ["line 4", "line 7", "line 8"]
+    assert [sample["position"] for sample in summary.rejected_samples] == ["line 4", "line 7", "line 8"]

@@ -7,12 +7,12 @@ import gc
 import json
 import sys
 import threading
+import time
 from datetime import UTC, datetime
 
+import msgspec
 import pytest
 from django.db import connection, transaction
-from psycopg import pq
-from psycopg.adapt import Transformer
 
 import ingest.writer as writer
 from finops.ledger.models import Call, DailyRollup, EventKey, Task
@@ -104,11 +104,11 @@ def test_an_error_in_the_writer_thread_is_raised_not_hung(tmp_path, monkeypatch)
     written = []
     real_write = writer._stage_write
 
-    def failing_write(*, stage):
+    def failing_write(*, stage, **options):
         if written:
             raise RuntimeError("the database went away")
         written.append(stage.rows)
-        return real_write(stage=stage)
+        return real_write(stage=stage, **options)
 
     monkeypatch.setattr(writer, "_stage_write", failing_write)
     outcome: list[BaseException | None] = []
@@ -168,7 +168,7 @@ def test_the_python_copy_row_encoder_matches_psycopgs():
             4096,
             b"[]",
             None,
-            b"{}",
+            msgspec.Raw(b'{"k": "v"}'),  # JSON values are passed on as decoded: raw buffers
             None,
             None,
             None,
@@ -178,8 +178,7 @@ def test_the_python_copy_row_encoder_matches_psycopgs():
             None,
         ),
     ]
-    transformer = Transformer()
-    transformer.set_dumper_types(writer._COPY_OIDS, pq.Format.BINARY)
+    transformer = writer.copy_transformer()
     python, native = bytearray(), bytearray()
     for row in rows:
         writer._format_row_binary(row, transformer, python)
@@ -203,7 +202,7 @@ def test_a_batch_looks_up_its_teams_and_agents_in_a_few_queries(django_assert_ma
     ]
     writer.events_ingest(raw_events=events[::2] + events[1::2], principal=None, source="test")  # creates them
     again = [dict(event, event_id=f"again-{event['event_id']}") for event in events]
-    with django_assert_max_num_queries(16):  # 4 teams × 5 agents: 20 pairs, two lookups for all of them
+    with django_assert_max_num_queries(17):  # 4 teams × 5 agents: 20 pairs, two lookups for all of them
         result = writer.events_ingest(raw_events=again, principal=None, source="test")
     assert result.accepted == 40
 
@@ -227,5 +226,58 @@ def test_an_error_in_the_importing_thread_stops_the_writer_and_is_raised(tmp_pat
     with pytest.raises(ValueError, match="a bad adapter"):
         file_import(path=path, file_format="events-jsonl", batch_size=50)
     assert sys.getswitchinterval() == switch_interval
-    assert not [thread for thread in threading.enumerate() if thread.name == "finops-writer"]
+    assert not [thread for thread in threading.enumerate() if thread.name.startswith("finops-writer")]
     assert 0 < Call.objects.count() <= 100  # the two batches handed over before the error were written
+
+
+@pytest.mark.django_db(transaction=True)
+def test_of_an_event_sent_twice_the_first_occurrence_wins_though_a_later_batch_is_written_first(
+    tmp_path, monkeypatch
+):
+    # given the same event in two adjacent batches, with other tokens, and the writer of the first
+    # batch slowed down before it inserts anything, so the second batch's writer is ready first
+    def line(event_id: str, uncached_input: int) -> str:
+        return json.dumps(
+            {
+                "event_id": event_id,
+                "timestamp": "2026-10-02T10:00:00Z",
+                "team": "support",
+                "agent": "triage",
+                "provider": "openai",
+                "model": "gpt-4o",
+                "usage": {"uncached_input": uncached_input, "output": 1},
+            }
+        )
+
+    path = tmp_path / "twice.jsonl"
+    path.write_text(
+        "\n".join(
+            [line("a", 111), line("x1", 1), line("x2", 1), line("a", 222), line("y1", 1), line("y2", 1)]
+        )
+    )
+    real_ensure, calls = writer.call_partitions_ensure, []
+
+    def slow_first_batch(**kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            time.sleep(0.5)
+        return real_ensure(**kwargs)
+
+    monkeypatch.setattr(writer, "call_partitions_ensure", slow_first_batch)
+    outcome: list = []
+
+    def run() -> None:
+        try:
+            outcome.append(file_import(path=path, file_format="events-jsonl", batch_size=3))
+        finally:
+            connection.close()
+
+    # when
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(timeout=60)
+    # then
+    assert not thread.is_alive(), "the writers deadlocked"
+    assert (outcome[0].accepted, outcome[0].duplicates) == (5, 1)
+    assert Call.objects.get(event_id="a").uncached_input == 111
+    assert sum(DailyRollup.objects.values_list("uncached_input", flat=True)) == 111 + 4

@@ -38,3 +38,29 @@ def test_batches_in_one_transaction_and_after_a_rollback_each_write_only_their_o
 
     assert Call.objects.count() == 30 + 20 + 5 + 7
     assert sum(DailyRollup.objects.values_list("calls", flat=True)) == 62
+
+
+@pytest.mark.django_db
+def test_a_key_repeated_within_a_batch_is_written_once_as_its_first_occurrence():
+    # given a batch whose keys are all new but one repeats (with other tokens), which the plain key
+    # insert refuses, so the writer falls back to the insert that skips known keys
+    rows = events("r", 4)
+    rows.insert(1, dict(rows[3], usage={"uncached_input": 999, "output": 1}))  # r-3 first, with 999
+    # when
+    result = events_ingest(raw_events=rows, principal=None, source="test")
+    # then
+    assert (result.accepted, result.duplicates) == (4, 1)
+    assert Call.objects.get(event_id="r-3").uncached_input == 999
+    rollup = DailyRollup.objects.get()
+    assert (rollup.calls, rollup.uncached_input) == (4, 10 * 3 + 999)
+
+
+@pytest.mark.django_db
+def test_a_batch_mixing_stored_and_new_keys_writes_exactly_the_new_ones():
+    events_ingest(raw_events=events("m", 3), principal=None, source="test")
+    mixed = events("m", 6)  # m-0 … m-2 stored already, in the middle of the batch's key order
+    result = events_ingest(raw_events=mixed[::-1], principal=None, source="test")
+    assert (result.accepted, result.duplicates) == (3, 3)
+    assert sorted(Call.objects.values_list("event_id", flat=True)) == [f"m-{n}" for n in range(6)]
+    rollup = DailyRollup.objects.get()
+    assert (rollup.calls, rollup.uncached_input, rollup.output) == (6, 60, 30)
