@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import msgspec
 from drf_spectacular.utils import OpenApiExample, OpenApiTypes, extend_schema, inline_serializer
 from rest_framework import serializers, status
@@ -24,13 +26,31 @@ _split_array = msgspec.json.Decoder(list[msgspec.Raw])
 _one_or_many = msgspec.json.Decoder(msgspec.Raw)
 
 
-def parse_events_body(body: bytes, content_type: str) -> tuple[list[bytes], list[str] | None]:
+class LinePositions(Sequence[str]):
+    """ "line N" for each row, made only for the rows that are quarantined."""
+
+    def __init__(self, numbers: Sequence[int]) -> None:
+        self.numbers = numbers
+
+    def __len__(self) -> int:
+        return len(self.numbers)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [f"line {number}" for number in self.numbers[index]]
+        return f"line {self.numbers[index]}"
+
+
+def parse_events_body(body: bytes, content_type: str) -> tuple[list[bytes], Sequence[str] | None]:
     """The events of a body, each still JSON (decoded once, by the writer), and for NDJSON their line
     numbers: a JSON array, one JSON object, or NDJSON. A line of NDJSON that is not JSON is passed on
     and rejected like any bad event."""
     if "ndjson" in content_type or "jsonlines" in content_type:
-        numbered = [(number, line) for number, line in enumerate(body.splitlines(), start=1) if line.strip()]
-        return [line for _, line in numbered], [f"line {number}" for number, _ in numbered]
+        lines = body.splitlines()
+        if not any(map(bytes.isspace, lines)) and b"" not in lines:
+            return lines, LinePositions(range(1, len(lines) + 1))
+        numbered = [(number, line) for number, line in enumerate(lines, start=1) if line.strip()]
+        return [line for _, line in numbered], LinePositions([number for number, _ in numbered])
     stripped = body.lstrip()
     if stripped[:1] == b"{":
         try:
