@@ -5,11 +5,12 @@
 Side by side, in one run, against one database:
   1. baseline: a binary COPY of the same pre-built rows (14 columns) into a bare, unindexed table;
   2. import: `finops import FILE` of the events as JSONL (validate → price → dedupe → write with
-     rollups), as a separate process whose memory is sampled;
+     rollups), as a separate process whose memory and CPU are sampled; its rate is the one the import
+     reports (reading the file to the last commit), beside the rate from process start to exit;
   3. HTTP: POST /api/v1/events in batches of 1,000 to a gunicorn server (2 workers), from sending
      processes keeping 2 requests in flight (--http-in-flight).
 Uses DATABASE_URL if set, else the embedded PostgreSQL under bench/out/data. A fresh database is
-created for the run and dropped at the end.
+created for the run and dropped at the end; each measurement starts after a CHECKPOINT.
 """
 
 from __future__ import annotations
@@ -21,13 +22,16 @@ import json
 import multiprocessing
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from queue import Empty
 from urllib.parse import urlsplit, urlunsplit
 
 import psutil
@@ -159,27 +163,89 @@ def ledger_counts(url: str) -> tuple[int, int]:
     return calls, int(rolled)
 
 
-def run_import(env: dict, path: Path, count: int) -> tuple[float, float, float]:
-    """rows/s, RSS at start (MB), peak RSS (MB) of the importing process."""
+def checkpoint(url: str) -> None:
+    """Start each measurement with no checkpoint pending: one that falls inside a run doubles its WAL
+    (full-page images) and competes for the disk, which made runs differ by 2x."""
+    try:
+        with psycopg.connect(url, autocommit=True) as connection:
+            connection.execute("CHECKPOINT")
+    except psycopg.errors.InsufficientPrivilege:
+        say("   (no CHECKPOINT: this role may not; a checkpoint during a run may slow it)")
+
+
+class ServerCpu:
+    """CPU time spent by the PostgreSQL processes on this machine since `start`, sampled often enough
+    to count the backends that exit before the end (a client's connections close with it). None when
+    no PostgreSQL process is readable here (a remote server)."""
+
+    def __init__(self) -> None:
+        self.before = self._read()
+        self.latest = dict(self.before)
+
+    @staticmethod
+    def _read() -> dict[int, float]:
+        seen = {}
+        for process in psutil.process_iter(["name", "cpu_times"]):
+            times = process.info["cpu_times"]
+            if process.info["name"] in {"postgres", "postmaster"} and times is not None:
+                seen[process.pid] = times.user + times.system
+        return seen
+
+    def sample(self) -> None:
+        self.latest.update(self._read())
+
+    def seconds(self) -> float | None:
+        self.sample()
+        if not self.latest:
+            return None
+        return sum(spent - self.before.get(pid, 0.0) for pid, spent in self.latest.items())
+
+
+@dataclass
+class ImportRun:
+    process_rate: float  # events/s from start to exit of the process (with interpreter and Django start)
+    import_rate: float  # events/s of the import itself, as `finops import` reports it
+    start_rss: float
+    peak_rss: float
+    client_cpu_us: float  # CPU of the importing process per event
+    server_cpu_us: float | None  # CPU of the database server per event
+
+
+def run_import(env: dict, path: Path, count: int) -> ImportRun:
     command = [sys.executable, "-m", "finops.cli", "import", str(path), "--format", "events-jsonl"]
+    server = ServerCpu()
     started = time.perf_counter()
     process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     watched = psutil.Process(process.pid)
-    start_rss = peak_rss = 0.0
+    start_rss = peak_rss = client_cpu = 0.0
     while process.poll() is None:
         try:
             rss = watched.memory_info().rss / 2**20
+            times = watched.cpu_times()
+            client_cpu = times.user + times.system
         except psutil.NoSuchProcess:
             break
         if not start_rss and time.perf_counter() - started > 2.0:
             start_rss = rss  # after imports and Django setup, as the import begins
         peak_rss = max(peak_rss, rss)
+        server.sample()
         time.sleep(0.1)
     elapsed = time.perf_counter() - started
+    server_seconds = server.seconds()
     output = process.stdout.read().decode()
     if process.returncode != 0:
         raise SystemExit(f"finops import failed ({process.returncode}):\n{output}")
-    return count / elapsed, start_rss or peak_rss, peak_rss
+    reported = re.search(r"rows read in [\d.]+ s \(([\d,]+) rows/s\)", output)
+    if reported is None:
+        raise SystemExit(f"finops import did not report its rate:\n{output}")
+    return ImportRun(
+        process_rate=count / elapsed,
+        import_rate=float(reported.group(1).replace(",", "")),
+        start_rss=start_rss or peak_rss,
+        peak_rss=peak_rss,
+        client_cpu_us=client_cpu / count * 1e6,
+        server_cpu_us=None if server_seconds is None else server_seconds / count * 1e6,
+    )
 
 
 def free_port() -> int:
@@ -209,7 +275,14 @@ def _send(port: int, token: str, path: str, batch: int, part: int, parts: int, q
     queue.put(sent)
 
 
-def run_http(env: dict, path: Path, count: int, batch: int, in_flight: int) -> float:
+@dataclass
+class HttpRun:
+    rate: float  # events/s
+    web_cpu_us: float  # CPU of the web server's workers per event
+    server_cpu_us: float | None  # CPU of the database server per event
+
+
+def run_http(env: dict, path: Path, count: int, batch: int, in_flight: int) -> HttpRun:
     port = free_port()
     token = (
         subprocess.run(
@@ -250,6 +323,9 @@ def run_http(env: dict, path: Path, count: int, batch: int, in_flight: int) -> f
             except OSError:
                 time.sleep(0.2)
         queue = multiprocessing.Queue()
+        workers = psutil.Process(server.pid).children()
+        web_before = sum(sum(worker.cpu_times()[:2]) for worker in workers)
+        database = ServerCpu()
         started = time.perf_counter()
         senders = [
             multiprocessing.Process(
@@ -259,13 +335,26 @@ def run_http(env: dict, path: Path, count: int, batch: int, in_flight: int) -> f
         ]
         for sender in senders:
             sender.start()
-        accepted = sum(queue.get() for _ in senders)
+        accepted = 0
+        for _ in senders:
+            while True:
+                try:
+                    accepted += queue.get(timeout=0.1)
+                    break
+                except Empty:
+                    database.sample()
+        web_cpu = sum(sum(worker.cpu_times()[:2]) for worker in workers) - web_before
+        database_cpu = database.seconds()
         for sender in senders:
             sender.join()
         elapsed = time.perf_counter() - started
         if accepted != count:
             raise SystemExit(f"HTTP path accepted {accepted} of {count} events")
-        return count / elapsed
+        return HttpRun(
+            rate=count / elapsed,
+            web_cpu_us=web_cpu / count * 1e6,
+            server_cpu_us=None if database_cpu is None else database_cpu / count * 1e6,
+        )
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
@@ -307,14 +396,19 @@ def main() -> None:
             generate(events_file, args.events)
         say("== baseline: binary COPY of pre-built 14-column rows into a bare table")
         rows = baseline_rows(events_file)
+        checkpoint(url)
         copy_rate = copy_baseline(url, rows)
         del rows
         say(f"   {copy_rate:,.0f} rows/s")
         say("== import: finops import (validate, price, dedupe, write with rollups)")
-        import_rate, start_rss, peak_rss = run_import(env, events_file, args.events)
+        checkpoint(url)
+        run = run_import(env, events_file, args.events)
         calls, rolled = ledger_counts(url)
         assert calls == rolled == args.events, (calls, rolled)
-        say(f"   {import_rate:,.0f} events/s; memory {start_rss:.0f} MB at start, {peak_rss:.0f} MB peak")
+        say(
+            f"   {run.import_rate:,.0f} events/s ({run.process_rate:,.0f} from process start to exit); "
+            f"memory {run.start_rss:.0f} MB at start, {run.peak_rss:.0f} MB peak"
+        )
         http_rate = None
         if not args.skip_http:
             reset_ledger(url)
@@ -322,19 +416,32 @@ def main() -> None:
                 f"== HTTP: POST /api/v1/events, batches of {args.http_batch:,}, "
                 f"{args.http_in_flight} in flight (one sending process each)"
             )
-            http_rate = run_http(env, events_file, args.events, args.http_batch, args.http_in_flight)
+            checkpoint(url)
+            http = run_http(env, events_file, args.events, args.http_batch, args.http_in_flight)
+            http_rate = http.rate
             say(f"   {http_rate:,.0f} events/s")
         say("")
         say(f"events                         {args.events:>12,}")
         say(f"binary COPY baseline   rows/s  {copy_rate:>12,.0f}")
         say(
-            f"import path          events/s  {import_rate:>12,.0f}   {import_rate / copy_rate:6.1%} of COPY (goal ≥ 25%)"
+            f"import path          events/s  {run.import_rate:>12,.0f}   "
+            f"{run.import_rate / copy_rate:6.1%} of COPY (goal ≥ 25%)"
         )
         if http_rate is not None:
             say(
                 f"HTTP path            events/s  {http_rate:>12,.0f}   {http_rate / copy_rate:6.1%} of COPY (goal ≥ 12%)"
             )
-        say(f"import memory growth       MB  {peak_rss - start_rss:>12,.0f}   (goal ≤ 100)")
+        say(f"import memory growth       MB  {run.peak_rss - run.start_rss:>12,.0f}   (goal ≤ 100)")
+        server = "n/a (remote server)" if run.server_cpu_us is None else f"{run.server_cpu_us:.1f}"
+        say(
+            f"import CPU per event       µs  {run.client_cpu_us:>12.1f}   in finops import, {server} in PostgreSQL "
+            f"({os.cpu_count()} cores)"
+        )
+        if http_rate is not None:
+            server = "n/a (remote server)" if http.server_cpu_us is None else f"{http.server_cpu_us:.1f}"
+            say(
+                f"HTTP CPU per event         µs  {http.web_cpu_us:>12.1f}   in the web workers, {server} in PostgreSQL"
+            )
     finally:
         with psycopg.connect(admin_url, autocommit=True) as connection:
             connection.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')

@@ -74,6 +74,7 @@ class Command(BaseCommand):
         if not file.is_file():
             raise CommandError(f"{file}: no such file")
         bar = None if no_progress else ProgressBar(stream=sys.stderr, label=file.name)
+        started = time.monotonic()
         try:
             summary = file_import(
                 path=file,
@@ -93,7 +94,11 @@ class Command(BaseCommand):
         if summary.format == "focus":
             self._focus_summary(summary)
             return
-        write(f"{summary.file_name} ({summary.format}): {summary.rows_read:,} rows read")
+        elapsed = time.monotonic() - started
+        write(
+            f"{summary.file_name} ({summary.format}): {summary.rows_read:,} rows read in {elapsed:.1f} s "
+            f"({summary.rows_read / max(elapsed, 1e-9):,.0f} rows/s)"
+        )
         write(f"  accepted    {summary.accepted:>10,}")
         write(f"  duplicates  {summary.duplicates:>10,}")
         write(f"  rejected    {summary.rejected:>10,}")
