@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 import psycopg
@@ -461,7 +461,7 @@ def events_write(
     how many were new.
 
     Inside `WritePipeline` (the caller's thread only), the priced rows are handed to the pipeline's
-    writer thread instead and 0 is returned; the pipeline counts what was new."""
+    writer threads instead and 0 is returned; the pipeline counts what was new."""
     if not events:
         return 0
     stage = _stage_build(events=events, ids=ids, pricer=pricer)
@@ -759,10 +759,4 @@ def _switch_interval_short() -> Iterator[None]:
 _pipeline: ContextVar[WritePipeline | None] = ContextVar("finops_write_pipeline", default=None)
 
 
-ZERO = timedelta(0)
 UNPRICED_COSTS = (None,) * (1 + len(TOKEN_TYPES))
-
-
-def _utc_month(moment: datetime) -> tuple[int, int]:
-    utc = moment.astimezone(UTC)
-    return utc.year, utc.month
