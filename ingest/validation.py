@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from typing import Annotated, Any
 
 import msgspec
@@ -31,6 +31,8 @@ MAX_CLOCK_SKEW = timedelta(days=1)
 MIN_TIMESTAMP = datetime(2020, 1, 1, tzinfo=UTC)
 MAX_TOKENS_PER_FIELD = 10**12
 MAX_REPORTED_COST_USD = Decimal(10) ** 16  # numeric(28, 12): 16 digits before the point
+STORED_COST_PLACES = Decimal("1e-12")
+_WIDE = Context(prec=60)  # room to round any value below 1e16 to 12 places
 
 
 @dataclass(slots=True)
@@ -194,7 +196,7 @@ def event_validate(raw: Any, *, now: datetime | None = None) -> tuple[Event | No
                 reported_cost = Decimal(str(reported_cost))
                 if not reported_cost.is_finite() or reported_cost < 0:
                     raise InvalidOperation
-                if reported_cost >= MAX_REPORTED_COST_USD:
+                if _reported_cost_stored(str(reported_cost)) is None:
                     fail(
                         "reported_cost_usd",
                         f"{raw.get('reported_cost_usd')!r} is too large (at most 1e16 USD)",
@@ -324,13 +326,17 @@ def wire_events_decode(raws: Iterable[bytes | dict], *, now: datetime) -> list[W
         except (msgspec.ValidationError, msgspec.DecodeError):
             append(_slow_path(data, now))
             continue
+        if event.reported_cost_usd is not None:  # as the ledger stores it, or None if it cannot
+            event.reported_cost_usd = _reported_cost_stored(event.reported_cost_usd)
+            if event.reported_cost_usd is None:
+                append(_slow_path(data, now))
+                continue
         # the JSON-valued fields are mostly absent (null): only a present one needs its kind checked
         if (
             earliest <= event.timestamp <= latest
             and (event.input_breakdown == null or bytes(event.input_breakdown)[:1] == b"{")
             and (event.tags == null or bytes(event.tags)[:1] == b"{")
             and (event.tool_calls == null or bytes(event.tool_calls)[:1] == b"[")
-            and (event.reported_cost_usd is None or _cost_ok(event.reported_cost_usd))
         ):
             append(event)
         else:
@@ -338,12 +344,18 @@ def wire_events_decode(raws: Iterable[bytes | dict], *, now: datetime) -> list[W
     return results
 
 
-def _cost_ok(text: str) -> bool:
+def _reported_cost_stored(text: str) -> str | None:
+    """A reported cost as the ledger's numeric(28, 12) keeps it, or None if it is not a non-negative
+    decimal below 1e16. Rounded here, half up as PostgreSQL rounds: some texts Python reads (1_000,
+    1e-999999999) PostgreSQL cannot."""
     try:
         cost = Decimal(text)
     except InvalidOperation:
-        return False
-    return cost.is_finite() and 0 <= cost < MAX_REPORTED_COST_USD
+        return None
+    if not (cost.is_finite() and 0 <= cost < MAX_REPORTED_COST_USD):
+        return None
+    stored = cost.quantize(STORED_COST_PLACES, rounding=ROUND_HALF_UP, context=_WIDE)
+    return str(stored) if stored < MAX_REPORTED_COST_USD else None  # 9999999999999999.9999999999995
 
 
 def _slow_path(data: bytes, now: datetime) -> WireEvent | Rejected:
@@ -372,7 +384,9 @@ def _slow_path(data: bytes, now: datetime) -> WireEvent | Rejected:
         "prompt_version": event.prompt_version,
         "max_tokens": event.max_tokens,
         "tool_calls": event.tool_calls,
-        "reported_cost_usd": None if event.reported_cost_usd is None else str(event.reported_cost_usd),
+        "reported_cost_usd": (
+            None if event.reported_cost_usd is None else _reported_cost_stored(str(event.reported_cost_usd))
+        ),
         "tags": event.tags,
     }
     return _decode_event.decode(_encode.encode(normalised))

@@ -229,7 +229,7 @@ def test_an_embedding_call_is_unpriced_and_the_batch_is_kept(api):
     assert Call.objects.get(event_id="chat").cost_usd is not None
 
 
-def test_text_postgres_cannot_store_is_a_rejected_row_and_the_batch_is_kept(api):
+def test_values_postgres_cannot_store_are_rejected_rows_and_the_batch_is_kept(api):
     # NUL characters and lone surrogates fit neither text nor jsonb; a cost past numeric(28, 12) is
     # too large for the ledger: each would have failed the whole batch's insert
     lone_surrogate = json.dumps(event("surrogate"))[:-1] + ', "tags": {"note": "\\ud800"}}'
@@ -238,25 +238,37 @@ def test_text_postgres_cannot_store_is_a_rejected_row_and_the_batch_is_kept(api)
         json.dumps(event("nul-in-tags", tags={"feature": "a\u0000b"})),
         lone_surrogate,
         json.dumps(event("huge-cost", reported_cost_usd="1e400")),
+        json.dumps(event("rounds-past-the-top", reported_cost_usd="9999999999999999.9999999999995")),
         json.dumps(event("nul-in-usage-key", usage={"output\u0000": 1})),
         json.dumps(event("good")),
+        # costs Python reads but PostgreSQL would not: stored as numeric(28, 12) rounds them
+        json.dumps(event("tiny-cost", reported_cost_usd="1e-999999999")),
+        json.dumps(event("underscored-cost", reported_cost_usd="1_000.5")),
+        json.dumps(event("half-up", reported_cost_usd="0.0000000000005")),
     ]
     response = api.post("/api/v1/events", "\n".join(lines), content_type="application/x-ndjson")
 
     assert response.status_code == 200
     body = response.json()
-    assert body["accepted"] == 1
+    assert body["accepted"] == 4
     rejected = {row["index"]: row["errors"] for row in body["rejected"]}
-    assert sorted(rejected) == [0, 1, 2, 3, 4]
+    assert sorted(rejected) == [0, 1, 2, 3, 4, 5]
     assert "NUL" in rejected[0]["event_id"][0]
     assert "NUL" in rejected[1]["tags"][0]
     assert "surrogate" in rejected[2]["tags"][0]
     assert "too large" in rejected[3]["reported_cost_usd"][0]
-    assert "usage" in rejected[4]
-    assert list(Call.objects.values_list("event_id", flat=True)) == ["good"]
+    assert "too large" in rejected[4]["reported_cost_usd"][0]
+    assert "usage" in rejected[5]
+    stored = dict(Call.objects.values_list("event_id", "reported_cost_usd"))
+    assert stored == {
+        "good": Decimal("0.0171"),
+        "tiny-cost": Decimal(0),
+        "underscored-cost": Decimal("1000.5"),
+        "half-up": Decimal("0.000000000001"),
+    }
     # kept in quarantine as sent, the characters PostgreSQL cannot hold written as \u escapes
     quarantined = {row.position: row for row in QuarantinedRow.objects.all()}
-    assert sorted(quarantined) == ["line 1", "line 2", "line 3", "line 4", "line 5"]
+    assert sorted(quarantined) == ["line 1", "line 2", "line 3", "line 4", "line 5", "line 6"]
     assert quarantined["line 1"].event_id == "nul-\\u0000-id"
     assert json.loads(quarantined["line 2"].payload)["tags"] == {"feature": "a\u0000b"}
     assert quarantined["line 4"].payload["reported_cost_usd"] == "1e400"
