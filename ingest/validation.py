@@ -313,6 +313,12 @@ def wire_events_decode(raws: Iterable[bytes | dict], *, now: datetime) -> list[W
         if isinstance(raw, dict):
             try:
                 data = _encode.encode(raw)
+            except UnicodeEncodeError:  # a lone surrogate: the validator says in which field
+                errors = event_validate(raw, now=now)[1]
+                append(
+                    Rejected(errors or {"non_field_errors": ["holds text that is not valid Unicode"]}, raw)
+                )
+                continue
             except (TypeError, msgspec.EncodeError) as error:
                 append(Rejected({"non_field_errors": [f"not JSON-serialisable: {error}"]}, repr(raw)))
                 continue

@@ -7,6 +7,7 @@ import pytest
 from django.db import transaction
 
 from finops.ledger.models import Call, DailyRollup
+from ingest.models import QuarantinedRow
 from ingest.writer import events_ingest
 
 
@@ -64,3 +65,15 @@ def test_a_batch_mixing_stored_and_new_keys_writes_exactly_the_new_ones():
     assert sorted(Call.objects.values_list("event_id", flat=True)) == [f"m-{n}" for n in range(6)]
     rollup = DailyRollup.objects.get()
     assert (rollup.calls, rollup.uncached_input, rollup.output) == (6, 60, 30)
+
+
+@pytest.mark.django_db
+def test_an_adapters_event_with_a_lone_surrogate_is_a_rejected_row():
+    # adapters hand dicts to the writer; json.loads lets a "\ud800" escape through, msgspec will not encode it
+    bad, good = events("s", 2)
+    bad["agent"] = "triage-\ud800"
+    result = events_ingest(raw_events=[bad, good], principal=None, source="test")
+    assert result.accepted == 1
+    assert [row["index"] for row in result.rejected] == [0]
+    assert "surrogate" in result.rejected[0]["errors"]["agent"][0]
+    assert QuarantinedRow.objects.get().event_id == "s-0"
