@@ -4,6 +4,7 @@ bulk path, where a serializer per row would cost more than the database write.""
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -82,9 +83,12 @@ def _int(value: Any, *, minimum: int = 0, maximum: int = 2**31 - 1) -> int:
     return value
 
 
-def _unstorable_text(value: Any) -> str | None:
-    """Why PostgreSQL could not store this text (or a text inside this JSON value), if it could not:
-    text and jsonb hold neither NUL characters nor lone UTF-16 surrogates."""
+def _unstorable(value: Any) -> str | None:
+    """Why PostgreSQL could not store this value (a text, or a JSON value and what it holds), if it
+    could not: text and jsonb hold neither NUL characters nor lone UTF-16 surrogates, and jsonb no NaN
+    or Infinity (which JSON does not have, though Python's json reads them)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"must not hold {value!r}: JSON has no such number, and PostgreSQL cannot store it"
     if isinstance(value, str):
         if "\x00" in value:
             return "must not contain NUL characters (\\u0000): PostgreSQL cannot store them"
@@ -95,12 +99,12 @@ def _unstorable_text(value: Any) -> str | None:
         return None
     if isinstance(value, dict):
         for key, item in value.items():
-            problem = _unstorable_text(key) or _unstorable_text(item)
+            problem = _unstorable(key) or _unstorable(item)
             if problem:
                 return problem
     elif isinstance(value, list):
         for item in value:
-            problem = _unstorable_text(item)
+            problem = _unstorable(item)
             if problem:
                 return problem
     return None
@@ -108,9 +112,9 @@ def _unstorable_text(value: Any) -> str | None:
 
 def storable(value: Any) -> Any:
     """`value` as PostgreSQL can keep it in a text or jsonb column (the quarantine keeps what it was
-    sent): unchanged, unless a text in it holds a NUL or a lone surrogate; then its JSON text, where
-    those are written as \\u escapes (a text loses its quotes)."""
-    if _unstorable_text(value) is None:
+    sent): unchanged, unless a text in it holds a NUL or a lone surrogate, or it holds NaN or Infinity;
+    then its JSON text, where those are written as \\u escapes and NaN (a text loses its quotes)."""
+    if _unstorable(value) is None:
         return value
     text = json.dumps(value)  # ensure_ascii: every such character becomes a \\uXXXX escape
     return text[1:-1] if isinstance(value, str) else text
@@ -205,7 +209,7 @@ def event_validate(raw: Any, *, now: datetime | None = None) -> tuple[Event | No
                 fail("reported_cost_usd", f"{raw.get('reported_cost_usd')!r} is not a non-negative decimal")
 
     for name in STORED_TEXT:
-        problem = _unstorable_text(raw.get(name))
+        problem = _unstorable(raw.get(name))
         if problem:
             fail(name, problem)
 

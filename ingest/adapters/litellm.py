@@ -33,6 +33,7 @@ A LiteLLM cache hit (cache_hit: true) made no provider call, so its tokens are r
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -127,7 +128,8 @@ def event_from_litellm_payload(payload: Any, *, default_team: str | None = None)
             timestamp = datetime.fromtimestamp(started, UTC).isoformat()
         except (OverflowError, OSError, ValueError):  # past year 9999, or NaN
             errors["timestamp"] = [f"startTime {started!r} is not a time in epoch seconds"]
-        if timestamp and isinstance(ended, (int, float)) and not isinstance(ended, bool) and ended >= started:
+        finite_end = isinstance(ended, (int, float)) and not isinstance(ended, bool) and math.isfinite(ended)
+        if timestamp and finite_end and ended >= started:
             latency_ms = round((ended - started) * 1000)
     elif isinstance(started, str) and started:
         timestamp = started  # some loggers send ISO 8601 text; the writer validates it
@@ -136,12 +138,19 @@ def event_from_litellm_payload(payload: Any, *, default_team: str | None = None)
 
     provider = payload.get("custom_llm_provider")
     model = _first(payload.get("model"), hidden_params.get("litellm_model_name"))
+    for name, value in (("provider", provider), ("model", model)):
+        if value is not None and not isinstance(value, str):
+            errors[name] = [f"must be text, got {value!r}"]
+    provider = provider if isinstance(provider, str) else None
+    model = model if isinstance(model, str) else None
     if not provider and isinstance(model, str) and "/" in model:
         provider = model.split("/", 1)[0]
     if not provider:
-        errors["provider"] = ["custom_llm_provider is missing; LiteLLM sets it on every call it routes"]
+        errors.setdefault(
+            "provider", ["custom_llm_provider is missing; LiteLLM sets it on every call it routes"]
+        )
     if not model:
-        errors["model"] = ["model is missing"]
+        errors.setdefault("model", ["model is missing"])
     elif provider and model.lower().startswith(f"{provider.lower()}/"):
         model = model[len(provider) + 1 :]
 

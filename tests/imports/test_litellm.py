@@ -9,9 +9,10 @@ import pytest
 from finops.ledger.models import Call
 from ingest.adapters import AdapterError
 from ingest.adapters.litellm import event_from_litellm_payload
+from ingest.imports import file_import
 from ingest.models import QuarantinedRow
 from tests.factories import TeamFactory
-from tests.imports.conftest import WHEN, WHEN_EPOCH, litellm_payload
+from tests.imports.conftest import WHEN, WHEN_EPOCH, litellm_payload, write_jsonl
 
 
 def test_openai_cached_tokens_are_inside_prompt_tokens_and_reasoning_inside_completion_tokens():
@@ -227,3 +228,32 @@ def test_nan_is_not_json_and_the_body_is_a_400(api, support):
 
     assert response.status_code == 400
     assert "not JSON" in response.json()["message"]
+
+
+def test_a_model_or_provider_that_is_not_text_is_named_not_a_crash():
+    payload = litellm_payload("call-types", model=4, custom_llm_provider=["openai"])
+    with pytest.raises(AdapterError) as raised:
+        event_from_litellm_payload(payload)
+    assert raised.value.errors["model"] == ["must be text, got 4"]
+    assert raised.value.errors["provider"] == ["must be text, got ['openai']"]
+
+
+def test_an_end_time_of_infinity_leaves_the_latency_unknown():
+    event = event_from_litellm_payload(litellm_payload("call-inf", endTime=float("inf")))
+    assert "latency_ms" not in event  # left out, so unknown
+
+
+def test_a_dump_line_holding_nan_is_quarantined_and_the_file_goes_on(db, tmp_path):
+    # Python's json reads NaN, which PostgreSQL's jsonb cannot hold: the quarantine keeps the line's JSON text
+    bad = litellm_payload("call-nan")
+    bad["metadata"]["spend_logs_metadata"]["agent"] = "triage"
+    bad["model_parameters"] = {"temperature": float("nan")}
+    bad["prompt_tokens"] = -3
+    path = write_jsonl(tmp_path / "litellm.jsonl", [bad, litellm_payload("call-ok")])
+
+    summary = file_import(path=path, file_format="litellm")
+
+    assert (summary.accepted, summary.rejected) == (1, 1)
+    quarantined = QuarantinedRow.objects.get()
+    assert "prompt_tokens" in quarantined.errors
+    assert '"temperature": NaN' in quarantined.payload
