@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 from finops.api.permissions import IngestScope
 from finops.ledger.models import TaskStatus
 from finops.ledger.services import task_outcomes_record
+from ingest.quarantine import nonblank_lines
 from ingest.writer import Resolver, TeamPolicy, events_ingest
 
 EVENTS_SOURCE = "api:events"
@@ -26,31 +27,12 @@ _split_array = msgspec.json.Decoder(list[msgspec.Raw])
 _one_or_many = msgspec.json.Decoder(msgspec.Raw)
 
 
-class LinePositions(Sequence[str]):
-    """ "line N" for each row, made only for the rows that are quarantined."""
-
-    def __init__(self, numbers: Sequence[int]) -> None:
-        self.numbers = numbers
-
-    def __len__(self) -> int:
-        return len(self.numbers)
-
-    def __getitem__(self, index):
-        if isinstance(index, slice):
-            return [f"line {number}" for number in self.numbers[index]]
-        return f"line {self.numbers[index]}"
-
-
 def parse_events_body(body: bytes, content_type: str) -> tuple[list[bytes], Sequence[str] | None]:
     """The events of a body, each still JSON (decoded once, by the writer), and for NDJSON their line
     numbers: a JSON array, one JSON object, or NDJSON. A line of NDJSON that is not JSON is passed on
     and rejected like any bad event."""
     if "ndjson" in content_type or "jsonlines" in content_type:
-        lines = body.splitlines()
-        if not any(map(bytes.isspace, lines)) and b"" not in lines:
-            return lines, LinePositions(range(1, len(lines) + 1))
-        numbered = [(number, line) for number, line in enumerate(lines, start=1) if line.strip()]
-        return [line for _, line in numbered], LinePositions([number for number, _ in numbered])
+        return nonblank_lines(body.splitlines())
     stripped = body.lstrip()
     if stripped[:1] == b"{":
         try:

@@ -26,6 +26,7 @@ from ingest.quarantine import (
     EventLines,
     Principal,
     SourceRow,
+    nonblank_lines,
     principal_default_team,
     source_row_translate,
     source_rows_ingest,
@@ -149,13 +150,8 @@ def _event_line_batches(handle: IO[bytes], *, batch_size: int) -> Iterator[tuple
     the others keep their line numbers. The writer decodes the JSON bytes itself."""
     read = 0
     while chunk := list(islice(handle, batch_size)):
-        first = read + 1
+        batch = EventLines(*nonblank_lines(chunk, first_number=read + 1))
         read += len(chunk)
-        if any(map(bytes.isspace, chunk)):
-            kept = [(number, line) for number, line in enumerate(chunk, first) if not line.isspace()]
-            batch = EventLines([line for _, line in kept], [number for number, _ in kept])
-        else:
-            batch = EventLines(chunk, range(first, first + len(chunk)))
         yield batch, handle.tell()
 
 
@@ -317,7 +313,7 @@ def file_import(
                 price_book=price_book,
                 positions_are_stable=True,
             )
-            progress.rows_read += len(batch.lines) if isinstance(batch, EventLines) else len(batch)
+            progress.rows_read += len(batch)
             if pipeline is None:
                 progress.accepted += outcome.accepted
                 progress.duplicates += outcome.duplicates

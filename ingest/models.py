@@ -3,10 +3,13 @@ and file imports with their progress."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 
 from finops.accounts.models import Team
+from ingest.validation import storable
 
 
 class QuarantinedRow(models.Model):
@@ -33,6 +36,17 @@ class QuarantinedRow(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source} {self.position}: {self.errors}"
+
+    @classmethod
+    def of(cls, *, event_id: str | None, payload: Any, errors: dict, **fields: Any) -> QuarantinedRow:
+        """A row to quarantine, kept as received where PostgreSQL can hold it: a text holding a NUL or
+        a lone surrogate, or a payload holding NaN, is kept as its escaped JSON text (`storable`)."""
+        return cls(
+            event_id=storable(event_id or "")[:256],
+            payload=storable(payload),
+            errors=storable(errors),
+            **fields,
+        )
 
 
 class ImportStatus(models.TextChoices):

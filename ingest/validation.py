@@ -200,11 +200,14 @@ def event_validate(raw: Any, *, now: datetime | None = None) -> tuple[Event | No
                 reported_cost = Decimal(str(reported_cost))
                 if not reported_cost.is_finite() or reported_cost < 0:
                     raise InvalidOperation
-                if _reported_cost_stored(str(reported_cost)) is None:
+                stored = _reported_cost_stored(str(reported_cost))
+                if stored is None:
                     fail(
                         "reported_cost_usd",
                         f"{raw.get('reported_cost_usd')!r} is too large (at most 1e16 USD)",
                     )
+                else:
+                    reported_cost = Decimal(stored)  # as the ledger keeps it
             except InvalidOperation:
                 fail("reported_cost_usd", f"{raw.get('reported_cost_usd')!r} is not a non-negative decimal")
 
@@ -394,9 +397,7 @@ def _slow_path(data: bytes, now: datetime) -> WireEvent | Rejected:
         "prompt_version": event.prompt_version,
         "max_tokens": event.max_tokens,
         "tool_calls": event.tool_calls,
-        "reported_cost_usd": (
-            None if event.reported_cost_usd is None else _reported_cost_stored(str(event.reported_cost_usd))
-        ),
+        "reported_cost_usd": None if event.reported_cost_usd is None else str(event.reported_cost_usd),
         "tags": event.tags,
     }
     return _decode_event.decode(_encode.encode(normalised))

@@ -10,6 +10,7 @@ runs only when that fails, because the conflict check costs a third of the write
 
 from __future__ import annotations
 
+import functools
 import gc
 import json
 import operator
@@ -37,7 +38,7 @@ from finops.ledger.tokens import TOKEN_TYPES
 from finops.pricing.fast import PicoPricer
 from finops.pricing.services import PriceBook
 from ingest.models import QuarantinedRow
-from ingest.validation import NULL, Rejected, WireEvent, storable, wire_events_decode
+from ingest.validation import NULL, Rejected, WireEvent, wire_events_decode
 
 STAGE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("ord", "int4"),
@@ -344,12 +345,12 @@ def events_ingest(
             result.rejected.append({"index": index, "event_id": refusal.event_id, "errors": refusal.errors})
         if refusals:
             QuarantinedRow.objects.bulk_create(
-                QuarantinedRow(
+                QuarantinedRow.of(
                     source=source,
                     position=positions[refusal.index] if positions else str(refusal.index + first_index),
-                    event_id=storable(str(refusal.event_id or ""))[:256],
-                    payload=storable(refusal.payload),
-                    errors=storable(refusal.errors),
+                    event_id=refusal.event_id and str(refusal.event_id),
+                    payload=refusal.payload,
+                    errors=refusal.errors,
                     team_id=refusal.team_id,
                 )
                 for refusal in refusals
@@ -612,9 +613,8 @@ class WritePipeline:
     key insert), and of an event sent twice in the file its first occurrence is kept, as a serial
     import keeps it: the writers insert their batches' keys in turn, in file order, so a later batch
     meets the keys of every earlier one (and waits for that batch's commit). At most `depth` batches
-    wait, so memory stays flat. An error in a writer thread is
-    raised in the caller's thread, at its next batch or on leaving the block; the other writer stops
-    taking batches.
+    wait, so memory stays flat. An error in a writer thread is raised in the caller's thread, at its
+    next batch or on leaving the block; the other writer stops taking batches.
 
     Its batches commit without waiting for their WAL to reach the disk (synchronous_commit off, about
     5 ms a batch); leaving the block waits once for all of them. A server crash during the import can
@@ -714,7 +714,7 @@ class WritePipeline:
                 number, stage, events = item
                 try:
                     accepted = _stage_write(
-                        stage=stage, durable=False, keys_turn=lambda number=number: self._keys_turn(number)
+                        stage=stage, durable=False, keys_turn=functools.partial(self._keys_turn, number)
                     )
                 finally:
                     self._keys_done(number)  # also when it failed before its turn: the next may go

@@ -19,7 +19,8 @@ from finops.pricing.catalog import catalog_model
 from finops.pricing.models import ModelPriceOverride, NegotiatedDiscount
 
 MTOK = Decimal(1_000_000)
-_current: tuple[tuple, PriceBook] | None = None  # PriceBook.current(): what it was built from, and it
+# PriceBook.current(): the contents of both tables, as _CONTENTS_SQL reads them, and the book built from them
+_current: tuple[tuple, PriceBook] | None = None
 # every row of both tables as text, in id order: equal exactly when nothing in them has changed
 _CONTENTS_SQL = "SELECT " + ", ".join(
     f"(SELECT coalesce(array_agg(entry ORDER BY entry.id)::text, '') FROM {model._meta.db_table} AS entry)"

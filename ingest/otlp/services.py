@@ -12,7 +12,6 @@ from finops.accounts.models import ApiToken
 from finops.ledger.services import task_outcomes_record
 from ingest.models import QuarantinedRow
 from ingest.otlp.mapping import RejectedSpan, spans_map, spans_read
-from ingest.validation import storable
 from ingest.writer import Resolver, TeamPolicy, events_ingest
 
 OTLP_SOURCE = "otlp"
@@ -85,12 +84,12 @@ def _reason(*, event_id: str | None, errors: dict[str, list[str]]) -> str:
 
 
 def _quarantined_span(*, rejected: RejectedSpan, token: ApiToken) -> QuarantinedRow:
-    return QuarantinedRow(
+    return QuarantinedRow.of(
         source=OTLP_SOURCE,
         adapter=SPAN_ADAPTER,
         position=f"{rejected.span.trace_id}:{rejected.span.span_id}"[:128],
-        event_id=storable(rejected.span.event_id)[:256],
-        payload=storable(rejected.span.as_payload()),
-        errors=storable(rejected.errors),
+        event_id=rejected.span.event_id,
+        payload=rejected.span.as_payload(),
+        errors=rejected.errors,
         team_id=token.team_id,  # the resource's team may be one this token is not allowed to write
     )

@@ -68,6 +68,26 @@ def ledger_clear() -> None:
         )
 
 
+def import_in_a_thread(*, path, batch_size: int, hang: str):
+    """file_import's summary, or the error it raised, from a thread of its own, so that a hang fails
+    the test (saying `hang`) instead of stopping the suite."""
+    outcome: list = []
+
+    def run() -> None:
+        try:
+            outcome.append(file_import(path=path, file_format="events-jsonl", batch_size=batch_size))
+        except BaseException as error:  # noqa: BLE001 — inspected by the test
+            outcome.append(error)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(timeout=60)
+    assert not thread.is_alive(), hang
+    return outcome[0]
+
+
 def counts(summary) -> tuple[int, int, int, int]:
     return summary.rows_read, summary.accepted, summary.duplicates, summary.rejected
 
@@ -112,22 +132,11 @@ def test_an_error_in_the_writer_thread_is_raised_not_hung(tmp_path, monkeypatch)
         return real_write(stage=stage, **options)
 
     monkeypatch.setattr(writer, "_stage_write", failing_write)
-    outcome: list[BaseException | None] = []
 
-    def run() -> None:
-        try:
-            file_import(path=path, file_format="events-jsonl", batch_size=10)
-            outcome.append(None)
-        except BaseException as error:  # noqa: BLE001 — inspected below
-            outcome.append(error)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join(timeout=60)
-    assert not thread.is_alive(), "the import hung after its writer thread failed"
-    assert isinstance(outcome[0], RuntimeError) and str(outcome[0]) == "the database went away"
+    outcome = import_in_a_thread(
+        path=path, batch_size=10, hang="the import hung after its writer thread failed"
+    )
+    assert isinstance(outcome, RuntimeError) and str(outcome) == "the database went away"
     assert Call.objects.count() == written[0]  # the batch written before the failure, nothing after
 
 
@@ -270,20 +279,9 @@ def test_of_an_event_sent_twice_the_first_occurrence_wins_though_a_later_batch_i
         return real_ensure(**kwargs)
 
     monkeypatch.setattr(writer, "call_partitions_ensure", slow_first_batch)
-    outcome: list = []
-
-    def run() -> None:
-        try:
-            outcome.append(file_import(path=path, file_format="events-jsonl", batch_size=3))
-        finally:
-            connection.close()
-
     # when
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join(timeout=60)
+    summary = import_in_a_thread(path=path, batch_size=3, hang="the writers deadlocked")
     # then
-    assert not thread.is_alive(), "the writers deadlocked"
-    assert (outcome[0].accepted, outcome[0].duplicates) == (5, 1)
+    assert (summary.accepted, summary.duplicates) == (5, 1)
     assert Call.objects.get(event_id="a").uncached_input == 111
     assert sum(DailyRollup.objects.values_list("uncached_input", flat=True)) == 111 + 4
