@@ -21,20 +21,25 @@ from django.urls import reverse
 from django.utils.text import get_valid_filename
 from django.views.decorators.http import require_GET, require_POST
 from django_filters import rest_framework as filters
-from drf_spectacular.utils import OpenApiParameter, OpenApiTypes, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiTypes,
+    extend_schema,
+    extend_schema_serializer,
+    inline_serializer,
+)
 from rest_framework import mixins, serializers, status
-from rest_framework.exceptions import ParseError
-from rest_framework.pagination import BasePagination
 from rest_framework.response import Response
 
 from finops import embedded
 from finops.accounts.models import User
 from finops.accounts.selectors import writable_team_ids
-from finops.api.filters import StoredTextFilter
+from finops.api.pagination import CountedLimitOffset
 from finops.api.permissions import IngestScope, ReadScope
 from finops.api.viewsets import ScopedAPIView, TeamScopedViewSet
 from finops.celery import CeleryQueue
 from finops.pricing.services import PriceBook
+from ingest.filters import QuarantinedRowFilter
 from ingest.imports import FORMATS, import_source_name
 from ingest.models import ImportJob, ImportStatus, QuarantinedRow
 from ingest.quarantine import (
@@ -290,35 +295,6 @@ class QuarantinedRowSerializer(serializers.Serializer):
     replayed_at = serializers.DateTimeField(allow_null=True)
 
 
-class QuarantinedRowFilter(filters.FilterSet):
-    source = StoredTextFilter()
-
-    class Meta:
-        model = QuarantinedRow
-        fields = ["source"]
-
-
-class CountedLimitOffset(BasePagination):
-    """?limit=&offset= answered as {"count", "results"} (the quarantine's shape): limit clamped to
-    1..1000 (default 100), offset to 0..2**62 (past any row count, and within Postgres' bigint)."""
-
-    default_limit = 100
-    max_limit = 1000
-    max_offset = 2**62
-
-    def paginate_queryset(self, queryset, request, view=None):
-        try:
-            limit = min(max(int(request.query_params.get("limit", self.default_limit)), 1), self.max_limit)
-            offset = min(max(int(request.query_params.get("offset", 0)), 0), self.max_offset)
-        except ValueError:
-            raise ParseError("limit and offset must be whole numbers") from None
-        self.count = queryset.count()
-        return list(queryset[offset : offset + limit])
-
-    def get_paginated_response(self, data):
-        return Response({"count": self.count, "results": data})
-
-
 class ReplayRequestSerializer(serializers.Serializer):
     ids = serializers.ListField(child=serializers.IntegerField(), required=False, max_length=100_000)
     source = serializers.CharField(required=False, max_length=64)
@@ -329,16 +305,13 @@ class ReplayRequestSerializer(serializers.Serializer):
         return attrs
 
 
-QUARANTINE_PAGE = inline_serializer(
-    "QuarantinePage",
-    {"count": serializers.IntegerField(), "results": QuarantinedRowSerializer(many=True)},
-)
+@extend_schema_serializer(many=False)  # the page itself: not to be wrapped in a paginated list
+class QuarantinePageSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    results = QuarantinedRowSerializer(many=True)
 
 
 class QuarantineViewSet(mixins.ListModelMixin, TeamScopedViewSet):
-    """GET /api/v1/quarantine?source=&limit=&offset=: newest first; a team-bound token sees its team's.
-    POST /api/v1/quarantine/replay: run quarantined rows through the current adapter and writer."""
-
     queryset = QuarantinedRow.objects.all()
     serializer_class = QuarantinedRowSerializer
     filterset_class = QuarantinedRowFilter
@@ -357,9 +330,10 @@ class QuarantineViewSet(mixins.ListModelMixin, TeamScopedViewSet):
             OpenApiParameter("limit", int, description="at most 1000; default 100"),
             OpenApiParameter("offset", int),
         ],
-        responses={200: QUARANTINE_PAGE},
+        responses={200: QuarantinePageSerializer},
     )
     def list(self, request, *args, **kwargs):
+        """GET /api/v1/quarantine?source=&limit=&offset=: newest first; a team-bound token sees its team's."""
         return super().list(request, *args, **kwargs)
 
     @extend_schema(
@@ -377,6 +351,7 @@ class QuarantineViewSet(mixins.ListModelMixin, TeamScopedViewSet):
         },
     )
     def replay(self, request):
+        """POST /api/v1/quarantine/replay: run quarantined rows through the current adapter and writer."""
         serializer = ReplayRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         outcome = quarantined_rows_replay(

@@ -30,7 +30,8 @@ def action_of(request) -> str:
 
 
 class PrincipalScope:
-    """The principal of the request and its team scope, computed once per request."""
+    # the principal of the request and its team scope, computed once per request (a comment, not a
+    # docstring: drf-spectacular would print a base class's docstring on every endpoint)
 
     request = None
 
