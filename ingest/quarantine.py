@@ -18,13 +18,12 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from finops.accounts.models import ApiToken, Team, User
+from finops.accounts.models import Team
+from finops.accounts.selectors import Principal, principal_token_team_id
 from finops.pricing.services import PriceBook
 from ingest.adapters import AdapterError, adapter_for
 from ingest.models import QuarantinedRow
 from ingest.writer import Resolver, TeamPolicy, events_ingest_unquarantined
-
-Principal = User | ApiToken | None
 
 
 @dataclass(slots=True)
@@ -86,7 +85,7 @@ class RowsOutcome:
 
 def principal_default_team(*, principal: Principal) -> str | None:
     """A team-bound token's team: rows that name no team belong to it."""
-    if isinstance(principal, ApiToken) and principal.team_id is not None:
+    if principal_token_team_id(principal) is not None:
         return principal.team.slug
     return None
 

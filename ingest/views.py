@@ -40,7 +40,7 @@ from finops.api.viewsets import ScopedAPIView, TeamScopedViewSet
 from finops.celery import CeleryQueue
 from finops.pricing.services import PriceBook
 from ingest.filters import QuarantinedRowFilter
-from ingest.imports import FORMATS, import_source_name
+from ingest.imports import FORMATS, import_job_fail, import_source_name
 from ingest.models import ImportJob, ImportStatus, QuarantinedRow
 from ingest.quarantine import (
     principal_default_team,
@@ -86,8 +86,8 @@ def _import_enqueue(job_id: int) -> None:
         import_file.apply_async(args=[job_id], queue=CeleryQueue.INGEST)
     except Exception as error:  # the broker is down: say so on the job instead of failing the request
         logger.warning("could not enqueue import job %s", job_id, exc_info=True)
-        ImportJob.objects.filter(pk=job_id).update(
-            status=ImportStatus.FAILED,
+        import_job_fail(
+            job_id=job_id,
             error=f"could not queue the import ({error}); is the worker's broker running? Upload again.",
         )
 
