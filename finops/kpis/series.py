@@ -57,9 +57,9 @@ def scope_for_principal(
         team_ids = None if visible is None else frozenset(visible)
     if not agent_name:
         return ResolvedScope(scope=Scope(team_ids=team_ids), team=team, agents=())
-    agents = Agent.objects.restrict(principal).select_related("team").filter(name=agent_name)
-    if team is not None:
-        agents = agents.filter(team=team)
+    agents = Agent.objects.select_related("team").filter(name=agent_name)
+    if team_ids is not None:  # restricted above (Team.objects.restrict, visible_team_ids)
+        agents = agents.filter(team_id__in=team_ids)
     found = tuple(agents)
     if not found:
         raise Http404("no such agent")
