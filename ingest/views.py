@@ -20,7 +20,6 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.text import get_valid_filename
 from django.views.decorators.http import require_GET, require_POST
-from django_filters import rest_framework as filters
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiTypes,
@@ -315,7 +314,6 @@ class QuarantineViewSet(mixins.ListModelMixin, TeamScopedViewSet):
     queryset = QuarantinedRow.objects.all()
     serializer_class = QuarantinedRowSerializer
     filterset_class = QuarantinedRowFilter
-    filter_backends = [filters.DjangoFilterBackend]
     pagination_class = CountedLimitOffset
 
     def get_permissions(self):

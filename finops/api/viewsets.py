@@ -15,6 +15,7 @@ from functools import cached_property
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
+from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework import exceptions, viewsets
 from rest_framework.permissions import SAFE_METHODS
 from rest_framework.views import APIView
@@ -49,6 +50,8 @@ class PrincipalScope:
 
 
 class TeamScopedViewSet(PrincipalScope, viewsets.GenericViewSet):
+    filter_backends = [DjangoFilterBackend]  # a no-op without a filterset_class
+
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if "get_queryset" in cls.__dict__:

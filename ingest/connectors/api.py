@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status
 from rest_framework.pagination import PageNumberPagination
@@ -160,7 +159,6 @@ class StatementLineViewSet(mixins.ListModelMixin, TeamScopedViewSet):
     queryset = StatementLine.objects.all()
     serializer_class = StatementLineSerializer
     permission_classes = [IsAuthenticated, BillingRead]
-    filter_backends = [filters.DjangoFilterBackend]
     filterset_class = StatementLineFilter
     pagination_class = StatementPages
 
