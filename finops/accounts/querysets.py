@@ -69,20 +69,16 @@ class OrgDataQuerySet(RestrictedQuerySet):
 
 
 class CreatorOwnedQuerySet(RestrictedQuerySet):
-    """Rows that belong to the person who made them (`creator_field`); org-wide principals see and
-    change them all."""
+    """Rows that belong to the person who made them (`creator_field`); people with an org role see and
+    change them all. API tokens make none, so they get none."""
 
     creator_field = "created_by"
 
     def _restricted(self, principal, action: str) -> Self:
-        from finops.accounts.selectors import (
-            principal_is_authenticated,
-            principal_is_token,
-            team_ids_for,
-        )
+        from finops.accounts.selectors import principal_is_authenticated, principal_is_token
 
-        if team_ids_for(principal=principal, action=action) is None:
-            return self.all()
         if principal_is_token(principal) or not principal_is_authenticated(principal):
             return self.none()
+        if principal.sees_every_team:
+            return self.all()
         return self.filter(**{self.creator_field: principal})
