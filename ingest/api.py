@@ -8,9 +8,9 @@ import msgspec
 from drf_spectacular.utils import OpenApiExample, OpenApiTypes, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from finops.api.permissions import IngestScope
+from finops.api.viewsets import ScopedAPIView
 from finops.ledger.models import TaskStatus
 from finops.ledger.services import task_outcomes_record
 from ingest.quarantine import nonblank_lines
@@ -60,7 +60,7 @@ EVENT_RESPONSE = inline_serializer(
 )
 
 
-class EventsView(APIView):
+class EventsView(ScopedAPIView):
     permission_classes = [IngestScope]
     parser_classes: list = []  # the body is read raw: JSON array or NDJSON, parsed once
 
@@ -93,7 +93,7 @@ class EventsView(APIView):
         except BodyError as error:
             return Response({"message": str(error), "extra": {}}, status=status.HTTP_400_BAD_REQUEST)
         result = events_ingest(
-            raw_events=rows, positions=positions, principal=request.auth or request.user, source=EVENTS_SOURCE
+            raw_events=rows, positions=positions, principal=self.principal, source=EVENTS_SOURCE
         )
         return Response(result.as_json())
 
@@ -120,7 +120,7 @@ class TaskOutcomeSerializer(serializers.Serializer):
         return attrs
 
 
-class TasksView(APIView):
+class TasksView(ScopedAPIView):
     permission_classes = [IngestScope]
 
     @extend_schema(
@@ -133,7 +133,7 @@ class TasksView(APIView):
                 {"message": "the body must be a JSON array of task outcomes", "extra": {}},
                 status=status.HTTP_400_BAD_REQUEST,
             )
-        resolver = Resolver(TeamPolicy(request.auth or request.user))
+        resolver = Resolver(TeamPolicy(self.principal))
         outcomes, rejected = [], []
         for index, raw in enumerate(request.data):
             serializer = TaskOutcomeSerializer(data=raw)

@@ -6,6 +6,6 @@ from ingest import views
 
 urlpatterns = [
     path("litellm", views.LiteLLMView.as_view(), name="litellm"),
-    path("quarantine", views.QuarantineListView.as_view(), name="quarantine"),
-    path("quarantine/replay", views.QuarantineReplayView.as_view(), name="quarantine-replay"),
+    path("quarantine", views.QuarantineViewSet.as_view({"get": "list"}), name="quarantine"),
+    path("quarantine/replay", views.QuarantineViewSet.as_view({"post": "replay"}), name="quarantine-replay"),
 ]

@@ -375,3 +375,8 @@ def import_job_run(*, job_id: int) -> ImportJob:
         )
     job.refresh_from_db()
     return job
+
+
+def import_job_fail(*, job_id: int, error: str) -> None:
+    """Mark a job failed before it ran (e.g. it could not be queued), saying why on the job."""
+    ImportJob.objects.filter(pk=job_id).update(status=ImportStatus.FAILED, error=error)

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import models
 
 from finops.accounts.models import Team
+from finops.accounts.querysets import CreatorOwnedQuerySet, TeamOwnedQuerySet
 from ingest.validation import storable
 
 
@@ -29,6 +30,8 @@ class QuarantinedRow(models.Model):
         blank=True,
         help_text="how to turn the payload into an event on replay: events, events-csv, litellm, …",
     )
+
+    objects = TeamOwnedQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]
@@ -77,6 +80,8 @@ class ImportJob(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = CreatorOwnedQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]

@@ -18,14 +18,12 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from finops.accounts.models import ApiToken, Team, User
-from finops.accounts.selectors import visible_team_ids
+from finops.accounts.models import Team
+from finops.accounts.selectors import Principal, principal_token_team_id
 from finops.pricing.services import PriceBook
 from ingest.adapters import AdapterError, adapter_for
 from ingest.models import QuarantinedRow
 from ingest.writer import Resolver, TeamPolicy, events_ingest_unquarantined
-
-Principal = User | ApiToken | None
 
 
 @dataclass(slots=True)
@@ -87,7 +85,7 @@ class RowsOutcome:
 
 def principal_default_team(*, principal: Principal) -> str | None:
     """A team-bound token's team: rows that name no team belong to it."""
-    if isinstance(principal, ApiToken) and principal.team_id is not None:
+    if principal_token_team_id(principal) is not None:
         return principal.team.slug
     return None
 
@@ -236,10 +234,7 @@ def source_rows_ingest(
 def quarantined_rows_visible(*, principal: Principal, source: str | None = None) -> QuerySet[QuarantinedRow]:
     """The quarantined rows a user or token may see: org-wide principals see all (also rows of no
     team), everyone else only the rows of their teams."""
-    rows = QuarantinedRow.objects.select_related("team").order_by("-created_at", "-id")
-    team_ids = visible_team_ids(principal=principal)
-    if team_ids is not None:
-        rows = rows.filter(team_id__in=team_ids)
+    rows = QuarantinedRow.objects.restrict(principal).select_related("team").order_by("-created_at", "-id")
     if source:
         # Postgres text cannot hold NUL, so no stored source has one (and the query would fail)
         rows = rows.none() if "\x00" in source else rows.filter(source=source)
@@ -288,9 +283,8 @@ def quarantined_rows_replay(
     if row_ids is None and not source:
         raise ValueError('say which rows to replay: {"ids": [...]} or {"source": "..."}')
     resolver = Resolver(TeamPolicy(principal))
-    rows = quarantined_rows_visible(principal=principal).order_by("id")
-    if resolver.policy.allowed_ids is not None:  # seeing a team's rows (a viewer) is not writing for it
-        rows = rows.filter(team_id__in=resolver.policy.allowed_ids)
+    # "change": seeing a team's rows (a viewer) is not writing for it
+    rows = QuarantinedRow.objects.restrict(principal, "change").order_by("id")
     if row_ids is not None:
         rows = rows.filter(id__in=row_ids)
     else:

@@ -20,18 +20,27 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.text import get_valid_filename
 from django.views.decorators.http import require_GET, require_POST
-from drf_spectacular.utils import OpenApiParameter, OpenApiTypes, extend_schema, inline_serializer
-from rest_framework import serializers, status
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiTypes,
+    extend_schema,
+    extend_schema_serializer,
+    inline_serializer,
+)
+from rest_framework import mixins, serializers, status
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from finops import embedded
-from finops.accounts.models import Membership, TeamRole, User
+from finops.accounts.models import User
+from finops.accounts.selectors import writable_team_ids
+from finops.api.pagination import CountedLimitOffset
 from finops.api.permissions import IngestScope, ReadScope
+from finops.api.viewsets import ScopedAPIView, TeamScopedViewSet
 from finops.celery import CeleryQueue
 from finops.pricing.services import PriceBook
-from ingest.imports import FORMATS, import_source_name
-from ingest.models import ImportJob, ImportStatus
+from ingest.filters import QuarantinedRowFilter
+from ingest.imports import FORMATS, import_job_fail, import_source_name
+from ingest.models import ImportJob, ImportStatus, QuarantinedRow
 from ingest.quarantine import (
     principal_default_team,
     quarantine_sources,
@@ -50,10 +59,9 @@ PAYLOAD_EXCERPT_CHARS = 160
 
 
 def may_write_events(*, user: User) -> bool:
-    """Admin and finops, or a member of some team with a role other than viewer (SPEC.md, roles)."""
-    return user.sees_every_team or (
-        Membership.objects.filter(user=user).exclude(role=TeamRole.VIEWER).exists()
-    )
+    """Whether the user may write data for some team (writable_team_ids: None is every team)."""
+    team_ids = writable_team_ids(principal=user)
+    return team_ids is None or bool(team_ids)
 
 
 # --- pages --------------------------------------------------------------------------------------------
@@ -77,8 +85,8 @@ def _import_enqueue(job_id: int) -> None:
         import_file.apply_async(args=[job_id], queue=CeleryQueue.INGEST)
     except Exception as error:  # the broker is down: say so on the job instead of failing the request
         logger.warning("could not enqueue import job %s", job_id, exc_info=True)
-        ImportJob.objects.filter(pk=job_id).update(
-            status=ImportStatus.FAILED,
+        import_job_fail(
+            job_id=job_id,
             error=f"could not queue the import ({error}); is the worker's broker running? Upload again.",
         )
 
@@ -106,13 +114,13 @@ def upload(request):
             )
             transaction.on_commit(lambda: _import_enqueue(job.pk))
         return redirect("ingest:job", job_id=job.pk)
-    recent_jobs = ImportJob.objects.filter(created_by=request.user)[:10]
+    recent_jobs = ImportJob.objects.restrict(request.user).filter(created_by=request.user)[:10]
     return render(request, "ingest/upload.html", {"form": form, "recent_jobs": recent_jobs})
 
 
 def _visible_job(request, job_id: int) -> ImportJob:
-    job = ImportJob.objects.filter(pk=job_id).first()
-    if job is None or not (request.user.sees_every_team or job.created_by_id == request.user.pk):
+    job = ImportJob.objects.restrict(request.user).filter(pk=job_id).first()
+    if job is None:
         raise Http404("no such import job")
     return job
 
@@ -237,7 +245,7 @@ def _litellm_payloads(body: bytes) -> list:
     return parsed
 
 
-class LiteLLMView(APIView):
+class LiteLLMView(ScopedAPIView):
     """POST /api/v1/litellm: LiteLLM's generic API logger (StandardLoggingPayload) points here."""
 
     permission_classes = [IngestScope]
@@ -249,7 +257,7 @@ class LiteLLMView(APIView):
             payloads = _litellm_payloads(request.body)
         except ValueError as error:
             return Response({"message": str(error), "extra": {}}, status=status.HTTP_400_BAD_REQUEST)
-        principal = request.auth or request.user
+        principal = self.principal
         default_team = principal_default_team(principal=principal)
         rows = [
             source_row_translate(
@@ -286,46 +294,6 @@ class QuarantinedRowSerializer(serializers.Serializer):
     replayed_at = serializers.DateTimeField(allow_null=True)
 
 
-class QuarantineListView(APIView):
-    """GET /api/v1/quarantine?source=&limit=&offset=: newest first; a team-bound token sees its team's."""
-
-    permission_classes = [ReadScope]
-    MAX_LIMIT = 1000
-    MAX_OFFSET = 2**62  # past any row count; a larger one would not fit Postgres' bigint OFFSET
-
-    @extend_schema(
-        parameters=[
-            OpenApiParameter("source", str, description="e.g. file:events.jsonl, litellm, api:events"),
-            OpenApiParameter("limit", int, description="at most 1000; default 100"),
-            OpenApiParameter("offset", int),
-        ],
-        responses={
-            200: inline_serializer(
-                "QuarantinePage",
-                {"count": serializers.IntegerField(), "results": QuarantinedRowSerializer(many=True)},
-            )
-        },
-    )
-    def get(self, request):
-        try:
-            limit = min(max(int(request.query_params.get("limit", 100)), 1), self.MAX_LIMIT)
-            offset = min(max(int(request.query_params.get("offset", 0)), 0), self.MAX_OFFSET)
-        except ValueError:
-            return Response(
-                {"message": "limit and offset must be whole numbers", "extra": {}},
-                status=status.HTTP_400_BAD_REQUEST,
-            )
-        rows = quarantined_rows_visible(
-            principal=request.auth or request.user, source=request.query_params.get("source") or None
-        )
-        return Response(
-            {
-                "count": rows.count(),
-                "results": QuarantinedRowSerializer(rows[offset : offset + limit], many=True).data,
-            }
-        )
-
-
 class ReplayRequestSerializer(serializers.Serializer):
     ids = serializers.ListField(child=serializers.IntegerField(), required=False, max_length=100_000)
     source = serializers.CharField(required=False, max_length=64)
@@ -336,10 +304,35 @@ class ReplayRequestSerializer(serializers.Serializer):
         return attrs
 
 
-class QuarantineReplayView(APIView):
-    """POST /api/v1/quarantine/replay: run quarantined rows through the current adapter and writer."""
+@extend_schema_serializer(many=False)  # the page itself: not to be wrapped in a paginated list
+class QuarantinePageSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    results = QuarantinedRowSerializer(many=True)
 
-    permission_classes = [IngestScope]
+
+class QuarantineViewSet(mixins.ListModelMixin, TeamScopedViewSet):
+    queryset = QuarantinedRow.objects.all()
+    serializer_class = QuarantinedRowSerializer
+    filterset_class = QuarantinedRowFilter
+    pagination_class = CountedLimitOffset
+
+    def get_permissions(self):
+        return [IngestScope()] if self.action == "replay" else [ReadScope()]
+
+    def safely_get_queryset(self, queryset):
+        return queryset.select_related("team").order_by("-created_at", "-id")
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("source", str, description="e.g. file:events.jsonl, litellm, api:events"),
+            OpenApiParameter("limit", int, description="at most 1000; default 100"),
+            OpenApiParameter("offset", int),
+        ],
+        responses={200: QuarantinePageSerializer},
+    )
+    def list(self, request, *args, **kwargs):
+        """GET /api/v1/quarantine?source=&limit=&offset=: newest first; a team-bound token sees its team's."""
+        return super().list(request, *args, **kwargs)
 
     @extend_schema(
         request=ReplayRequestSerializer,
@@ -355,11 +348,12 @@ class QuarantineReplayView(APIView):
             )
         },
     )
-    def post(self, request):
+    def replay(self, request):
+        """POST /api/v1/quarantine/replay: run quarantined rows through the current adapter and writer."""
         serializer = ReplayRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         outcome = quarantined_rows_replay(
-            principal=request.auth or request.user,
+            principal=self.principal,
             row_ids=serializer.validated_data.get("ids") or None,
             source=serializer.validated_data.get("source") or None,
         )

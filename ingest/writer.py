@@ -31,7 +31,8 @@ from psycopg import pq
 from psycopg.adapt import AdaptersMap, PyFormat, Transformer
 from psycopg.types.string import BytesBinaryDumper
 
-from finops.accounts.models import ApiToken, Membership, OrgRole, Team, TeamRole, TokenScope, User
+from finops.accounts.models import ApiToken, Team, TokenScope, User
+from finops.accounts.selectors import principal_may_create_teams, principal_token_team_id, writable_team_ids
 from finops.ledger.models import Agent
 from finops.ledger.services import call_partitions_ensure
 from finops.ledger.tokens import TOKEN_TYPES
@@ -220,22 +221,11 @@ class TeamPolicy:
         self.may_create = False
         if principal is None:  # the local operator: finops import, finops demo
             self.may_create = True
-        elif isinstance(principal, ApiToken):
-            if principal.team_id is None:
-                self.may_create = True
-            else:
-                self.allowed_ids = {principal.team_id}
-                self.bound_slug = principal.team.slug
-        elif principal.is_superuser or principal.org_role == OrgRole.ADMIN:
-            self.may_create = True
-        elif principal.org_role == OrgRole.FINOPS:
-            pass
-        else:
-            self.allowed_ids = set(
-                Membership.objects.filter(user=principal)
-                .exclude(role=TeamRole.VIEWER)
-                .values_list("team_id", flat=True)
-            )
+            return
+        self.allowed_ids = writable_team_ids(principal=principal)
+        self.may_create = principal_may_create_teams(principal)
+        if principal_token_team_id(principal) is not None:
+            self.bound_slug = principal.team.slug
 
 
 _PREFETCH_SQL = f"""

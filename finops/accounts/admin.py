@@ -10,7 +10,6 @@ from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 
 from finops.accounts.models import ApiToken, Membership, OrgRole, Team, User
-from finops.accounts.selectors import visible_team_ids
 from finops.accounts.services import api_token_revoke
 
 
@@ -42,12 +41,11 @@ def sees_every_team(user) -> bool:
 
 
 class VisibleTeamsOnly:
-    """For team-owned rows in the admin: staff see only the rows of the teams they may see."""
+    """For team-owned rows in the admin: staff see only the rows of the teams they may see (the
+    model's `restrict`; which fields they may change is each admin's own rule)."""
 
     def get_queryset(self, request):
-        queryset = super().get_queryset(request)
-        team_ids = visible_team_ids(principal=request.user)
-        return queryset if team_ids is None else queryset.filter(team_id__in=team_ids)
+        return super().get_queryset(request).restrict(request.user)
 
     def has_module_permission(self, request) -> bool:
         return request.user.is_active and request.user.is_staff

@@ -6,6 +6,8 @@ from django.contrib.auth.models import AbstractUser
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 
+from finops.accounts.querysets import AdministeredQuerySet, TeamOwnedQuerySet
+
 
 class OrgRole(models.TextChoices):
     NONE = "", "none (team roles only)"
@@ -40,13 +42,10 @@ class User(AbstractUser):
         return self.is_superuser or self.org_role in {OrgRole.ADMIN, OrgRole.FINOPS}
 
 
-class TeamQuerySet(models.QuerySet):
-    def restrict(self, principal, action: str = "view") -> TeamQuerySet:
-        """The teams a user or API token may see. Every team-scoped read goes through here."""
-        from finops.accounts.selectors import visible_team_ids
+class TeamQuerySet(TeamOwnedQuerySet):
+    """The teams a user or API token may see ("view") or write data for ("change")."""
 
-        team_ids = visible_team_ids(principal=principal)
-        return self if team_ids is None else self.filter(id__in=team_ids)
+    team_field = "pk"
 
 
 class Team(models.Model):
@@ -67,6 +66,8 @@ class Membership(models.Model):
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="memberships")
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=16, choices=TeamRole.choices, default=TeamRole.VIEWER)
+
+    objects = AdministeredQuerySet.as_manager()
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["user", "team"], name="membership_user_team_unique")]
@@ -89,6 +90,8 @@ class ApiToken(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = AdministeredQuerySet.as_manager()
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"

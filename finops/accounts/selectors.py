@@ -1,19 +1,93 @@
-"""Reads about who may see what."""
+"""Reads about who may see what. The one door for team scoping: every restricting queryset
+(finops.accounts.querysets) and every permission asks these functions, never a model's type."""
 
 from __future__ import annotations
 
-from finops.accounts.models import ApiToken, Membership, User
+from typing import Literal
+
+from finops.accounts.models import ApiToken, Membership, OrgRole, TeamRole, TokenScope, User
+
+Principal = User | ApiToken | None
+Action = Literal["view", "change"]
 
 
-def visible_team_ids(*, principal: User | ApiToken | None) -> set[int] | None:
+def principal_is_token(principal: Principal) -> bool:
+    return isinstance(principal, ApiToken)
+
+
+def principal_is_authenticated(principal: Principal) -> bool:
+    return principal is not None and bool(getattr(principal, "is_authenticated", False))
+
+
+def principal_has_scope(*, principal: Principal, scope: str) -> bool:
+    """A token's scope; a signed-in person holds every scope (their roles decide the rest)."""
+    if principal_is_token(principal):
+        return scope in principal.scopes
+    return principal_is_authenticated(principal)
+
+
+def principal_token_team_id(principal: Principal) -> int | None:
+    """The team a team-bound token belongs to; None for people and org-wide tokens."""
+    return principal.team_id if principal_is_token(principal) else None
+
+
+def principal_is_org_admin(principal: Principal) -> bool:
+    """A person with the admin org role, or a superuser (tokens never administer)."""
+    return (
+        principal_is_authenticated(principal)
+        and not principal_is_token(principal)
+        and principal.is_active
+        and (principal.is_superuser or principal.org_role == OrgRole.ADMIN)
+    )
+
+
+def principal_manages_billing(principal: Principal) -> bool:
+    """People with the admin or finops org role (and superusers); never an API token."""
+    return (
+        principal_is_authenticated(principal)
+        and not principal_is_token(principal)
+        and principal.sees_every_team
+    )
+
+
+def visible_team_ids(*, principal: Principal) -> set[int] | None:
     """Team ids the principal may see; None means every team. Anonymous sees none."""
-    if isinstance(principal, ApiToken):
+    if principal_is_token(principal):
         return None if principal.team_id is None else {principal.team_id}
-    if principal is None or not getattr(principal, "is_authenticated", False):
+    if not principal_is_authenticated(principal):
         return set()
     if principal.sees_every_team:
         return None
     return set(Membership.objects.filter(user=principal).values_list("team_id", flat=True))
+
+
+def writable_team_ids(*, principal: Principal) -> set[int] | None:
+    """Team ids the principal may write data for (events, tasks, quarantine replay); None: every team.
+
+    Org roles admin and finops and superusers: every team; a team member with a role other than viewer:
+    their teams; a token with the `ingest` scope: its team, or every team if org-wide."""
+    if principal_is_token(principal):
+        if TokenScope.INGEST not in principal.scopes:
+            return set()
+        return None if principal.team_id is None else {principal.team_id}
+    if not principal_is_authenticated(principal):
+        return set()
+    if principal.sees_every_team:
+        return None
+    return set(
+        Membership.objects.filter(user=principal)
+        .exclude(role=TeamRole.VIEWER)
+        .values_list("team_id", flat=True)
+    )
+
+
+def team_ids_for(*, principal: Principal, action: Action) -> set[int] | None:
+    """visible_team_ids for "view", writable_team_ids for "change"."""
+    if action == "view":
+        return visible_team_ids(principal=principal)
+    if action == "change":
+        return writable_team_ids(principal=principal)
+    raise ValueError(f"action must be 'view' or 'change', not {action!r}")
 
 
 def team_role(*, user: User, team_id: int) -> str | None:
@@ -22,3 +96,10 @@ def team_role(*, user: User, team_id: int) -> str | None:
     if user.org_role:
         return user.org_role
     return Membership.objects.filter(user=user, team_id=team_id).values_list("role", flat=True).first()
+
+
+def principal_may_create_teams(principal: Principal) -> bool:
+    """Whether data for a team that does not exist yet creates it: org admins and org-wide ingest tokens."""
+    if principal_is_token(principal):
+        return principal.team_id is None and TokenScope.INGEST in principal.scopes
+    return principal_is_org_admin(principal)

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from rest_framework.permissions import BasePermission
 
-from finops.accounts.models import ApiToken
+from finops.accounts.selectors import principal_has_scope
+
+
+def principal_of(request):
+    """Who is asking: the API token, else the signed-in person (None when anonymous)."""
+    return request.auth or request.user
 
 
 def has_scope(request, scope: str) -> bool:
-    if isinstance(request.auth, ApiToken):
-        return scope in request.auth.scopes
-    return bool(request.user and request.user.is_authenticated)
+    return principal_has_scope(principal=principal_of(request), scope=scope)
 
 
 class ReadScope(BasePermission):

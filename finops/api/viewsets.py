@@ -1,25 +1,97 @@
-"""Team scoping you cannot forget: team-owned objects are only ever read through `restrict`.
+"""Team scoping you cannot forget: the API's bases read through `restrict(principal, action)`.
 
-Subclasses declare `queryset` and `team_field`; they may not override get_queryset (PostHog's rule) —
-an escape hatch would be named dangerously_get_queryset so a grep finds it.
+`TeamScopedViewSet` subclasses declare `queryset` (a model whose manager is a RestrictedQuerySet),
+`serializer_class` and `filterset_class`; they may not override get_queryset (PostHog's rule). To narrow
+the restricted rows (select_related, an order) they define `safely_get_queryset(queryset)`. An endpoint
+that must read past the restriction defines `dangerously_get_queryset()`, so a grep finds them all.
+
+`ScopedAPIView` is the base of endpoints that read no model through a viewset (KPIs, events, tasks,
+LiteLLM): it names the principal and its team scope explicitly instead of each view working it out.
 """
 
 from __future__ import annotations
 
-from rest_framework import viewsets
+from functools import cached_property
 
-from finops.accounts.models import Team
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from django_filters.rest_framework import DjangoFilterBackend
+from rest_framework import exceptions, viewsets
+from rest_framework.permissions import SAFE_METHODS
+from rest_framework.views import APIView
+
+from finops.accounts.querysets import RestrictedQuerySet
+from finops.accounts.selectors import visible_team_ids, writable_team_ids
+from finops.api.permissions import principal_of
 
 
-class TeamScopedViewSet(viewsets.GenericViewSet):
-    team_field = "team"
+def action_of(request) -> str:
+    """The restrict action a request needs: reading is "view", every other method "change"."""
+    return "view" if request.method in SAFE_METHODS else "change"
+
+
+class PrincipalScope:
+    # the principal of the request and its team scope, computed once per request (a comment, not a
+    # docstring: drf-spectacular would print a base class's docstring on every endpoint)
+
+    request = None
+
+    @property
+    def principal(self):
+        return principal_of(self.request)
+
+    @cached_property
+    def visible_team_ids(self) -> set[int] | None:
+        return visible_team_ids(principal=self.principal)
+
+    @cached_property
+    def writable_team_ids(self) -> set[int] | None:
+        return writable_team_ids(principal=self.principal)
+
+
+class TeamScopedViewSet(PrincipalScope, viewsets.GenericViewSet):
+    filter_backends = [DjangoFilterBackend]  # a no-op without a filterset_class
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if "get_queryset" in cls.__dict__:
-            raise TypeError(f"{cls.__name__} overrides get_queryset; use team_field and filter_queryset")
+            raise TypeError(
+                f"{cls.__name__} overrides get_queryset; narrow the restricted rows in safely_get_queryset"
+            )
+        queryset = cls.__dict__.get("queryset")
+        if queryset is not None and not isinstance(queryset, RestrictedQuerySet):
+            raise TypeError(f"{cls.__name__}.queryset must be a RestrictedQuerySet (one with restrict)")
+
+    @property
+    def restrict_action(self) -> str:
+        return action_of(self.request)
 
     def get_queryset(self):
-        principal = self.request.auth or self.request.user
-        visible = Team.objects.restrict(principal)
-        return self.queryset.filter(**{f"{self.team_field}__in": visible})
+        dangerous = getattr(self, "dangerously_get_queryset", None)
+        if dangerous is not None:
+            return dangerous()
+        return self.safely_get_queryset(self.queryset.restrict(self.principal, self.restrict_action))
+
+    def safely_get_queryset(self, queryset):
+        return queryset
+
+    def get_object(self):
+        try:
+            return super().get_object()
+        except Http404:
+            if self.restrict_action == "view" or not self._visible():
+                raise
+        # seen but not writable: say so (a 404 would hide nothing the principal cannot already read)
+        raise exceptions.PermissionDenied(f"you may not change this {self.queryset.model._meta.verbose_name}")
+
+    def _visible(self) -> bool:
+        lookup_value = self.kwargs[self.lookup_url_kwarg or self.lookup_field]
+        visible = self.safely_get_queryset(self.queryset.restrict(self.principal, "view"))
+        try:
+            return visible.filter(**{self.lookup_field: lookup_value}).exists()
+        except (TypeError, ValueError, DjangoValidationError):
+            return False
+
+
+class ScopedAPIView(PrincipalScope, APIView):
+    pass

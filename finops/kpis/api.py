@@ -7,9 +7,9 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from finops.api.permissions import ReadScope
+from finops.api.viewsets import ScopedAPIView
 from finops.kpis.selectors import Kpis, kpis_for_scope, month_window
 from finops.kpis.series import scope_for_principal
 from finops.ledger.tokens import TOKEN_TYPES
@@ -67,7 +67,7 @@ def kpis_as_json(kpis: Kpis, *, team: str | None, agent: str | None) -> dict:
     }
 
 
-class KpisView(APIView):
+class KpisView(ScopedAPIView):
     permission_classes = [ReadScope]
 
     @extend_schema(
@@ -96,7 +96,7 @@ class KpisView(APIView):
         query.is_valid(raise_exception=True)
         params = query.validated_data
         scope = scope_for_principal(
-            principal=request.auth or request.user,
+            principal=self.principal,
             team_slug=params.get("team"),
             agent_name=params.get("agent"),
         ).scope

@@ -16,8 +16,8 @@ from django.db.models import F, Sum
 from django.db.models.functions import Coalesce
 from django.http import Http404
 
-from finops.accounts.models import ApiToken, Team, User
-from finops.accounts.selectors import visible_team_ids
+from finops.accounts.models import Team
+from finops.accounts.selectors import Principal, visible_team_ids
 from finops.kpis.selectors import Kpis, Scope, scoped
 from finops.ledger.models import Agent, DailyRollup
 from finops.ledger.tokens import INPUT_TOKEN_TYPES, TOKEN_TYPES
@@ -40,7 +40,7 @@ class ResolvedScope:
 
 
 def scope_for_principal(
-    *, principal: User | ApiToken | None, team_slug: str | None, agent_name: str | None
+    *, principal: Principal, team_slug: str | None, agent_name: str | None
 ) -> ResolvedScope:
     """The scope a user or token may read. Raises Http404 (never another team's numbers) for a team
     outside its reach or an agent it cannot see. Without a team, an agent name matches that agent in
@@ -58,7 +58,7 @@ def scope_for_principal(
     if not agent_name:
         return ResolvedScope(scope=Scope(team_ids=team_ids), team=team, agents=())
     agents = Agent.objects.select_related("team").filter(name=agent_name)
-    if team_ids is not None:
+    if team_ids is not None:  # restricted above (Team.objects.restrict, visible_team_ids)
         agents = agents.filter(team_id__in=team_ids)
     found = tuple(agents)
     if not found:

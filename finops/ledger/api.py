@@ -5,8 +5,8 @@ from __future__ import annotations
 from rest_framework import mixins, serializers
 from rest_framework.exceptions import PermissionDenied
 
-from finops.accounts.models import ApiToken, Team
-from finops.accounts.selectors import team_role
+from finops.accounts.models import Team
+from finops.accounts.selectors import principal_is_token, team_role
 from finops.api.permissions import ReadScope
 from finops.api.viewsets import TeamScopedViewSet
 from finops.ledger.models import Agent
@@ -32,7 +32,6 @@ class TeamViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TeamScopedVi
     queryset = Team.objects.all()
     serializer_class = TeamSerializer
     permission_classes = [ReadScope]
-    team_field = "pk"
     lookup_field = "slug"
     lookup_value_regex = r"[-\w]+"  # a slug: anything else (a NUL byte) is a 404, not a query that fails
 
@@ -46,7 +45,7 @@ class AgentViewSet(
     http_method_names = ["get", "patch", "head", "options"]
 
     def perform_update(self, serializer):
-        if isinstance(self.request.auth, ApiToken):
+        if principal_is_token(self.principal):
             raise PermissionDenied("API tokens cannot change settings; sign in as a person with the role.")
         agent = serializer.instance
         try:

@@ -12,6 +12,7 @@ from decimal import Decimal
 from django.db import models
 
 from finops.accounts.models import Team
+from finops.accounts.querysets import TeamOwnedQuerySet
 
 MONEY = {"max_digits": 28, "decimal_places": 12}
 
@@ -50,6 +51,8 @@ class Agent(models.Model):
     target_step_inflation = models.DecimalField(max_digits=5, decimal_places=3, default=Decimal("1.4"))
     created_at = models.DateTimeField(auto_now_add=True)
 
+    objects = TeamOwnedQuerySet.as_manager()
+
     class Meta:
         ordering = ["team__slug", "name"]
         constraints = [models.UniqueConstraint(fields=["team", "name"], name="agent_team_name_unique")]
@@ -85,6 +88,8 @@ class Task(TokenCounts):
     first_call_at = models.DateTimeField(null=True, blank=True)
     last_call_at = models.DateTimeField(null=True, blank=True)
 
+    objects = TeamOwnedQuerySet.as_manager()
+
     class Meta:
         constraints = [models.UniqueConstraint(fields=["team", "task_id"], name="task_team_task_id_unique")]
         indexes = [models.Index(fields=["team", "ended_at"], name="task_team_ended_idx")]
@@ -117,6 +122,8 @@ class Call(TokenCounts):
     cost_usd = models.DecimalField(**MONEY, null=True, help_text="null: unpriced (unknown model)")
     ingested_at = models.DateTimeField()
 
+    objects = TeamOwnedQuerySet.as_manager()
+
     class Meta:
         db_table = "ledger_call"
 
@@ -131,6 +138,8 @@ class EventKey(models.Model):
     )
     event_id = models.CharField(max_length=256, db_collation="C")
     timestamp = models.DateTimeField()
+
+    objects = TeamOwnedQuerySet.as_manager()
 
 
 class DailyRollup(TokenCounts):
@@ -154,6 +163,8 @@ class DailyRollup(TokenCounts):
     cost_cache_write_1h_usd = models.DecimalField(**MONEY, default=Decimal(0))
     cost_output_usd = models.DecimalField(**MONEY, default=Decimal(0))
     cost_reasoning_usd = models.DecimalField(**MONEY, default=Decimal(0))
+
+    objects = TeamOwnedQuerySet.as_manager()
 
     class Meta:
         constraints = [

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import serializers, status
+from rest_framework import mixins, serializers, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
-from ingest.connectors.models import Connector, Provider, StatementLine
+from finops.api.viewsets import TeamScopedViewSet
+from ingest.connectors.filters import StatementLineFilter
+from ingest.connectors.models import Connector, StatementLine
 from ingest.connectors.permissions import BillingRead, ConnectorManage
-from ingest.connectors.selectors import connectors_list, statement_lines_filter
 from ingest.connectors.services import connector_create, connector_run_request
 
 
@@ -96,36 +95,31 @@ class StatementLineSerializer(serializers.ModelSerializer):
         ]
 
 
-class StatementQuery(serializers.Serializer):
-    provider = serializers.ChoiceField(choices=Provider.choices, required=False)
-    start = serializers.DateTimeField(required=False, help_text="buckets starting at or after")
-    end = serializers.DateTimeField(required=False, help_text="buckets starting before")
-    source = serializers.CharField(required=False, help_text="e.g. openai_costs:3")
-
-    def validate(self, attrs):
-        if attrs.get("start") and attrs.get("end") and attrs["end"] <= attrs["start"]:
-            raise serializers.ValidationError({"end": ["must be after start"]})
-        return attrs
-
-
 class StatementPages(PageNumberPagination):
     page_size = 500
     page_size_query_param = "page_size"
     max_page_size = 5000
 
 
-class ConnectorsView(APIView):
+class ConnectorViewSet(mixins.ListModelMixin, TeamScopedViewSet):
+    # organisation billing data: the admin and finops roles (and org-wide read tokens) list them; only
+    # people with those roles create and run them
+
+    queryset = Connector.objects.all()
+    serializer_class = ConnectorSerializer
+    lookup_url_kwarg = "connector_id"
+
     def get_permissions(self):
-        if self.request.method == "POST":
+        if self.action in ("create", "run"):
             return [IsAuthenticated(), ConnectorManage()]
         return [IsAuthenticated(), BillingRead()]
 
     @extend_schema(responses=ConnectorSerializer(many=True))
-    def get(self, request):
-        return Response(ConnectorSerializer(connectors_list(), many=True).data)
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
 
     @extend_schema(request=ConnectorSerializer, responses={201: ConnectorSerializer})
-    def post(self, request):
+    def create(self, request):
         serializer = ConnectorSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         params = serializer.validated_data
@@ -138,10 +132,6 @@ class ConnectorsView(APIView):
             enabled=params.get("enabled", True),
         )
         return Response(ConnectorSerializer(connector).data, status=status.HTTP_201_CREATED)
-
-
-class ConnectorRunView(APIView):
-    permission_classes = [IsAuthenticated, ConnectorManage]
 
     @extend_schema(
         request=None,
@@ -156,8 +146,8 @@ class ConnectorRunView(APIView):
             )
         },
     )
-    def post(self, request, connector_id: int):
-        connector = get_object_or_404(Connector, pk=connector_id)
+    def run(self, request, connector_id: int):
+        connector = self.get_object()
         run = connector_run_request(connector_id=connector.pk)
         return Response(
             {"run_id": run.pk, "connector_id": connector.pk, "status": run.status},
@@ -165,14 +155,16 @@ class ConnectorRunView(APIView):
         )
 
 
-class StatementsView(APIView):
+class StatementLineViewSet(mixins.ListModelMixin, TeamScopedViewSet):
+    queryset = StatementLine.objects.all()
+    serializer_class = StatementLineSerializer
     permission_classes = [IsAuthenticated, BillingRead]
+    filterset_class = StatementLineFilter
+    pagination_class = StatementPages
 
-    @extend_schema(parameters=[StatementQuery], responses=StatementLineSerializer(many=True))
-    def get(self, request):
-        query = StatementQuery(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        lines = statement_lines_filter(**query.validated_data)
-        paginator = StatementPages()
-        page = paginator.paginate_queryset(lines, request, view=self)
-        return paginator.get_paginated_response(StatementLineSerializer(page, many=True).data)
+    def safely_get_queryset(self, queryset):
+        return queryset.order_by("period_start", "id")
+
+    @extend_schema(responses=StatementLineSerializer(many=True))
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)

@@ -2,10 +2,12 @@
 
 from django.urls import path
 
-from ingest.connectors.api import ConnectorRunView, ConnectorsView, StatementsView
+from ingest.connectors.api import ConnectorViewSet, StatementLineViewSet
 
 urlpatterns = [
-    path("connectors", ConnectorsView.as_view(), name="connectors"),
-    path("connectors/<int:connector_id>/run", ConnectorRunView.as_view(), name="connector-run"),
-    path("statements", StatementsView.as_view(), name="statements"),
+    path("connectors", ConnectorViewSet.as_view({"get": "list", "post": "create"}), name="connectors"),
+    path(
+        "connectors/<int:connector_id>/run", ConnectorViewSet.as_view({"post": "run"}), name="connector-run"
+    ),
+    path("statements", StatementLineViewSet.as_view({"get": "list"}), name="statements"),
 ]

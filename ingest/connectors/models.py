@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from django.db import models
 
+from finops.accounts.querysets import OrgDataQuerySet
+
 MONEY = {"max_digits": 28, "decimal_places": 12}
 
 
@@ -59,6 +61,8 @@ class Connector(models.Model):
     last_rows = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    objects = OrgDataQuerySet.as_manager()
+
     class Meta:
         ordering = ["name", "id"]
 
@@ -87,6 +91,8 @@ class ConnectorRun(models.Model):
     rows = models.PositiveIntegerField(default=0, help_text="statement lines written or updated")
     pages = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
+
+    objects = OrgDataQuerySet.as_manager()
 
     class Meta:
         ordering = ["-queued_at", "-id"]
@@ -146,6 +152,8 @@ class StatementLine(models.Model):
     amount = models.DecimalField(**MONEY, null=True, blank=True, help_text="in currency units, not cents")
     currency = models.CharField(max_length=3, blank=True)
     pulled_at = models.DateTimeField()
+
+    objects = OrgDataQuerySet.as_manager()
 
     class Meta:
         ordering = ["period_start", "provider", "model", "token_type", "line_item", "id"]

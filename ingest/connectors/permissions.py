@@ -5,12 +5,18 @@ from __future__ import annotations
 from rest_framework.exceptions import NotFound
 from rest_framework.permissions import BasePermission
 
-from finops.accounts.models import ApiToken
+from finops.accounts.selectors import (
+    principal_has_scope,
+    principal_is_token,
+    principal_manages_billing,
+    principal_token_team_id,
+)
+from finops.api.permissions import principal_of
 
 
-def user_manages_billing(user) -> bool:
-    """People with the admin or finops org role (and superusers); never an API token."""
-    return bool(user and user.is_authenticated and not isinstance(user, ApiToken) and user.sees_every_team)
+def _refuse_team_bound_token(principal) -> None:
+    if principal_token_team_id(principal) is not None:
+        raise NotFound()  # a team's token learns nothing about what lies outside its team
 
 
 class BillingRead(BasePermission):
@@ -19,12 +25,11 @@ class BillingRead(BasePermission):
     message = "Provider statements are organisation billing data: only the admin and finops roles see them."
 
     def has_permission(self, request, view) -> bool:
-        token = request.auth if isinstance(request.auth, ApiToken) else None
-        if token is None:
-            return user_manages_billing(request.user)
-        if token.team_id is not None:
-            raise NotFound()  # a team's token learns nothing about what lies outside its team
-        if "read" not in token.scopes:
+        principal = principal_of(request)
+        if not principal_is_token(principal):
+            return principal_manages_billing(principal)
+        _refuse_team_bound_token(principal)
+        if not principal_has_scope(principal=principal, scope="read"):
             self.message = "This API token lacks the 'read' scope."
             return False
         return True
@@ -34,7 +39,6 @@ class ConnectorManage(BasePermission):
     message = "Only people with the admin or finops role may create or run connectors; API tokens may not."
 
     def has_permission(self, request, view) -> bool:
-        token = request.auth if isinstance(request.auth, ApiToken) else None
-        if token is not None and token.team_id is not None:
-            raise NotFound()
-        return token is None and user_manages_billing(request.user)
+        principal = principal_of(request)
+        _refuse_team_bound_token(principal)
+        return principal_manages_billing(principal)

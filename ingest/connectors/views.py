@@ -10,15 +10,15 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
+from finops.accounts.selectors import principal_manages_billing
 from ingest.connectors.forms import ConnectorCreateForm
 from ingest.connectors.models import Connector
-from ingest.connectors.permissions import user_manages_billing
 from ingest.connectors.selectors import connectors_list
 from ingest.connectors.services import connector_create, connector_run_request
 
 
 def _require_billing_role(request) -> None:
-    if not user_manages_billing(request.user):
+    if not principal_manages_billing(request.user):
         raise PermissionDenied("Connectors are organisation billing data: the admin and finops roles only.")
 
 
@@ -43,7 +43,7 @@ def connector_status(request):
     return render(
         request,
         "connectors/status.html",
-        {"connectors": connectors_list(), "form": form},
+        {"connectors": connectors_list(principal=request.user), "form": form},
         status=400 if form.is_bound and not form.is_valid() else 200,
     )
 
@@ -52,7 +52,7 @@ def connector_status(request):
 @require_POST
 def connector_pull_now(request, connector_id: int):
     _require_billing_role(request)
-    connector = get_object_or_404(Connector, pk=connector_id)
+    connector = get_object_or_404(Connector.objects.restrict(request.user, "change"), pk=connector_id)
     run = connector_run_request(connector_id=connector.pk)
     messages.info(request, f"Pull of “{connector.name}” queued (run {run.pk}); refresh to see its result.")
     return redirect("connectors:status")

@@ -204,3 +204,10 @@ def test_the_schema_lists_the_connector_paths(api):
     )
     connector_schema = json.dumps(schema["components"]["schemas"]["Connector"])
     assert '"credentials"' in connector_schema and '"writeOnly": true' in connector_schema
+
+
+def test_statements_answer_a_browser_with_their_filter_form(lines):
+    # the browsable API renders the FilterSet's form: it needs django_filters' templates installed
+    answer = session(finops_user()).get("/api/v1/statements", {"provider": "openai"}, HTTP_ACCEPT="text/html")
+    assert answer.status_code == 200
+    assert b'name="provider"' in answer.content
