@@ -198,6 +198,11 @@ def test_first_start_loads_the_demo_serves_the_dashboard_and_stops_everything(st
     assert response.status_code == 200
     overview = session.get(f"{run.base_url}/", timeout=30, allow_redirects=False)
     assert overview.status_code == 200, f"{overview.status_code}: {overview.headers.get('Location')}"
+    # over plain HTTP on 127.0.0.1 the cookies must come back: up chose FINOPS_PLAIN_HTTP (no Secure flag)
+    assert {cookie.name: cookie.secure for cookie in session.cookies} == {
+        "csrftoken": False,
+        "sessionid": False,
+    }
     # and web, worker and beat are running, with the embedded server
     children = run.children()
     assert set(children) == {"web", "worker", "beat"}, run.output
@@ -230,6 +235,20 @@ def test_a_child_that_dies_stops_the_stack_with_its_name_and_exit_code(start_up)
     run = start_up("--no-demo")
     run.wait_ready()
     assert "loading demo data" not in run.output
+    # and no demo login exists: admin / admin is refused
+    session = requests.Session()
+    session.get(f"{run.base_url}/login/", timeout=10)
+    username, password = demo_admin_login()
+    refused = session.post(
+        f"{run.base_url}/login/",
+        data={
+            "username": username,
+            "password": password,
+            "csrfmiddlewaretoken": session.cookies["csrftoken"],
+        },
+        timeout=30,
+    )
+    assert refused.status_code == 200 and "didn't match" in refused.text
     started_pids = run.every_started_pid()
 
     run.children()["beat"].kill()
