@@ -34,9 +34,13 @@ class Throttled(Exception):  # noqa: N818 - the state the caller reports, as DRF
 
 
 @dataclass(frozen=True)
-class Count:
+class ThrottleKey:
     kind: str
     key: str
+
+    def __post_init__(self) -> None:
+        # a username can be any length; the column holds 255 characters
+        object.__setattr__(self, "key", self.key[: AuthFailureCounter._meta.get_field("key").max_length])
 
 
 def retry_after_seconds(*, retry_at: datetime, now: datetime | None = None) -> int:
@@ -77,14 +81,14 @@ def client_address(*, request: HttpRequest | None) -> str:
     return str(ipaddress.ip_network(f"{address}/{IPV6_PREFIX_LENGTH}", strict=False))
 
 
-def auth_failures_count(*, counts: list[Count], now: datetime | None = None) -> datetime | None:
+def auth_failures_count(*, keys: list[ThrottleKey], now: datetime | None = None) -> datetime | None:
     """Count one failure for each (kind, key), in one statement; the time the caller may retry if any of
     them is now past its limit, else None. Rows are locked in the order given: callers keep one order."""
     now = now or timezone.now()
     window = throttle_window()
     table = AuthFailureCounter._meta.db_table
-    values = ", ".join(["(%s, %s, 1, %s)"] * len(counts))
-    params: list = [value for count in counts for value in (count.kind, count.key[:255], now)]
+    values = ", ".join(["(%s, %s, 1, %s)"] * len(keys))
+    params: list = [value for throttle_key in keys for value in (throttle_key.kind, throttle_key.key, now)]
     # a window that ended restarts at this failure
     expired = f"{table}.window_started_at <= EXCLUDED.window_started_at - %s"
     sql = (
@@ -102,26 +106,26 @@ def auth_failures_count(*, counts: list[Count], now: datetime | None = None) -> 
     return max(retry_ats, default=None)
 
 
-def auth_failure_uncount(*, count: Count) -> None:
+def auth_failure_uncount(*, throttle_key: ThrottleKey) -> None:
     """Take back one failure counted ahead of a check that then succeeded."""
-    AuthFailureCounter.objects.filter(kind=count.kind, key=count.key[:255], failures__gt=0).update(
+    AuthFailureCounter.objects.filter(kind=throttle_key.kind, key=throttle_key.key, failures__gt=0).update(
         failures=F("failures") - 1
     )
 
 
-def auth_failures_forget(*, count: Count) -> None:
-    AuthFailureCounter.objects.filter(kind=count.kind, key=count.key[:255]).delete()
+def auth_failures_forget(*, throttle_key: ThrottleKey) -> None:
+    AuthFailureCounter.objects.filter(kind=throttle_key.kind, key=throttle_key.key).delete()
 
 
-def auth_throttled_until(*, count: Count, now: datetime | None = None) -> datetime | None:
+def auth_throttled_until(*, throttle_key: ThrottleKey, now: datetime | None = None) -> datetime | None:
     """When (kind, key) may try again, if it is past its limit now; else None. Counts nothing."""
     now = now or timezone.now()
     window = throttle_window()
     started = (
         AuthFailureCounter.objects.filter(
-            kind=count.kind,
-            key=count.key[:255],
-            failures__gte=throttle_limit(kind=count.kind),
+            kind=throttle_key.kind,
+            key=throttle_key.key,
+            failures__gte=throttle_limit(kind=throttle_key.kind),
             window_started_at__gt=now - window,
         )
         .values_list("window_started_at", flat=True)
@@ -144,7 +148,10 @@ def login_attempt_begin(*, username: str, address: str) -> None:
     """Count a login attempt against the account and the address before the password is checked, so
     racing attempts cannot pass the limit; raises Throttled past either limit (the password unchecked)."""
     retry_at = auth_failures_count(
-        counts=[Count(ThrottleKind.LOGIN_ACCOUNT, username), Count(ThrottleKind.LOGIN_ADDRESS, address)]
+        keys=[
+            ThrottleKey(ThrottleKind.LOGIN_ACCOUNT, username),
+            ThrottleKey(ThrottleKind.LOGIN_ADDRESS, address),
+        ]
     )
     if retry_at is not None:
         raise Throttled(retry_at)
@@ -152,17 +159,17 @@ def login_attempt_begin(*, username: str, address: str) -> None:
 
 def login_attempt_succeeded(*, username: str, address: str) -> None:
     """A success does not count: the account starts afresh and the address gets its attempt back."""
-    auth_failures_forget(count=Count(ThrottleKind.LOGIN_ACCOUNT, username))
-    auth_failure_uncount(count=Count(ThrottleKind.LOGIN_ADDRESS, address))
+    auth_failures_forget(throttle_key=ThrottleKey(ThrottleKind.LOGIN_ACCOUNT, username))
+    auth_failure_uncount(throttle_key=ThrottleKey(ThrottleKind.LOGIN_ADDRESS, address))
 
 
 def token_attempt_check(*, address: str) -> None:
     """Raises Throttled while the address is past its limit of unknown tokens: checked before the lookup,
     so a right guess from a throttled address is refused like a wrong one and tells nothing."""
-    retry_at = auth_throttled_until(count=Count(ThrottleKind.TOKEN_ADDRESS, address))
+    retry_at = auth_throttled_until(throttle_key=ThrottleKey(ThrottleKind.TOKEN_ADDRESS, address))
     if retry_at is not None:
         raise Throttled(retry_at)
 
 
 def token_attempt_failed(*, address: str) -> None:
-    auth_failures_count(counts=[Count(ThrottleKind.TOKEN_ADDRESS, address)])
+    auth_failures_count(keys=[ThrottleKey(ThrottleKind.TOKEN_ADDRESS, address)])
