@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from django.test import Client
+
 ROOT = Path(__file__).resolve().parent.parent
 UNUSED_DATABASE_URL = "postgres://unused:unused@127.0.0.1:9/unused"
 PRODUCTION_ENV = ROOT / "deploy" / "production.env"
@@ -19,8 +21,10 @@ TEMPLATE_DIRS = [
     ROOT / "ingest" / "templates",
     ROOT / "ingest" / "connectors" / "templates",
 ]
-# settings that come from the environment and the process, never from the developer's shell
+# what these tests set themselves, never inherited from the shell or from other tests (the browser tests
+# set DJANGO_ALLOW_ASYNC_UNSAFE, which check --deploy rightly reports)
 OWN_VARIABLES = {
+    "DJANGO_ALLOW_ASYNC_UNSAFE",
     "DEBUG",
     "FINOPS_PLAIN_HTTP",
     "SESSION_COOKIE_SECURE",
@@ -119,6 +123,17 @@ def test_every_page_carries_the_security_headers(client):
     assert "camera=()" in response["Permissions-Policy"]
     assert response["Referrer-Policy"] == "same-origin"
     assert response["X-Frame-Options"] == "DENY"
+
+
+def test_hsts_is_sent_over_https_only_and_a_configured_proxy_header_marks_https(settings):
+    assert "Strict-Transport-Security" not in Client().get("/login/")
+    assert Client().get("/login/", secure=True)["Strict-Transport-Security"] == "max-age=31536000"
+    # a client's own X-Forwarded-Proto is not believed until the proxy header is configured
+    assert "Strict-Transport-Security" not in Client().get("/login/", HTTP_X_FORWARDED_PROTO="https")
+
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    proxied = Client().get("/login/", HTTP_X_FORWARDED_PROTO="https")
+    assert proxied["Strict-Transport-Security"] == "max-age=31536000"
 
 
 def test_no_template_of_ours_has_inline_script_or_event_handler():
