@@ -83,6 +83,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "finops.core.middleware.SecurityHeadersMiddleware",
+    "finops.accounts.middleware.LoginThrottleMiddleware",
 ]
 
 ROOT_URLCONF = "finops.urls"
@@ -107,6 +109,7 @@ TEMPLATES = [
     },
 ]
 
+AUTHENTICATION_BACKENDS = ["finops.accounts.authentication.ThrottledModelBackend"]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
@@ -124,9 +127,68 @@ STATICFILES_DIRS = [("plotly", Path(plotly.__file__).parent / "package_data")]
 WHITENOISE_USE_FINDERS = True  # serve straight from the finders: no collectstatic step needed to start
 WHITENOISE_AUTOREFRESH = DEBUG
 
-SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", default=False)
-CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", default=False)
+
+# --- security: HTTPS, cookies, response headers, login and token throttling -----------------------------
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    return int(value) if value else default
+
+
+# Plain HTTP on purpose (set by `finops up`, which serves 127.0.0.1 only): cookies without the Secure flag
+FINOPS_PLAIN_HTTP = env_bool("FINOPS_PLAIN_HTTP")
+_served_over_https = not DEBUG and not FINOPS_PLAIN_HTTP
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", default=_served_over_https)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", default=_served_over_https)
+# Behind a TLS-terminating proxy that sets (and overwrites) e.g. X-Forwarded-Proto: https
+if os.environ.get("SECURE_PROXY_SSL_HEADER", "").strip():
+    SECURE_PROXY_SSL_HEADER = (
+        "HTTP_" + os.environ["SECURE_PROXY_SSL_HEADER"].strip().upper().replace("-", "_"),
+        "https",
+    )
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT")
+# SecurityMiddleware sends HSTS on HTTPS responses only, so plain-HTTP local use never gets it
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 365 * 24 * 3600)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS")
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD")
+SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# Sent on every response by finops.core.middleware. No inline script or handler anywhere, so none is
+# allowed; inline styles are, since Plotly sets style attributes and injects its modebar's <style>
+FINOPS_CONTENT_SECURITY_POLICY = {
+    "default-src": ["'self'"],
+    "script-src": ["'self'"],
+    "style-src": ["'self'", "'unsafe-inline'"],
+    "img-src": ["'self'", "data:"],
+    "font-src": ["'self'"],
+    "connect-src": ["'self'"],
+    "object-src": ["'none'"],
+    "base-uri": ["'self'"],
+    "form-action": ["'self'"],
+    "frame-ancestors": ["'none'"],
+}
+FINOPS_PERMISSIONS_POLICY = {
+    feature: "()"
+    for feature in (
+        "accelerometer",
+        "camera",
+        "geolocation",
+        "gyroscope",
+        "magnetometer",
+        "microphone",
+        "payment",
+        "usb",
+    )
+}
+
+# Failed logins per account and per client address, and unknown bearer tokens per address, in a window
+# that starts with the first failure; past a limit the answer is 429 until the window ends
+FINOPS_LOGIN_FAILURES_PER_ACCOUNT = env_int("FINOPS_LOGIN_FAILURES_PER_ACCOUNT", 5)
+FINOPS_LOGIN_FAILURES_PER_ADDRESS = env_int("FINOPS_LOGIN_FAILURES_PER_ADDRESS", 20)
+FINOPS_TOKEN_FAILURES_PER_ADDRESS = env_int("FINOPS_TOKEN_FAILURES_PER_ADDRESS", 20)
+FINOPS_THROTTLE_WINDOW_SECONDS = env_int("FINOPS_THROTTLE_WINDOW_SECONDS", 15 * 60)
+# The client address is REMOTE_ADDR unless a proxy you run sets this header (e.g. X-Real-IP); never
+# trusted by default, since any client can send X-Forwarded-For
+FINOPS_CLIENT_ADDRESS_HEADER = os.environ.get("FINOPS_CLIENT_ADDRESS_HEADER", "").strip()
 
 # Connector credentials are encrypted at rest with this key (else one derived from SECRET_KEY)
 FINOPS_ENCRYPTION_KEY = os.environ.get("FINOPS_ENCRYPTION_KEY") or None

@@ -284,7 +284,7 @@ class LiteLLMView(ScopedAPIView):
 class QuarantinedRowSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     source = serializers.CharField()
-    team = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    team = serializers.CharField(source="team.slug", read_only=True, allow_null=True)  # null: no team
     position = serializers.CharField()
     event_id = serializers.CharField()
     adapter = serializers.CharField()

@@ -1,13 +1,65 @@
-"""`Authorization: Bearer <token>` for the API and the OTLP endpoint."""
+"""How people and tokens authenticate: passwords (throttled per account and address) for the UI and the
+admin, `Authorization: Bearer <token>` (throttled per address) for the API and the OTLP endpoint."""
 
 from __future__ import annotations
 
+from django.contrib.auth import get_user_model
+from django.contrib.auth.backends import ModelBackend
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
 from finops.accounts.models import ApiToken
 from finops.accounts.services import token_digest
+from finops.accounts.throttling import (
+    Throttled,
+    client_address,
+    login_attempt_begin,
+    login_attempt_succeeded,
+    token_attempt_check,
+    token_attempt_failed,
+)
+
+# set on the request of a throttled login, for LoginThrottleMiddleware to answer 429
+LOGIN_RETRY_AT_ATTRIBUTE = "finops_login_retry_at"
+
+
+class LoginThrottled(PermissionDenied):
+    """PermissionDenied: django.contrib.auth.authenticate() stops at it without asking other backends."""
+
+
+class ThrottledModelBackend(ModelBackend):
+    """Django's username and password check behind the login throttle, for every form that logs in (the
+    login page and the admin's): the way django-axes' backend does it."""
+
+    def authenticate(self, request, username=None, password=None, **kwargs):
+        username = username if username is not None else kwargs.get(get_user_model().USERNAME_FIELD)
+        if username is None or password is None:
+            return None
+        address = client_address(request=request)
+        try:
+            login_attempt_begin(username=username, address=address)
+        except Throttled as throttled:
+            if request is not None:
+                setattr(request, LOGIN_RETRY_AT_ATTRIBUTE, throttled.retry_at)
+            raise LoginThrottled(str(throttled)) from throttled
+        user = super().authenticate(request, username=username, password=password, **kwargs)
+        if user is not None:
+            login_attempt_succeeded(username=username, address=address)
+        return user
+
+
+def token_for_request(*, request: HttpRequest, secret: str) -> ApiToken | None:
+    """The live token with this secret, counting an unknown one against the client's address; raises
+    Throttled while that address is past its limit."""
+    address = client_address(request=request)
+    token_attempt_check(address=address)
+    token = token_for_secret(secret)
+    if token is None:
+        token_attempt_failed(address=address)
+    return token
 
 
 def token_for_secret(secret: str) -> ApiToken | None:
@@ -26,7 +78,13 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
             return None
         if len(header) != 2:
             raise exceptions.AuthenticationFailed("Authorization header must be 'Bearer <token>'.")
-        token = token_for_secret(header[1])
+        try:
+            token = token_for_request(request=request, secret=header[1])
+        except Throttled as throttled:
+            raise exceptions.Throttled(
+                wait=throttled.retry_after_seconds(),
+                detail="Too many unknown API tokens from your address.",
+            ) from throttled
         if token is None:
             raise exceptions.AuthenticationFailed("Unknown or revoked API token.")
         # last_used_at to the minute: one UPDATE per token per minute, not per request

@@ -99,3 +99,25 @@ class ApiToken(models.Model):
     @property
     def is_authenticated(self) -> bool:  # lets DRF treat an authenticated token like a user
         return True
+
+
+class ThrottleKind(models.TextChoices):
+    LOGIN_ACCOUNT = "login-account", "failed logins of one account"
+    LOGIN_ADDRESS = "login-address", "failed logins from one client address"
+    TOKEN_ADDRESS = "token-address", "unknown API tokens from one client address"
+
+
+class AuthFailureCounter(models.Model):
+    """Failures of one kind and key (a username or a client address) in the window that began with the
+    first of them. Kept in PostgreSQL so every web process and worker counts together, with no Redis."""
+
+    kind = models.CharField(max_length=16, choices=ThrottleKind.choices)
+    key = models.CharField(max_length=255)
+    failures = models.PositiveIntegerField(default=0)
+    window_started_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["kind", "key"], name="authfailurecounter_kind_key")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.key}: {self.failures} since {self.window_started_at:%Y-%m-%d %H:%M}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from rest_framework import mixins, serializers, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import IsAuthenticated
@@ -60,6 +60,7 @@ class ConnectorSerializer(serializers.ModelSerializer):
         return data
 
 
+@extend_schema_field({"type": "string", "format": "decimal"})
 class DecimalString(serializers.Field):
     """Money as an exact decimal string, without the column's trailing zeros."""
 

@@ -13,8 +13,9 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from finops.accounts.authentication import token_for_secret
+from finops.accounts.authentication import token_for_request
 from finops.accounts.models import TokenScope
+from finops.accounts.throttling import Throttled
 from ingest.otlp.decoding import (
     JSON,
     MAX_BODY_BYTES,
@@ -43,7 +44,19 @@ def traces_view(request: HttpRequest) -> HttpResponse:
             f"Content-Type {request.content_type!r} is not OTLP; send application/x-protobuf or application/json",
             JSON,
         )
-    token = _token(request)
+    try:
+        token = _token(request)
+    except Throttled as throttled:
+        # OTLP exporters retry a 429 after its Retry-After
+        seconds = throttled.retry_after_seconds()
+        response = _status_response(
+            HTTPStatus.TOO_MANY_REQUESTS,
+            _RESOURCE_EXHAUSTED,
+            f"too many unknown API tokens from your address; try again in {seconds} s",
+            encoding,
+        )
+        response["Retry-After"] = str(seconds)
+        return response
     if token is None:
         response = _status_response(
             HTTPStatus.UNAUTHORIZED,
@@ -87,7 +100,7 @@ def _token(request: HttpRequest):
     scheme, _, secret = request.headers.get("Authorization", "").strip().partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
         return None
-    return token_for_secret(secret.strip())
+    return token_for_request(request=request, secret=secret.strip())
 
 
 def _status_response(http_status: HTTPStatus, code: int, message: str, encoding: str) -> HttpResponse:

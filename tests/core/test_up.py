@@ -167,6 +167,22 @@ def demo_admin_login() -> tuple[str, str]:
     return username, password
 
 
+def log_in_over_http(run: UpRun, username: str, password: str) -> tuple[requests.Session, requests.Response]:
+    """The login form as a browser posts it, following the redirect; the session keeps the cookies."""
+    session = requests.Session()
+    assert session.get(f"{run.base_url}/login/", timeout=10).status_code == 200
+    response = session.post(
+        f"{run.base_url}/login/",
+        data={
+            "username": username,
+            "password": password,
+            "csrfmiddlewaretoken": session.cookies["csrftoken"],
+        },
+        timeout=30,
+    )
+    return session, response
+
+
 @pytest.mark.celery_worker
 def test_first_start_loads_the_demo_serves_the_dashboard_and_stops_everything(start_up):
     # given a fresh data folder and no DATABASE_URL
@@ -184,20 +200,15 @@ def test_first_start_loads_the_demo_serves_the_dashboard_and_stops_everything(st
     username, password = demo_admin_login()
     assert f"{username} / {password}" in run.output.split(f"web on {run.base_url}")[1]
     # and the dashboard answers a demo login
-    session = requests.Session()
-    assert session.get(f"{run.base_url}/login/", timeout=10).status_code == 200
-    response = session.post(
-        f"{run.base_url}/login/",
-        data={
-            "username": username,
-            "password": password,
-            "csrfmiddlewaretoken": session.cookies["csrftoken"],
-        },
-        timeout=30,
-    )
+    session, response = log_in_over_http(run, username, password)
     assert response.status_code == 200
     overview = session.get(f"{run.base_url}/", timeout=30, allow_redirects=False)
     assert overview.status_code == 200, f"{overview.status_code}: {overview.headers.get('Location')}"
+    # over plain HTTP on 127.0.0.1 the cookies must come back: up chose FINOPS_PLAIN_HTTP (no Secure flag)
+    assert {cookie.name: cookie.secure for cookie in session.cookies} == {
+        "csrftoken": False,
+        "sessionid": False,
+    }
     # and web, worker and beat are running, with the embedded server
     children = run.children()
     assert set(children) == {"web", "worker", "beat"}, run.output
@@ -230,6 +241,9 @@ def test_a_child_that_dies_stops_the_stack_with_its_name_and_exit_code(start_up)
     run = start_up("--no-demo")
     run.wait_ready()
     assert "loading demo data" not in run.output
+    # and no demo login exists: admin / admin is refused
+    _, refused = log_in_over_http(run, *demo_admin_login())
+    assert refused.status_code == 200 and "didn't match" in refused.text
     started_pids = run.every_started_pid()
 
     run.children()["beat"].kill()

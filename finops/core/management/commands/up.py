@@ -98,6 +98,9 @@ class Command(BaseCommand):
             "DATABASE_URL": settings.DATABASE_URL,
             "FINOPS_DATA_DIR": str(data_folder),
             "PYTHONUNBUFFERED": "1",
+            # the web server listens on 127.0.0.1 over plain HTTP: cookies without the Secure flag, or no
+            # browser would send them back (an explicit FINOPS_PLAIN_HTTP=false still wins)
+            "FINOPS_PLAIN_HTTP": os.environ.get("FINOPS_PLAIN_HTTP", "true"),
         }
         env.pop(supervisor.OWNS_POSTGRES_ENV, None)
         broker = "CELERY_BROKER_URL" if os.environ.get("CELERY_BROKER_URL") else "local queue"
