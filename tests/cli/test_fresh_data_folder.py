@@ -3,7 +3,8 @@ command starts the embedded PostgreSQL and migrates it on first use. Importing t
 nothing.
 
 The commands run as real processes, one after another on one fresh folder (the first two at once, as two
-terminals would), whose server is stopped at the end."""
+terminals would), whose server is stopped at the end. A DATABASE_URL's schema is its operator's: a
+command names the missing migrations instead of applying them."""
 
 from __future__ import annotations
 
@@ -23,8 +24,10 @@ import psutil
 import psycopg
 import pytest
 from django.core.management import get_commands
+from django.db import connection
 
 from finops import embedded
+from finops.embedded import database_url
 from tests.core.conftest import server_data_dir
 from tests.pricing.published import published_cost
 
@@ -234,3 +237,38 @@ def test_importing_the_settings_starts_nothing(tmp_path):
         for process in psutil.process_iter(["name", "cmdline"])
         if process.info["name"] == "postgres" and str(data_dir) in " ".join(process.info["cmdline"] or [])
     ]
+
+
+@pytest.fixture
+def empty_database_url():
+    """The URL of an empty database (no table at all) on the test server, dropped afterwards."""
+    server = {**connection.settings_dict, "NAME": "postgres"}
+    name = f"finops_empty_{os.getpid()}"
+    with psycopg.connect(database_url(server), autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield database_url({**server, "NAME": name})
+        finally:
+            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def test_a_database_url_without_the_schema_is_named_not_migrated(empty_database_url):
+    done = subprocess.run(
+        [sys.executable, "-m", "finops.cli", "price", "--provider", "openai", "--model", "gpt-4o"],
+        cwd=REPO_ROOT,
+        env={**os.environ, "DATABASE_URL": empty_database_url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    # a server finops does not own is migrated by its operator, with the release: never by a side command
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr.startswith("finops: the database at DATABASE_URL lacks ")
+    assert done.stderr.rstrip().endswith(
+        "migration(s) of this version of finops; apply them first: finops migrate"
+    )
+    with psycopg.connect(empty_database_url) as unchanged:
+        assert unchanged.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone() == (
+            0,
+        )
