@@ -6,6 +6,7 @@ that one folder holds everything a local install owns.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import warnings
@@ -15,6 +16,9 @@ from urllib.parse import parse_qs, quote, unquote, urlencode, urlparse
 logger = logging.getLogger(__name__)
 
 DATABASE_NAME = "finops"
+SUPERUSER = "postgres"  # pgserver's initdb user, trusted on the local socket
+POSTMASTER_SOCKET_LINE = 4
+CREATE_DATABASE_LOCK = "finops create database"
 
 
 def data_dir() -> Path:
@@ -25,17 +29,40 @@ def data_dir() -> Path:
     return path.resolve()
 
 
+def pgdata_dir(*, root: Path | None = None) -> Path:
+    """The embedded server's data folder (not created here: the server creates it when first started)."""
+    return (root or data_dir()) / "pg"
+
+
+def postgres_url(*, root: Path | None = None) -> str:
+    """The URL of the finops database on the embedded server under `root/pg`, computed without starting
+    it: what `ensure_postgres` answers. The server listens on a unix socket in its socket folder, which
+    it names in postmaster.pid once started; before that, pgdata itself (pgserver's first choice, used
+    unless the path is too long for a socket)."""
+    pgdata = pgdata_dir(root=root)
+    socket_dir = pgdata
+    with contextlib.suppress(OSError, IndexError):
+        # postmaster.pid lines: pid, pgdata, start time, port, socket folder, ...
+        socket_dir = Path(
+            (pgdata / "postmaster.pid").read_text().splitlines()[POSTMASTER_SOCKET_LINE].strip() or pgdata
+        )
+    return f"postgresql://{SUPERUSER}:@/{DATABASE_NAME}?host={socket_dir}"
+
+
 def ensure_postgres(*, root: Path | None = None) -> str:
-    """Start (or reuse) the embedded server under `root/pg` and return a URL for the finops database."""
+    """Start (or reuse) the embedded server under `root/pg`, with its finops database, and return the
+    database's URL. Only the commands and the test bootstrap that need the server call this."""
     warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
     import pgserver  # imported here: only needed without DATABASE_URL
     import psycopg
 
-    pgdata = (root or data_dir()) / "pg"
+    pgdata = pgdata_dir(root=root)
     pgdata.mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(pgdata, cleanup_mode=None)
     admin_url = server.get_uri()
     with psycopg.connect(admin_url, autocommit=True) as connection:
+        # two commands starting together on a fresh folder: one creates the database, the other finds it
+        connection.execute("SELECT pg_advisory_lock(hashtext(%s))", [CREATE_DATABASE_LOCK])
         exists = connection.execute(
             "SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE_NAME]
         ).fetchone()
@@ -51,7 +78,7 @@ def stop_postgres(*, root: Path | None = None) -> None:
 
     from pgserver._commands import pg_ctl
 
-    pgdata = (root or data_dir()) / "pg"
+    pgdata = pgdata_dir(root=root)
     if not (pgdata / "postmaster.pid").exists():
         return
     user = "pgserver" if os.geteuid() == 0 else None

@@ -47,7 +47,8 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver"
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
 
 # --- database: DATABASE_URL, else the embedded PostgreSQL under FINOPS_DATA_DIR -------------------------
-DATABASE_URL = os.environ.get("DATABASE_URL") or embedded.ensure_postgres()
+# only its URL: the server is started by the commands that need it (finops.cli), never by this import
+DATABASE_URL = os.environ.get("DATABASE_URL") or embedded.postgres_url()
 DATABASES = {"default": embedded.database_settings(DATABASE_URL)}
 if os.environ.get("FINOPS_TEST_DATABASE"):  # set by the test bootstrap: one test database per pytest run
     DATABASES["default"]["TEST"] = {"NAME": os.environ["FINOPS_TEST_DATABASE"]}
@@ -219,9 +220,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024 * 1024  # batches of thousands of events
 # --- Celery: CELERY_BROKER_URL, else a filesystem queue under FINOPS_DATA_DIR (no service to install) ---
 _broker_dir = embedded.data_dir() / "broker"
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or "filesystem://"
-if CELERY_BROKER_URL == "filesystem://":
-    for sub in ("queue", "processed", "control"):
-        (_broker_dir / sub).mkdir(parents=True, exist_ok=True)
+if CELERY_BROKER_URL == "filesystem://":  # its folders are made by the Celery app when it configures
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),

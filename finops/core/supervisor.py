@@ -65,9 +65,9 @@ def up_options_parse(argv: list[str]) -> argparse.Namespace:
 
 
 def up_environment_prepare(argv: list[str]) -> None:
-    """Run by the `finops` script before Django reads settings, which read FINOPS_DATA_DIR and start the
-    embedded server at import: so --data-dir is applied first, the port is checked before anything
-    starts, and the server is started here (once) and handed to settings and children as DATABASE_URL."""
+    """Run by the `finops` script before Django reads settings, which read FINOPS_DATA_DIR at import: so
+    --data-dir is applied first, the port is checked before anything starts, and the server is started
+    here (once) and handed to settings and children as DATABASE_URL."""
     options = up_options_parse(argv)
     if options.data_dir:
         os.environ["FINOPS_DATA_DIR"] = str(Path(options.data_dir).expanduser().resolve())

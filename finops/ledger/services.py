@@ -13,6 +13,7 @@ from finops.ledger.models import Agent, Call, DailyRollup, Task
 from finops.ledger.tokens import TOKEN_TYPES
 
 _known_partitions: set[date] = set()
+_PARTITIONS_LOCK = "ledger_call partitions"
 
 
 def month_start(moment: datetime | date) -> date:
@@ -30,16 +31,25 @@ def call_partitions_ensure(*, months: set[date]) -> None:
     missing = {month_start(month) for month in months} - _known_partitions
     if not missing:
         return
+    names = {month: f"ledger_call_p{month:%Y_%m}" for month in sorted(missing)}
     own_transaction = nullcontext() if connection.in_atomic_block else transaction.atomic()
     with own_transaction, connection.cursor() as cursor:
-        for month in sorted(missing):
-            name = f"ledger_call_p{month:%Y_%m}"
-            # the advisory lock serialises concurrent writers creating the same partition
-            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [name])
-            cursor.execute(
-                f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF ledger_call "
-                f"FOR VALUES FROM ('{month.isoformat()}') TO ('{next_month(month).isoformat()}')"
-            )
+        cursor.execute(
+            "SELECT name FROM unnest(%s::text[]) AS name WHERE to_regclass(name) IS NULL",
+            [list(names.values())],
+        )
+        absent = {name for (name,) in cursor.fetchall()}
+        if absent:
+            # creating a partition locks ledger_call itself: one lock for every creator, taken before
+            # that, gives all of them one order (a lock per partition, then the parent's, deadlocked
+            # two writers needing overlapping months)
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [_PARTITIONS_LOCK])
+        for month, name in names.items():
+            if name in absent:  # IF NOT EXISTS: another creator may have made it before we had the lock
+                cursor.execute(
+                    f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF ledger_call "
+                    f"FOR VALUES FROM ('{month.isoformat()}') TO ('{next_month(month).isoformat()}')"
+                )
     # remembered only once committed: a rolled-back batch rolls back its CREATE TABLE too
     transaction.on_commit(lambda: _known_partitions.update(missing))
 

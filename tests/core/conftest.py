@@ -4,20 +4,39 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
+
+from finops import embedded
 
 
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def server_data_dir(*, prefix: str) -> Iterator[Path]:
+    """A fresh data folder for an embedded server of the test's own, stopped and removed afterwards. Under
+    /tmp with a readable parent: as root the server runs as the `pgserver` user, which must reach it
+    (pytest's own tmp folders are made private again by any pytest run starting meanwhile)."""
+    parent = Path(tempfile.mkdtemp(prefix=prefix))
+    parent.chmod(0o755)
+    try:
+        yield parent / "data"
+    finally:
+        embedded.stop_postgres(root=parent / "data")
+        shutil.rmtree(parent, ignore_errors=True)
 
 
 def log_tail(path: Path, lines: int = 40) -> str:

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -20,7 +18,7 @@ import pytest
 import requests
 
 from finops import embedded
-from tests.core.conftest import alive, free_port, wait_for
+from tests.core.conftest import alive, free_port, server_data_dir, wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_SECONDS = (
@@ -139,11 +137,8 @@ class UpRun:
 
 @pytest.fixture
 def up_data_dir():
-    # under /tmp with a readable parent: as root, the embedded server runs as the `pgserver` user
-    parent = Path(tempfile.mkdtemp(prefix="finops-up-"))
-    parent.chmod(0o755)
-    yield parent / "data"
-    shutil.rmtree(parent, ignore_errors=True)
+    with server_data_dir(prefix="finops-up-") as data_dir:
+        yield data_dir
 
 
 @pytest.fixture
