@@ -52,7 +52,9 @@ def bad_jsonl(tmp_path):
 def test_a_jsonl_import_rejects_each_bad_line_and_keeps_the_others(db, bad_jsonl, bound_to_the_team):
     principal = None
     if bound_to_the_team:  # a team-bound token's rows go through the adapter, not straight to the writer
-        token, _ = api_token_create(name="import", scopes=["ingest"], team=Team.objects.create(slug="support"))
+        token, _ = api_token_create(
+            name="import", scopes=["ingest"], team=Team.objects.create(slug="support")
+        )
         principal = token
 
     summary = file_import(path=bad_jsonl, principal=principal)
@@ -66,7 +68,9 @@ def test_a_jsonl_import_rejects_each_bad_line_and_keeps_the_others(db, bad_jsonl
     assert rows["line 3"].errors == {"non_field_errors": ["a number, not an event object"]}
     assert rows["line 6"].payload == DEEP_LINE  # kept as its text
     assert "at most 64 levels" in str(rows["line 6"].errors)
-    assert rows["line 7"].errors == {"tags": ["nested 65 levels deep; JSON values may nest at most 64 levels"]}
+    assert rows["line 7"].errors == {
+        "tags": ["nested 65 levels deep; JSON values may nest at most 64 levels"]
+    }
     assert rows["line 7"].team.slug == "support"
     assert rows["line 8"].errors == {
         "team": ["'Support Team' is not a valid team name: use letters, digits, - and _"]
