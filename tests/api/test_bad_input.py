@@ -208,6 +208,46 @@ def test_a_team_name_that_is_not_a_slug_is_rejected_and_not_created(api, name):
     assert list(Team.objects.values_list("slug", flat=True)) == ["support"]
 
 
+def test_an_otlp_span_naming_a_team_that_is_not_a_slug_is_rejected_and_the_team_not_created(db):
+    from finops.accounts.services import api_token_create
+
+    secret = api_token_create(name="otel", scopes=["ingest"])[1]
+    span = {
+        "traceId": "5b8efff798038103d269b633813fc60c",
+        "spanId": "eee19b7ec3c1b174",
+        "name": "chat gpt-4o",
+        "kind": 3,
+        "startTimeUnixNano": "1790000000000000000",
+        "endTimeUnixNano": "1790000000850000000",
+        "attributes": [
+            {"key": "gen_ai.operation.name", "value": {"stringValue": "chat"}},
+            {"key": "gen_ai.provider.name", "value": {"stringValue": "openai"}},
+            {"key": "gen_ai.request.model", "value": {"stringValue": "gpt-4o"}},
+            {"key": "gen_ai.usage.input_tokens", "value": {"intValue": "400"}},
+            {"key": "gen_ai.usage.output_tokens", "value": {"intValue": "120"}},
+        ],
+    }
+    resource = {
+        "attributes": [
+            {"key": "finops.team", "value": {"stringValue": "Support Team"}},
+            {"key": "service.name", "value": {"stringValue": "triage"}},
+        ]
+    }
+    body = {"resourceSpans": [{"resource": resource, "scopeSpans": [{"spans": [span]}]}]}
+
+    response = Client(HTTP_AUTHORIZATION=f"Bearer {secret}").post(
+        "/v1/traces", json.dumps(body), content_type="application/json"
+    )
+
+    assert response.status_code == 200
+    assert response.json()["partialSuccess"]["rejectedSpans"] == "1"
+    assert "not a valid team name" in response.json()["partialSuccess"]["errorMessage"]
+    assert not Team.objects.exists()
+    assert QuarantinedRow.objects.get().errors == {
+        "team": ["'Support Team' is not a valid team name: use letters, digits, - and _"]
+    }
+
+
 # --- B.9: browsers get a 405, logged-in sessions may post ------------------------------------------
 
 
