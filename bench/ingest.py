@@ -8,7 +8,9 @@ Side by side, in one run, against one database:
      rollups), as a separate process whose memory and CPU are sampled; its rate is the one the import
      reports (reading the file to the last commit), beside the rate from process start to exit;
   3. HTTP: POST /api/v1/events in batches of 1,000 to a gunicorn server (2 workers), from sending
-     processes keeping 2 requests in flight (--http-in-flight).
+     processes keeping 2 requests in flight (--http-in-flight);
+  4. tasks: POST /api/v1/tasks of --tasks outcomes in batches of --tasks-batch, to the same kind of
+     server (--only-tasks runs this one alone).
 Uses DATABASE_URL if set, else the embedded PostgreSQL under bench/out/data. A fresh database is
 created for the run and dropped at the end; each measurement starts after a CHECKPOINT.
 """
@@ -83,6 +85,25 @@ def generate(path: Path, count: int, *, prefix: str = "ev") -> None:
                 "tags": {"feature": "bench"},
             }
             out.write(json.dumps(event, separators=(",", ":")) + "\n")
+
+
+def generate_outcomes(path: Path, count: int) -> None:
+    """Task outcomes, one JSON object a line: 5 teams, 20 agents, every task new."""
+    start = datetime(2026, 10, 1, tzinfo=UTC)
+    with path.open("w") as out:
+        for number in range(count):
+            began = start + timedelta(seconds=number * 30)
+            outcome = {
+                "task_id": f"run-{number}",
+                "team": f"team-{number % 5}",
+                "agent": f"agent-{number % 20}",
+                "status": ("success", "success", "failure", "abandoned")[number % 4],
+                "started_at": began.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "ended_at": (began + timedelta(seconds=25)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "ideal_steps": 8,
+                "tags": {"feature": "bench"},
+            }
+            out.write(json.dumps(outcome, separators=(",", ":")) + "\n")
 
 
 def baseline_rows(path: Path) -> list[tuple]:
@@ -254,10 +275,13 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _send(port: int, token: str, path: str, batch: int, part: int, parts: int, queue) -> None:
-    """POST every `parts`-th batch of the file, starting at batch `part`, one request at a time."""
+def _send(port: int, token: str, path: str, batch: int, part: int, parts: int, queue, endpoint: str) -> None:
+    """POST every `parts`-th batch of the file, starting at batch `part`, one request at a time: as
+    NDJSON to /api/v1/events, as a JSON array to /api/v1/tasks."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson"}
+    as_array = endpoint == TASKS_ENDPOINT
+    content_type = "application/json" if as_array else "application/x-ndjson"
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": content_type}
     sent = 0
     with open(path, "rb") as lines:
         for number in itertools.count():
@@ -266,13 +290,18 @@ def _send(port: int, token: str, path: str, batch: int, part: int, parts: int, q
                 break
             if number % parts != part:
                 continue
-            connection.request("POST", "/api/v1/events", body=b"".join(chunk), headers=headers)
+            body = b"[" + b",".join(line.rstrip() for line in chunk) + b"]" if as_array else b"".join(chunk)
+            connection.request("POST", endpoint, body=body, headers=headers)
             response = connection.getresponse()
             body = response.read()
             if response.status != 200:
                 raise SystemExit(f"HTTP {response.status}: {body[:500]!r}")
             sent += json.loads(body)["accepted"]
     queue.put(sent)
+
+
+EVENTS_ENDPOINT = "/api/v1/events"
+TASKS_ENDPOINT = "/api/v1/tasks"
 
 
 @dataclass
@@ -282,7 +311,9 @@ class HttpRun:
     server_cpu_us: float | None  # CPU of the database server per event
 
 
-def run_http(env: dict, path: Path, count: int, batch: int, in_flight: int) -> HttpRun:
+def run_http(
+    env: dict, path: Path, count: int, batch: int, in_flight: int, endpoint: str = EVENTS_ENDPOINT
+) -> HttpRun:
     port = free_port()
     token = (
         subprocess.run(
@@ -329,7 +360,7 @@ def run_http(env: dict, path: Path, count: int, batch: int, in_flight: int) -> H
         started = time.perf_counter()
         senders = [
             multiprocessing.Process(
-                target=_send, args=(port, token, str(path), batch, part, in_flight, queue)
+                target=_send, args=(port, token, str(path), batch, part, in_flight, queue, endpoint)
             )
             for part in range(in_flight)
         ]
@@ -349,7 +380,7 @@ def run_http(env: dict, path: Path, count: int, batch: int, in_flight: int) -> H
             sender.join()
         elapsed = time.perf_counter() - started
         if accepted != count:
-            raise SystemExit(f"HTTP path accepted {accepted} of {count} events")
+            raise SystemExit(f"HTTP path {endpoint} accepted {accepted} of {count}")
         return HttpRun(
             rate=count / elapsed,
             web_cpu_us=web_cpu / count * 1e6,
@@ -358,6 +389,26 @@ def run_http(env: dict, path: Path, count: int, batch: int, in_flight: int) -> H
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def run_tasks(env: dict, url: str, args: argparse.Namespace) -> None:
+    outcomes_file = OUT / f"outcomes-{args.tasks}.jsonl"
+    if not outcomes_file.exists():
+        generate_outcomes(outcomes_file, args.tasks)
+    say(
+        f"== tasks: POST /api/v1/tasks, {args.tasks:,} outcomes in batches of {args.tasks_batch:,}, "
+        f"{args.http_in_flight} in flight"
+    )
+    checkpoint(url)
+    run = run_http(env, outcomes_file, args.tasks, args.tasks_batch, args.http_in_flight, TASKS_ENDPOINT)
+    with psycopg.connect(url) as connection:
+        recorded = connection.execute("SELECT count(*) FROM ledger_task WHERE status IS NOT NULL").fetchone()[
+            0
+        ]
+    assert recorded == args.tasks, (recorded, args.tasks)
+    say(
+        f"tasks path         outcomes/s  {run.rate:>12,.0f}   web workers {run.web_cpu_us:.0f} µs per outcome"
+    )
 
 
 def main() -> None:
@@ -371,6 +422,9 @@ def main() -> None:
         help="requests in flight: one sending process each (2 workers serve)",
     )
     parser.add_argument("--skip-http", action="store_true")
+    parser.add_argument("--tasks", type=int, default=100_000, help="task outcomes to POST (0: none)")
+    parser.add_argument("--tasks-batch", type=int, default=200)
+    parser.add_argument("--only-tasks", action="store_true", help="run the tasks measurement alone")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
@@ -390,6 +444,9 @@ def main() -> None:
     try:
         say(f"== database {database}; migrating")
         subprocess.run([sys.executable, "-m", "finops.cli", "migrate", "-v0"], env=env, cwd=ROOT, check=True)
+        if args.only_tasks:
+            run_tasks(env, url, args)
+            return
         events_file = OUT / f"events-{args.events}.jsonl"
         if not events_file.exists():
             say(f"== generating {args.events:,} events → {events_file}")
@@ -442,6 +499,8 @@ def main() -> None:
             say(
                 f"HTTP CPU per event         µs  {http.web_cpu_us:>12.1f}   in the web workers, {server} in PostgreSQL"
             )
+        if args.tasks:
+            run_tasks(env, url, args)
     finally:
         with psycopg.connect(admin_url, autocommit=True) as connection:
             connection.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')

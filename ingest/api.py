@@ -9,12 +9,13 @@ from drf_spectacular.utils import OpenApiExample, OpenApiTypes, extend_schema, i
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
+from finops.api.parsers import RAW_BODY_PARSERS, raw_body
 from finops.api.permissions import IngestScope
 from finops.api.viewsets import ScopedAPIView
-from finops.ledger.models import TaskStatus
-from finops.ledger.services import task_outcomes_record
+from finops.core.json_depth import MAX_VALUE_DEPTH
+from ingest.outcomes import TaskOutcomeSerializer, task_outcomes_ingest
 from ingest.quarantine import nonblank_lines
-from ingest.writer import Resolver, TeamPolicy, events_ingest
+from ingest.writer import events_ingest
 
 EVENTS_SOURCE = "api:events"
 
@@ -23,20 +24,26 @@ class BodyError(ValueError):
     pass
 
 
+_TOO_DEEP = (
+    f"the body is nested too deep to read; an event's JSON values (tags, input_breakdown, tool_calls) "
+    f"may nest at most {MAX_VALUE_DEPTH} levels"
+)
 _split_array = msgspec.json.Decoder(list[msgspec.Raw])
 _one_or_many = msgspec.json.Decoder(msgspec.Raw)
 
 
 def parse_events_body(body: bytes, content_type: str) -> tuple[list[bytes], Sequence[str] | None]:
     """The events of a body, each still JSON (decoded once, by the writer), and for NDJSON their line
-    numbers: a JSON array, one JSON object, or NDJSON. A line of NDJSON that is not JSON is passed on
-    and rejected like any bad event."""
+    numbers: a JSON array, one JSON object, or NDJSON. A line of NDJSON that is not JSON (or too deep)
+    is passed on and rejected like any bad event; a JSON body too deep to split is a BodyError."""
     if "ndjson" in content_type or "jsonlines" in content_type:
         return nonblank_lines(body.splitlines())
     stripped = body.lstrip()
     if stripped[:1] == b"{":
         try:
             _one_or_many.decode(stripped)
+        except RecursionError:
+            raise BodyError(_TOO_DEEP) from None
         except msgspec.DecodeError as error:
             raise BodyError(
                 f"the body is not JSON ({error}); send a JSON array of events or NDJSON"
@@ -44,6 +51,8 @@ def parse_events_body(body: bytes, content_type: str) -> tuple[list[bytes], Sequ
         return [stripped], None
     try:
         return [bytes(raw) for raw in _split_array.decode(body)], None
+    except RecursionError:  # msgspec's decoder recurses per level
+        raise BodyError(_TOO_DEEP) from None
     except msgspec.ValidationError:
         raise BodyError("the body must be a JSON array of events") from None
     except msgspec.DecodeError as error:
@@ -62,7 +71,7 @@ EVENT_RESPONSE = inline_serializer(
 
 class EventsView(ScopedAPIView):
     permission_classes = [IngestScope]
-    parser_classes: list = []  # the body is read raw: JSON array or NDJSON, parsed once
+    parser_classes = RAW_BODY_PARSERS  # the body is read raw: JSON array or NDJSON, parsed once
 
     @extend_schema(
         request={"application/json": OpenApiTypes.OBJECT, "application/x-ndjson": OpenApiTypes.STR},
@@ -89,35 +98,13 @@ class EventsView(ScopedAPIView):
     )
     def post(self, request):
         try:
-            rows, positions = parse_events_body(request.body, request.content_type or "")
+            rows, positions = parse_events_body(raw_body(request), request.content_type or "")
         except BodyError as error:
             return Response({"message": str(error), "extra": {}}, status=status.HTTP_400_BAD_REQUEST)
         result = events_ingest(
             raw_events=rows, positions=positions, principal=self.principal, source=EVENTS_SOURCE
         )
         return Response(result.as_json())
-
-
-class TaskOutcomeSerializer(serializers.Serializer):
-    task_id = serializers.CharField(max_length=256)
-    team = serializers.CharField(max_length=64)
-    agent = serializers.CharField(max_length=128)
-    status = serializers.ChoiceField(choices=TaskStatus.choices)
-    started_at = serializers.DateTimeField()
-    ended_at = serializers.DateTimeField()
-    ideal_steps = serializers.IntegerField(min_value=1, max_value=2**31 - 1, required=False, allow_null=True)
-    task_type = serializers.CharField(max_length=128, required=False, allow_blank=True)
-    tags = serializers.DictField(required=False)
-
-    def validate_tags(self, tags: dict) -> dict:
-        if _holds_nul(tags):  # Postgres jsonb cannot hold NUL: one such task would fail the whole batch
-            raise serializers.ValidationError("tags may not contain NUL characters")
-        return tags
-
-    def validate(self, attrs):
-        if attrs["ended_at"] < attrs["started_at"]:
-            raise serializers.ValidationError({"ended_at": ["must not be before started_at"]})
-        return attrs
 
 
 class TasksView(ScopedAPIView):
@@ -133,38 +120,5 @@ class TasksView(ScopedAPIView):
                 {"message": "the body must be a JSON array of task outcomes", "extra": {}},
                 status=status.HTTP_400_BAD_REQUEST,
             )
-        resolver = Resolver(TeamPolicy(self.principal))
-        outcomes, rejected = [], []
-        for index, raw in enumerate(request.data):
-            serializer = TaskOutcomeSerializer(data=raw)
-            if not serializer.is_valid():
-                rejected.append(
-                    {"index": index, "task_id": _get(raw, "task_id"), "errors": serializer.errors}
-                )
-                continue
-            outcome = dict(serializer.validated_data)
-            team_id, team_error = resolver.team_id(outcome["team"])
-            if team_error:
-                rejected.append(
-                    {"index": index, "task_id": outcome["task_id"], "errors": {"team": [team_error]}}
-                )
-                continue
-            outcome["team"] = resolver.team(team_id)
-            outcome["agent"] = resolver.agent(team_id, outcome["agent"])
-            outcomes.append(outcome)
-        task_outcomes_record(outcomes=outcomes)
-        return Response({"accepted": len(outcomes), "duplicates": 0, "rejected": rejected})
-
-
-def _holds_nul(value) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
-    if isinstance(value, list):
-        return any(_holds_nul(item) for item in value)
-    return False
-
-
-def _get(raw, key):
-    return raw.get(key) if isinstance(raw, dict) else None
+        result = task_outcomes_ingest(raw_outcomes=request.data, principal=self.principal)
+        return Response(result.as_json())

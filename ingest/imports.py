@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import importlib.util
-import json
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import IO, Any
 
 from django.utils import timezone
 
+from finops.core.json_depth import json_loads_bounded
 from finops.pricing.services import PriceBook
 from ingest.adapters.canonical import CSV_EXTRA_CELLS, csv_header_problems
 from ingest.models import ImportJob, ImportStatus
@@ -108,7 +108,7 @@ def import_format_detect(*, path: Path) -> str:
         )
     if first_line.startswith(b"{"):
         try:
-            record = json.loads(first_line)
+            record = json_loads_bounded(first_line)
         except ValueError:
             record = None
         if first_line.startswith(b'{"resourceSpans"') or (
@@ -161,7 +161,7 @@ def _json_lines(lines: _CountingLines, *, adapter: str, default_team: str | None
             continue
         position = f"line {number}"
         try:
-            payload = json.loads(line)
+            payload = json_loads_bounded(line)
         except ValueError as error:
             yield SourceRow(
                 position=position,

@@ -10,6 +10,7 @@ from django.db import models
 
 from finops.accounts.models import Team
 from finops.accounts.querysets import CreatorOwnedQuerySet, TeamOwnedQuerySet
+from finops.core.json_depth import BoundedJSONDecoder
 from ingest.validation import storable
 
 
@@ -20,7 +21,7 @@ class QuarantinedRow(models.Model):
         max_length=128, blank=True, help_text="index in the batch or line in the file"
     )
     event_id = models.CharField(max_length=256, blank=True)
-    payload = models.JSONField(help_text="the row as received")
+    payload = models.JSONField(help_text="the row as received", decoder=BoundedJSONDecoder)
     errors = models.JSONField(help_text="field → list of reasons")
     created_at = models.DateTimeField(auto_now_add=True)
     replayed_at = models.DateTimeField(null=True, blank=True)
@@ -44,9 +45,11 @@ class QuarantinedRow(models.Model):
     def of(cls, *, event_id: str | None, payload: Any, errors: dict, **fields: Any) -> QuarantinedRow:
         """A row to quarantine, kept as received where PostgreSQL can hold it: a text holding a NUL or
         a lone surrogate, or a payload holding NaN, is kept as its escaped JSON text (`storable`)."""
+        payload = storable(payload)
         return cls(
             event_id=storable(event_id or "")[:256],
-            payload=storable(payload),
+            # a row that was JSON null is kept as JSON null (None alone would be SQL NULL)
+            payload=models.Value(None, models.JSONField()) if payload is None else payload,
             errors=storable(errors),
             **fields,
         )

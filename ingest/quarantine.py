@@ -8,7 +8,6 @@ so `quarantined_rows_replay` can run it through the current adapter and writer a
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
@@ -18,11 +17,11 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from finops.accounts.models import Team
 from finops.accounts.selectors import Principal, principal_token_team_id
 from finops.pricing.services import PriceBook
 from ingest.adapters import AdapterError, adapter_for
 from ingest.models import QuarantinedRow
+from ingest.validation import received_payload
 from ingest.writer import Resolver, TeamPolicy, events_ingest_unquarantined
 
 
@@ -101,15 +100,6 @@ def source_row_translate(
     return row
 
 
-def _stored_payload(payload: Any) -> Any:
-    if isinstance(payload, (bytes, bytearray, memoryview)):
-        try:
-            return json.loads(payload)
-        except ValueError:
-            return bytes(payload).decode("utf-8", "replace")
-    return payload
-
-
 def _event_id_of(row: SourceRow) -> str | None:
     for candidate in (row.event, row.payload):
         if isinstance(candidate, dict) and candidate.get("event_id"):
@@ -124,24 +114,6 @@ def _team_hint(row: SourceRow) -> str | None:
         return row.team_hint
     team = row.event.get("team") if isinstance(row.event, dict) else None
     return team if isinstance(team, str) else None
-
-
-class _TeamIds:
-    """Existing team ids by slug, only those the principal may write to (no team is created here)."""
-
-    def __init__(self, policy: TeamPolicy) -> None:
-        self.policy = policy
-        self.ids: dict[str, int | None] = {}
-
-    def get(self, slug: str | None) -> int | None:
-        if not slug or "\x00" in slug:  # no team's slug holds a NUL (nor could the query)
-            return None
-        if slug not in self.ids:
-            self.ids[slug] = Team.objects.filter(slug=slug).values_list("id", flat=True).first()
-        team_id = self.ids[slug]
-        if self.policy.allowed_ids is not None and team_id not in self.policy.allowed_ids:
-            return None
-        return team_id
 
 
 def _write(
@@ -179,7 +151,6 @@ def source_rows_ingest(
     source and position with the same payload gets its errors refreshed instead of a second copy, so
     importing the same file again does not grow the quarantine."""
     outcome = RowsOutcome()
-    team_ids = _TeamIds(resolver.policy)
     with transaction.atomic():
         outcome.accepted, outcome.duplicates, refused = _write(
             rows=rows, principal=principal, resolver=resolver, price_book=price_book
@@ -193,8 +164,9 @@ def source_rows_ingest(
                 if row.event is None or index in refused
             ]
         quarantine: list[QuarantinedRow] = []
+        team_ids = resolver.writable_team_ids(names=(_team_hint(row) for row, _, _ in refused_rows))
         for row, errors, team_id in refused_rows:
-            row.payload = _stored_payload(row.payload)
+            row.payload = received_payload(row.payload)
             if isinstance(row.event, bytes):
                 row.event = row.payload if isinstance(row.payload, dict) else None
             event_id = _event_id_of(row)

@@ -13,6 +13,15 @@ from typing import Annotated, Any
 
 import msgspec
 
+from finops.core.json_depth import (
+    MAX_DOCUMENT_DEPTH,
+    MAX_VALUE_DEPTH,
+    JsonTooDeep,
+    json_loads_bounded,
+    text_depth_exceeds,
+    too_deep_message,
+    value_depth,
+)
 from finops.ledger.tokens import TOKEN_TYPES
 
 REQUIRED = ("event_id", "timestamp", "team", "agent", "provider", "model", "usage")
@@ -26,10 +35,11 @@ MAX_TEXT = {
     "prompt_version": 128,
     "status": 32,
 }
-# the fields stored as text or jsonb (unknown fields are dropped, so whatever they hold does no harm)
-STORED_TEXT = (*MAX_TEXT, "input_breakdown", "tool_calls", "tags")
+# the fields stored as jsonb (unknown fields are dropped, so whatever they hold does no harm)
+JSON_VALUED = ("input_breakdown", "tool_calls", "tags")
 MAX_CLOCK_SKEW = timedelta(days=1)
 MIN_TIMESTAMP = datetime(2020, 1, 1, tzinfo=UTC)
+_MAX_EVENT_DEPTH = MAX_VALUE_DEPTH + 1  # the event object around its JSON values
 MAX_TOKENS_PER_FIELD = 10**12
 MAX_REPORTED_COST_USD = Decimal(10) ** 16  # numeric(28, 12): 16 digits before the point
 STORED_COST_PLACES = Decimal("1e-12")
@@ -58,6 +68,52 @@ class Event:
     tool_calls: list | None = None
     reported_cost_usd: Decimal | None = None
     tags: dict | None = None
+
+
+def json_kind(value: Any) -> str:
+    """What a decoded JSON value is, in JSON's words, for errors such as "null, not an event object"."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def timestamp_out_of_range(value: datetime, *, now: datetime, text: str) -> str | None:
+    """Why a timestamp (of an event, or a task's start or end) is refused, if it is: the ledger keeps
+    nothing before 2020 nor more than a day ahead of the clock."""
+    if value > now + MAX_CLOCK_SKEW:
+        return f"{text} is more than a day in the future; check the clock"
+    if value < MIN_TIMESTAMP:
+        return f"{text} is before 2020; check the clock or the unit"
+    return None
+
+
+def json_value_problem(value: Any) -> str | None:
+    """Why a JSON value cannot be stored (too deep, or holding what PostgreSQL cannot keep), if so."""
+    depth = value_depth(value)
+    if depth > MAX_VALUE_DEPTH:
+        return too_deep_message(depth)
+    return _unstorable(value)
+
+
+def received_payload(raw: Any) -> Any:
+    """A row as received, for the quarantine: JSON bytes decoded, or their text when they are not JSON
+    (or nest too deep to decode); anything else as it is."""
+    if not isinstance(raw, (bytes, bytearray, memoryview)):
+        return raw
+    try:
+        return json_loads_bounded(raw)
+    except ValueError:
+        return bytes(raw).decode("utf-8", "replace")
 
 
 def parse_timestamp(value: Any) -> datetime:
@@ -123,7 +179,7 @@ def storable(value: Any) -> Any:
 def event_validate(raw: Any, *, now: datetime | None = None) -> tuple[Event | None, dict[str, list[str]]]:
     """Return (event, {}) or (None, {field: [reason, …]}). Missing token fields count as 0."""
     if not isinstance(raw, dict):
-        return None, {"non_field_errors": [f"an event must be a JSON object, got {type(raw).__name__}"]}
+        return None, {"non_field_errors": [f"{json_kind(raw)}, not an event object"]}
     errors: dict[str, list[str]] = {}
 
     def fail(name: str, message: str) -> None:
@@ -144,11 +200,9 @@ def event_validate(raw: Any, *, now: datetime | None = None) -> tuple[Event | No
     if "timestamp" not in errors:
         try:
             timestamp = parse_timestamp(raw["timestamp"])
-            now = now or datetime.now(UTC)
-            if timestamp > now + MAX_CLOCK_SKEW:
-                fail("timestamp", f"{raw['timestamp']} is more than a day in the future; check the clock")
-            elif timestamp < MIN_TIMESTAMP:
-                fail("timestamp", f"{raw['timestamp']} is before 2020; check the clock or the unit")
+            problem = timestamp_out_of_range(timestamp, now=now or datetime.now(UTC), text=raw["timestamp"])
+            if problem:
+                fail("timestamp", problem)
         except ValueError as error:
             fail("timestamp", str(error))
 
@@ -211,8 +265,12 @@ def event_validate(raw: Any, *, now: datetime | None = None) -> tuple[Event | No
             except InvalidOperation:
                 fail("reported_cost_usd", f"{raw.get('reported_cost_usd')!r} is not a non-negative decimal")
 
-    for name in STORED_TEXT:
+    for name in MAX_TEXT:
         problem = _unstorable(raw.get(name))
+        if problem:
+            fail(name, problem)
+    for name in JSON_VALUED:
+        problem = json_value_problem(raw.get(name))
         if problem:
             fail(name, problem)
 
@@ -326,12 +384,14 @@ def wire_events_decode(raws: Iterable[bytes | dict], *, now: datetime) -> list[W
                     Rejected(errors or {"non_field_errors": ["holds text that is not valid Unicode"]}, raw)
                 )
                 continue
-            except (TypeError, msgspec.EncodeError) as error:
+            except (TypeError, msgspec.EncodeError, RecursionError) as error:
                 append(Rejected({"non_field_errors": [f"not JSON-serialisable: {error}"]}, repr(raw)))
                 continue
         else:
             data = raw
-        if b"\\u0000" in data:  # a NUL, which PostgreSQL cannot store (or the text "\u0000"): look closer
+        # a NUL, which PostgreSQL cannot store (or the text "\u0000"), or nested deeper than an event
+        # whose JSON values nest the most levels allowed: the slow path looks closer and says where
+        if b"\\u0000" in data or text_depth_exceeds(data, _MAX_EVENT_DEPTH):
             append(_slow_path(data, now))
             continue
         try:
@@ -372,6 +432,8 @@ def _reported_cost_stored(text: str) -> str | None:
 
 
 def _slow_path(data: bytes, now: datetime) -> WireEvent | Rejected:
+    if text_depth_exceeds(data, MAX_DOCUMENT_DEPTH):  # too deep to decode safely: kept as its text
+        return Rejected({"non_field_errors": [str(JsonTooDeep())]}, bytes(data).decode("utf-8", "replace"))
     try:
         payload = json.loads(data)
     except ValueError as error:

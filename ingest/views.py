@@ -34,9 +34,11 @@ from finops import embedded
 from finops.accounts.models import User
 from finops.accounts.selectors import writable_team_ids
 from finops.api.pagination import CountedLimitOffset
+from finops.api.parsers import RAW_BODY_PARSERS, raw_body
 from finops.api.permissions import IngestScope, ReadScope
 from finops.api.viewsets import ScopedAPIView, TeamScopedViewSet
 from finops.celery import CeleryQueue
+from finops.core.json_depth import json_loads_bounded
 from finops.pricing.services import PriceBook
 from ingest.filters import QuarantinedRowFilter
 from ingest.imports import FORMATS, import_job_fail, import_source_name
@@ -226,14 +228,19 @@ def _litellm_payloads(body: bytes) -> list:
     """LiteLLM's generic logger posts a JSON array (log_format json_array, the default), one object
     (single) or NDJSON (ndjson)."""
     try:
-        parsed = json.loads(body, parse_constant=_not_json)
+        parsed = json_loads_bounded(body, parse_constant=_not_json)
     except ValueError:
         try:
             parsed = [
-                json.loads(line, parse_constant=_not_json) for line in body.splitlines() if line.strip()
+                json_loads_bounded(line, parse_constant=_not_json)
+                for line in body.splitlines()
+                if line.strip()
             ]
-        except ValueError:
-            parsed = None
+        except ValueError as error:
+            raise ValueError(
+                f"the body is not JSON ({error}); send LiteLLM's StandardLoggingPayload as a JSON array, "
+                "object or NDJSON"
+            ) from None
         if not parsed:
             raise ValueError(
                 "the body is not JSON; send LiteLLM's StandardLoggingPayload as a JSON array, object or NDJSON"
@@ -249,12 +256,12 @@ class LiteLLMView(ScopedAPIView):
     """POST /api/v1/litellm: LiteLLM's generic API logger (StandardLoggingPayload) points here."""
 
     permission_classes = [IngestScope]
-    parser_classes: list = []  # the body is read raw: array, object or NDJSON
+    parser_classes = RAW_BODY_PARSERS  # the body is read raw: array, object or NDJSON
 
     @extend_schema(request={"application/json": OpenApiTypes.OBJECT}, responses={200: INGEST_RESPONSE})
     def post(self, request):
         try:
-            payloads = _litellm_payloads(request.body)
+            payloads = _litellm_payloads(raw_body(request))
         except ValueError as error:
             return Response({"message": str(error), "extra": {}}, status=status.HTTP_400_BAD_REQUEST)
         principal = self.principal

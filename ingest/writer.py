@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import gc
-import json
 import operator
 import queue
 import struct
@@ -26,6 +25,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import psycopg
+from django.core.validators import slug_re
 from django.db import IntegrityError, connection, transaction
 from psycopg import pq
 from psycopg.adapt import AdaptersMap, PyFormat, Transformer
@@ -39,7 +39,7 @@ from finops.ledger.tokens import TOKEN_TYPES
 from finops.pricing.fast import PicoPricer
 from finops.pricing.services import PriceBook
 from ingest.models import QuarantinedRow
-from ingest.validation import NULL, Rejected, WireEvent, wire_events_decode
+from ingest.validation import NULL, Rejected, WireEvent, received_payload, wire_events_decode
 
 STAGE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("ord", "int4"),
@@ -236,6 +236,13 @@ LEFT JOIN {Agent._meta.db_table} AS agent ON agent.team_id = team.id AND agent.n
 """
 
 
+_AGENT_IDS_SQL = f"""
+SELECT agent.team_id, agent.name, agent.id
+FROM unnest(%s::int8[], %s::text[]) AS wanted (team_id, name)
+JOIN {Agent._meta.db_table} AS agent ON agent.team_id = wanted.team_id AND agent.name = wanted.name
+"""
+
+
 class Resolver:
     """Team slugs and agent names to ids, with the few queries a batch needs (cached across batches)."""
 
@@ -245,6 +252,8 @@ class Resolver:
         self.agent_ids: dict[tuple[int, str], int] = {}
 
     def team_id(self, slug: str) -> tuple[int | None, str | None]:
+        if not slug_re.match(slug):  # a slug is what a team's pages and URLs are named by
+            return None, f"{slug!r} is not a valid team name: use letters, digits, - and _"
         if slug not in self.team_ids:
             team = Team.objects.filter(slug=slug).first()
             if team is None and self.policy.may_create:
@@ -258,6 +267,21 @@ class Resolver:
         if team_id is None:
             return None, f"unknown team {slug!r}; an admin or an org-wide token can create it"
         return team_id, None
+
+    def writable_team_ids(self, *, names: Iterable[Any]) -> dict[str, int]:
+        """Of these team names (anything a refused row holds), the teams that exist and the principal
+        may write to, by name, in at most one query; nothing is created. A refused row is filed under
+        its team, so whoever sent it sees and replays it."""
+        wanted = {name for name in names if isinstance(name, str) and slug_re.match(name)}
+        unseen = wanted - self.team_ids.keys()
+        if unseen:  # only teams found are cached: team_id may still create a missing one
+            self.team_ids.update(Team.objects.filter(slug__in=unseen).values_list("slug", "id"))
+        allowed = self.policy.allowed_ids
+        return {
+            name: team_id
+            for name in wanted
+            if (team_id := self.team_ids.get(name)) is not None and (allowed is None or team_id in allowed)
+        }
 
     def prefetch(self, *, names: set[tuple[str, str]]) -> None:
         """Look up a batch's (team slug, agent name) pairs not cached yet, in one query rather than one
@@ -278,6 +302,38 @@ class Resolver:
                 self.team_ids[slug] = team_id
                 if agent_id is not None:
                     self.agent_ids[(team_id, agent)] = agent_id
+
+    def resolve(
+        self, *, names: set[tuple[str, str]]
+    ) -> tuple[dict[tuple[str, str], tuple[int, int]], dict[tuple[str, str], tuple[int | None, str]]]:
+        """A batch's (team, agent) names as (team id, agent id), creating missing agents (and teams,
+        where the principal may) in a few queries whatever the batch's size; and the names refused,
+        with the team id where it is known and why."""
+        self.prefetch(names=names)
+        ids, refused, missing = {}, {}, []
+        for team, agent in names:
+            team_id, team_error = self.team_id(team)
+            if team_error:
+                refused[team, agent] = (team_id, team_error)
+            elif (team_id, agent) in self.agent_ids:
+                ids[team, agent] = (team_id, self.agent_ids[team_id, agent])
+            else:
+                missing.append((team_id, agent, team))
+        if missing:
+            missing.sort()  # concurrent batches insert shared agents in one order: no deadlock
+            self._agents_create(keys=[(team_id, agent) for team_id, agent, _ in missing])
+            for team_id, agent, team in missing:
+                ids[team, agent] = (team_id, self.agent_ids[team_id, agent])
+        return ids, refused
+
+    def _agents_create(self, *, keys: list[tuple[int, str]]) -> None:
+        Agent.objects.bulk_create(
+            [Agent(team_id=team_id, name=name) for team_id, name in keys], ignore_conflicts=True
+        )
+        with connection.cursor() as cursor:  # the ids of the new ones and of any a concurrent batch made
+            cursor.execute(_AGENT_IDS_SQL, [[team_id for team_id, _ in keys], [name for _, name in keys]])
+            for team_id, name, agent_id in cursor.fetchall():
+                self.agent_ids[(team_id, name)] = agent_id
 
     def team(self, team_id: int) -> Team:
         return Team.objects.get(pk=team_id)
@@ -373,15 +429,11 @@ def events_ingest_unquarantined(
                 if type(row) is Rejected
             ]
         # (team, agent) → (team id, agent id); the few pairs of a batch cover all of its rows
-        names = {(event.team, event.agent) for event in events}
-        resolver.prefetch(names=names)
-        ids, refused_names = {}, {}
-        for team, agent in names:
-            team_id, team_error = resolver.team_id(team)
-            if team_error:
-                refused_names[team, agent] = (team_id, team_error)
-            else:
-                ids[team, agent] = (team_id, resolver.agent_id(team_id, agent))
+        ids, refused_names = resolver.resolve(names={(event.team, event.agent) for event in events})
+        if refusals:  # filed under the team they name, once the batch's new teams exist
+            team_ids = resolver.writable_team_ids(names=map(_team_named, refusals))
+            for refusal in refusals:
+                refusal.team_id = team_ids.get(_team_named(refusal))
         if refused_names:
             events = []
             for index, row in enumerate(decoded):
@@ -392,7 +444,9 @@ def events_ingest_unquarantined(
                     events.append(row)
                 else:
                     refusals.append(
-                        Refusal(index, {"team": [refused[1]]}, _payload(raw_events, index), refused[0])
+                        Refusal(
+                            index, {"team": [refused[1]]}, received_payload(raw_events[index]), refused[0]
+                        )
                     )
             refusals.sort(key=_refusal_index)
         accepted = events_write(events=events, ids=ids, pricer=_pricer_for(price_book))
@@ -400,6 +454,10 @@ def events_ingest_unquarantined(
 
 
 _refusal_index = operator.attrgetter("index")
+
+
+def _team_named(refusal: Refusal) -> Any:
+    return refusal.payload.get("team") if isinstance(refusal.payload, dict) else None
 
 
 _frozen_depth = 0
@@ -425,16 +483,6 @@ def heap_frozen() -> Iterator[None]:
             _frozen_depth -= 1
             if _frozen_depth == 0:
                 gc.unfreeze()
-
-
-def _payload(raw_events: Sequence[bytes | dict], index: int) -> Any:
-    raw = raw_events[index]
-    if isinstance(raw, dict):
-        return raw
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return bytes(raw).decode("utf-8", "replace")
 
 
 def _pricer_for(price_book: PriceBook) -> PicoPricer:

@@ -6,11 +6,12 @@ input_breakdown, tool_calls and tags holding JSON text. An empty cell means "not
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from finops.core.json_depth import json_loads_bounded
 from finops.ledger.tokens import TOKEN_TYPES
 from ingest.adapters import AdapterError
+from ingest.validation import json_kind
 
 CSV_TEXT_COLUMNS = (
     "event_id",
@@ -56,10 +57,12 @@ def event_from_json(payload: Any, *, default_team: str | None = None) -> dict[st
     """A JSON line as received: already an event (the writer validates it), or text that must parse."""
     if isinstance(payload, str):
         try:
-            payload = json.loads(payload)
+            payload = json_loads_bounded(payload)
         except ValueError as error:
             raise AdapterError({"non_field_errors": [f"not JSON: {error}"]}) from None
-    if isinstance(payload, dict) and default_team and not payload.get("team"):
+    if not isinstance(payload, dict):
+        raise AdapterError({"non_field_errors": [f"{json_kind(payload)}, not an event object"]})
+    if default_team and not payload.get("team"):
         payload = {**payload, "team": default_team}
     return payload
 
@@ -118,7 +121,7 @@ def event_from_csv_row(payload: Any, *, default_team: str | None = None) -> dict
         if not cell(name):
             continue
         try:
-            event[name] = json.loads(cell(name))
+            event[name] = json_loads_bounded(cell(name))
         except ValueError as error:
             errors.setdefault(name, []).append(f"not JSON ({error}); write the cell as JSON text")
     if default_team and "team" not in event:

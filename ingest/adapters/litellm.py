@@ -41,6 +41,7 @@ from typing import Any
 from django.utils.text import slugify
 
 from ingest.adapters import AdapterError
+from ingest.validation import json_kind
 
 AGENT_TAG_PREFIX = "agent:"
 _SPEND_METADATA_FIELDS = {"team", "agent", "task_id", "step", "prompt_version"}
@@ -83,7 +84,7 @@ def event_from_litellm_payload(payload: Any, *, default_team: str | None = None)
     """One StandardLoggingPayload as a canonical event dict; AdapterError names what is missing and how
     to send it. `default_team` is the team of a team-bound ingest token (see the module docstring)."""
     if not isinstance(payload, dict):
-        raise AdapterError({"non_field_errors": ["a LiteLLM log must be a JSON object"]})
+        raise AdapterError({"non_field_errors": [f"{json_kind(payload)}, not a LiteLLM log object"]})
     errors: dict[str, list[str]] = {}
     metadata = _dict(payload.get("metadata"))
     spend_metadata = _dict(metadata.get("spend_logs_metadata"))

@@ -8,7 +8,6 @@ trace and span ids are hex, not base64, so the ids are rewritten before json_for
 from __future__ import annotations
 
 import base64
-import json
 import zlib
 from typing import Any
 
@@ -16,6 +15,8 @@ from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
 from google.rpc.status_pb2 import Status
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from finops.core.json_depth import JsonTooDeep, json_loads_bounded
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -63,7 +64,9 @@ def export_request_decode(*, body: bytes, encoding: str) -> ExportTraceServiceRe
             raise UndecodableBody(f"the body is not a protobuf ExportTraceServiceRequest ({error})") from None
         return request
     try:
-        document = json.loads(body)
+        document = json_loads_bounded(body)
+    except JsonTooDeep as error:
+        raise UndecodableBody(f"the body is {error}") from None
     except ValueError as error:
         raise UndecodableBody(f"the body is not JSON ({error})") from None
     if not isinstance(document, dict):
