@@ -50,6 +50,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -59,31 +60,78 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
+from ingest.adapters import response_event_id
+
 OPERATION = "gen_ai.operation.name"
 LLM_OPERATIONS = frozenset({"chat", "text_completion", "generate_content"})
 AGENT_OPERATION = "invoke_agent"
 TOOL_OPERATION = "execute_tool"
 NEVER_A_CALL = frozenset({AGENT_OPERATION, TOOL_OPERATION, "create_agent", "invoke_workflow"})
+# OpenInference (Arize Phoenix): openinference-semantic-conventions, semconv/trace/__init__.py
+OPENINFERENCE_SPAN_KIND = "openinference.span.kind"
+OPENINFERENCE_LLM = "LLM"
+# kinds that wrap calls (and may repeat their usage) or are no model call at all
+OPENINFERENCE_NEVER_A_CALL = frozenset(
+    {"AGENT", "CHAIN", "TOOL", "RETRIEVER", "RERANKER", "GUARDRAIL", "EVALUATOR", "PROMPT"}
+)
 
-PROVIDER_ATTRIBUTES = ("gen_ai.provider.name", "gen_ai.system")
-MODEL_ATTRIBUTES = ("gen_ai.response.model", "gen_ai.request.model")
-INPUT_TOKENS = ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens")
-OUTPUT_TOKENS = ("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens")
-CACHE_READ_TOKENS = ("gen_ai.usage.cache_read.input_tokens", "gen_ai.usage.cache_read_input_tokens")
+PROVIDER_ATTRIBUTES = ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system")
+MODEL_ATTRIBUTES = (
+    "gen_ai.response.model",
+    "gen_ai.request.model",
+    "llm.response.model_name",
+    "llm.model_name",
+    "llm.request.model_name",
+)
+# Each token count as the OTel GenAI conventions name it, then older OpenLLMetry names, then OpenInference's.
+INPUT_TOKENS = (
+    "gen_ai.usage.input_tokens",
+    "gen_ai.usage.prompt_tokens",
+    "llm.usage.prompt_tokens",
+    "llm.token_count.prompt",
+)
+OUTPUT_TOKENS = (
+    "gen_ai.usage.output_tokens",
+    "gen_ai.usage.completion_tokens",
+    "llm.usage.completion_tokens",
+    "llm.token_count.completion",
+)
+CACHE_READ_TOKENS = (
+    "gen_ai.usage.cache_read.input_tokens",
+    "gen_ai.usage.cache_read_input_tokens",
+    "llm.token_count.prompt_details.cache_read",
+)
 CACHE_CREATION_TOKENS = (
     "gen_ai.usage.cache_creation.input_tokens",
+    "gen_ai.usage.cache_write.input_tokens",
     "gen_ai.usage.cache_creation_input_tokens",
+    "llm.token_count.prompt_details.cache_write",
 )
-CACHE_CREATION_1H_TOKENS = ("gen_ai.usage.cache_creation.ephemeral_1h_input_tokens",)
-REASONING_TOKENS = ("gen_ai.usage.reasoning.output_tokens", "gen_ai.usage.reasoning_tokens")
-USAGE_ATTRIBUTES = (
-    *INPUT_TOKENS,
-    *OUTPUT_TOKENS,
-    *CACHE_READ_TOKENS,
-    *CACHE_CREATION_TOKENS,
-    *CACHE_CREATION_1H_TOKENS,
-    *REASONING_TOKENS,
+CACHE_CREATION_1H_TOKENS = (
+    "gen_ai.usage.cache_creation.ephemeral_1h_input_tokens",
+    "anthropic.usage.cache_creation.ephemeral_1h_input_tokens",
 )
+REASONING_TOKENS = (
+    "gen_ai.usage.reasoning.output_tokens",
+    "gen_ai.usage.reasoning_tokens",
+    "llm.usage.reasoning_tokens",
+    "llm.token_count.completion_details.reasoning",
+)
+TOKEN_COUNTS = {
+    "input": INPUT_TOKENS,
+    "output": OUTPUT_TOKENS,
+    "cache_read": CACHE_READ_TOKENS,
+    "cache_creation": CACHE_CREATION_TOKENS,
+    "cache_creation_1h": CACHE_CREATION_1H_TOKENS,
+    "reasoning": REASONING_TOKENS,
+}
+USAGE_ATTRIBUTES = tuple(name for names in TOKEN_COUNTS.values() for name in names)
+RESPONSE_ID = "gen_ai.response.id"
+OPENINFERENCE_OUTPUT = "output.value"
+OPENINFERENCE_OUTPUT_MIME_TYPE = "output.mime_type"
+# OpenInference puts no response id attribute on a span, but its output.value is the response body as
+# JSON, and the SDKs' models serialise their id first: {"id":"msg_…", …}. Read without parsing the body.
+_LEADING_ID = re.compile(r'\s*\{\s*"id"\s*:\s*"([^"\\]{1,200})"')
 AGENT_NAME = "gen_ai.agent.name"
 TOOL_NAME = "gen_ai.tool.name"
 TOOL_ARGUMENTS = "gen_ai.tool.call.arguments"
@@ -103,7 +151,10 @@ PROVIDER_ALIASES = {
     "az.ai.openai": "azure",
     "az.ai.inference": "azure",
     "x_ai": "x-ai",
+    "xai": "x-ai",
     "mistral_ai": "mistral",
+    "mistralai": "mistral",
+    "vertexai": "google",
 }
 # providers whose own usage numbers report input_tokens without the cache reads and writes
 INPUT_EXCLUDES_CACHE_PROVIDERS = frozenset({"anthropic", "aws.bedrock"})
@@ -195,25 +246,19 @@ def spans_map(*, spans: list[SpanRecord], default_team: str | None) -> MappedSpa
     for span in spans:
         children.setdefault((span.trace_id, span.parent_span_id), []).append(span)
     result = MappedSpans()
-    calls: list[tuple[SpanRecord, dict[str, Any], SpanRecord | None]] = []
+    llm_spans: list[SpanRecord] = []
     for span in spans:
         if span.operation == AGENT_OPERATION:
             _agent_span_map(span=span, by_id=by_id, default_team=default_team, result=result)
         elif _is_llm_call(span):
-            event, errors = _llm_span_event(span=span, default_team=default_team)
-            if errors:
-                result.rejected.append(RejectedSpan(span=span, errors=errors))
-                continue
-            agent_span, parent_missing = _nearest_agent(span=span, by_id=by_id)
-            if agent_span is not None:
-                event["task_id"] = _task_id(span)
-                agent_name = agent_span.attributes.get(AGENT_NAME)
-                if isinstance(agent_name, str) and agent_name:
-                    event["agent"] = agent_name
-            elif parent_missing:
-                event["task_id"] = _task_id(span)
-            event["tool_calls"] = _tool_calls(span=span, children=children) or None
-            calls.append((span, event, agent_span))
+            llm_spans.append(span)
+    calls: list[tuple[SpanRecord, dict[str, Any], SpanRecord | None]] = []
+    for reports in _calls_reported(spans=llm_spans, by_id=by_id):
+        call = _call_event(reports=reports, by_id=by_id, children=children, default_team=default_team)
+        if isinstance(call, RejectedSpan):
+            result.rejected.append(call)
+        else:
+            calls.append(call)
     steps: dict[str, int] = {}
     for _span, event, agent_span in sorted(calls, key=lambda call: call[0].start_time_unix_nano):
         if agent_span is not None:
@@ -224,11 +269,128 @@ def spans_map(*, spans: list[SpanRecord], default_team: str | None) -> MappedSpa
 
 
 def _is_llm_call(span: SpanRecord) -> bool:
-    if span.operation in LLM_OPERATIONS:
+    if span.operation in LLM_OPERATIONS or span.attributes.get(OPENINFERENCE_SPAN_KIND) == OPENINFERENCE_LLM:
         return True
     if span.operation in NEVER_A_CALL:  # agent and workflow spans may repeat their calls' usage
         return False
+    if span.attributes.get(OPENINFERENCE_SPAN_KIND) in OPENINFERENCE_NEVER_A_CALL:
+        return False
     return any(name in span.attributes for name in USAGE_ATTRIBUTES)
+
+
+def _response_id(span: SpanRecord) -> str | None:
+    """The provider's id of the response this span reports, when it carries one."""
+    value = span.attributes.get(RESPONSE_ID)
+    if value is None and span.attributes.get(OPENINFERENCE_OUTPUT_MIME_TYPE) == "application/json":
+        output = span.attributes.get(OPENINFERENCE_OUTPUT)
+        match = _LEADING_ID.match(output) if isinstance(output, str) else None
+        value = match.group(1) if match else None
+    return value if response_event_id(value) else None
+
+
+def _calls_reported(
+    *, spans: list[SpanRecord], by_id: dict[tuple[str, str], SpanRecord]
+) -> list[list[SpanRecord]]:
+    """The LLM-call spans grouped by the call they report, each group's most detailed report first.
+
+    Two spans report one call when they carry the same response id (OpenLLMetry's span and the Anthropic
+    SDK's own, even in two traces), or when one encloses the other and their response ids do not differ
+    (OpenInference's span around the SDK's). A group never holds two response ids, so a wrapper span
+    around two attempts (a retry, a fallback) stays with one of them and the other is a call of its own.
+    """
+    group_of = [[index] for index in range(len(spans))]  # span index → the indices of its group
+    identities = [_response_id(span) for span in spans]
+    group_identity = {id(group): identity for group, identity in zip(group_of, identities, strict=True)}
+    index_of = {(span.trace_id, span.span_id): index for index, span in enumerate(spans)}
+
+    def join(one: int, other: int) -> None:
+        first, second = group_of[one], group_of[other]
+        first_id, second_id = group_identity[id(first)], group_identity[id(second)]
+        if first is second or (first_id and second_id and first_id != second_id):
+            return
+        first.extend(second)
+        group_identity[id(first)] = first_id or second_id
+        for index in second:
+            group_of[index] = first
+
+    first_with: dict[str, int] = {}
+    for index, identity in enumerate(identities):
+        if identity is not None:
+            join(first_with.setdefault(identity, index), index)
+    for index, span in enumerate(spans):
+        enclosing = _enclosing_call(span=span, by_id=by_id)
+        if enclosing is not None:
+            join(index_of[(enclosing.trace_id, enclosing.span_id)], index)
+    groups = {id(group): group for group in group_of}.values()
+    return [sorted((spans[index] for index in group), key=_usage_detail, reverse=True) for group in groups]
+
+
+def _enclosing_call(*, span: SpanRecord, by_id: dict[tuple[str, str], SpanRecord]) -> SpanRecord | None:
+    """The nearest LLM-call ancestor in the request, looking no further up than an agent or a tool."""
+    current = span
+    seen = {span.span_id}
+    while current.parent_span_id:
+        parent = by_id.get((span.trace_id, current.parent_span_id))
+        if parent is None or parent.span_id in seen:
+            return None
+        if _is_llm_call(parent):
+            return parent
+        if parent.operation in NEVER_A_CALL or parent.attributes.get(OPENINFERENCE_SPAN_KIND) in (
+            "AGENT",
+            "TOOL",
+        ):
+            return None
+        seen.add(parent.span_id)
+        current = parent
+    return None
+
+
+def _usage_detail(span: SpanRecord) -> int:
+    """How many of the six token counts the span reports: the Anthropic SDK's own span, which splits cache
+    writes by TTL, tells more than the instrumentations' spans of the same call."""
+    return sum(any(name in span.attributes for name in names) for names in TOKEN_COUNTS.values())
+
+
+def _call_event(
+    *,
+    reports: list[SpanRecord],
+    by_id: dict[tuple[str, str], SpanRecord],
+    children: dict[tuple[str, str], list[SpanRecord]],
+    default_team: str | None,
+) -> tuple[SpanRecord, dict[str, Any], SpanRecord | None] | RejectedSpan:
+    """One call from the spans that report it: tokens from the most detailed one that maps, the task,
+    agent and tool calls from whichever report has them."""
+    first_errors: dict[str, list[str]] = {}
+    for span in reports:
+        event, errors = _llm_span_event(span=span, default_team=default_team)
+        if not errors:
+            break
+        first_errors = first_errors or errors
+    else:
+        return RejectedSpan(span=reports[0], errors=first_errors)
+    identity = next(filter(None, map(_response_id, reports)), None)
+    if identity is not None:
+        event["event_id"] = response_event_id(identity)
+    reports = [span, *(report for report in reports if report is not span)]
+    ancestry = [(report, *_nearest_agent(span=report, by_id=by_id)) for report in reports]
+    agent_span = next((agent for _, agent, _ in ancestry if agent is not None), None)
+    # a report under an agent span names the task; else one whose parent is in another export
+    in_task = next((report for report, agent, _ in ancestry if agent), None) or next(
+        (report for report, _, parent_missing in ancestry if parent_missing), None
+    )
+    if in_task is not None:
+        event["task_id"] = _task_id(in_task)
+    agent_names = [agent_span] if agent_span is not None else []
+    agent_names += reports
+    event["agent"] = next(
+        filter(None, (_first_text(named.attributes, (AGENT_NAME,)) for named in agent_names)), event["agent"]
+    )
+    tool_calls = (_tool_calls(span=report, children=children) for report in reports)
+    event["tool_calls"] = next(filter(None, tool_calls), None)
+    max_tokens = next(filter(None, map(_max_tokens, reports)), None)
+    if max_tokens is not None:
+        event["max_tokens"] = max_tokens
+    return span, event, agent_span
 
 
 def _task_id(span: SpanRecord) -> str:
@@ -325,12 +487,14 @@ def _llm_span_event(
     agent = _agent_name(span=span, errors=errors)
     provider = _first_text(span.attributes, PROVIDER_ATTRIBUTES)
     if provider is None:
-        errors["provider"] = ["no provider: set gen_ai.provider.name (e.g. openai, anthropic)"]
+        errors["provider"] = [
+            "no provider: set gen_ai.provider.name (or llm.provider), e.g. openai, anthropic"
+        ]
     else:
         provider = PROVIDER_ALIASES.get(provider.lower(), provider.lower())
     model = _first_text(span.attributes, MODEL_ATTRIBUTES)
     if model is None:
-        errors["model"] = ["no model: set gen_ai.response.model or gen_ai.request.model"]
+        errors["model"] = ["no model: set gen_ai.response.model or gen_ai.request.model (or llm.model_name)"]
     usage = _usage(span=span, provider=provider or "", errors=errors)
     if errors:
         return {}, errors
@@ -346,23 +510,20 @@ def _llm_span_event(
     }
     if span.end_time_unix_nano >= span.start_time_unix_nano > 0:
         event["latency_ms"] = round((span.end_time_unix_nano - span.start_time_unix_nano) / 1_000_000)
-    max_tokens = span.attributes.get(MAX_TOKENS)
-    if isinstance(max_tokens, int) and not isinstance(max_tokens, bool):
-        event["max_tokens"] = max_tokens
     return event, {}
+
+
+def _max_tokens(span: SpanRecord) -> int | None:
+    max_tokens = span.attributes.get(MAX_TOKENS)
+    return max_tokens if isinstance(max_tokens, int) and not isinstance(max_tokens, bool) else None
 
 
 def _usage(*, span: SpanRecord, provider: str, errors: dict[str, list[str]]) -> dict[str, int]:
     counts: dict[str, int] = {}
-    for label, names in (
-        ("input", INPUT_TOKENS),
-        ("output", OUTPUT_TOKENS),
-        ("cache_read", CACHE_READ_TOKENS),
-        ("cache_creation", CACHE_CREATION_TOKENS),
-        ("cache_creation_1h", CACHE_CREATION_1H_TOKENS),
-        ("reasoning", REASONING_TOKENS),
-    ):
+    read: dict[str, str] = {}  # label → the attribute it was read from, to name it in errors
+    for label, names in TOKEN_COUNTS.items():
         name, value = _first_present(span.attributes, names)
+        read[label] = name or names[0]
         if name is None:
             counts[label] = 0
             continue
@@ -383,21 +544,21 @@ def _usage(*, span: SpanRecord, provider: str, errors: dict[str, list[str]]) -> 
     uncached_input = counts["input"] - cached if input_includes_cache else counts["input"]
     if uncached_input < 0:
         errors["usage.uncached_input"] = [
-            f"gen_ai.usage.input_tokens ({counts['input']}) is less than the cache reads and writes it "
+            f"{read['input']} ({counts['input']}) is less than the cache reads and writes it "
             f"should include ({cached}); if this sender reports input without them, set the resource "
             f"attribute {INPUT_INCLUDES_CACHE_RESOURCE_ATTRIBUTE}=false"
         ]
     output = counts["output"] - counts["reasoning"]
     if output < 0:
         errors["usage.output"] = [
-            f"gen_ai.usage.output_tokens ({counts['output']}) is less than the reasoning tokens it "
+            f"{read['output']} ({counts['output']}) is less than the reasoning tokens it "
             f"includes ({counts['reasoning']})"
         ]
     cache_write_5m = counts["cache_creation"] - counts["cache_creation_1h"]
     if cache_write_5m < 0:
         errors["usage.cache_write_1h"] = [
-            f"{CACHE_CREATION_1H_TOKENS[0]} ({counts['cache_creation_1h']}) is more than "
-            f"gen_ai.usage.cache_creation.input_tokens ({counts['cache_creation']}), which includes it"
+            f"{read['cache_creation_1h']} ({counts['cache_creation_1h']}) is more than "
+            f"{read['cache_creation']} ({counts['cache_creation']}), which includes it"
         ]
     return {
         "uncached_input": uncached_input,
