@@ -1,23 +1,24 @@
 """OpenTelemetry GenAI spans → canonical usage events and task outcomes. Pure: no database, no request.
 
-Attributes read (OpenTelemetry GenAI semantic conventions, `open-telemetry/semantic-conventions-genai`
-`model/gen-ai/registry.yaml`; the second name in a pair is the older one OpenLLMetry's `semconv_ai`
-still emits, read only when the current one is absent):
+Attributes read: the OpenTelemetry GenAI semantic conventions (`open-telemetry/semantic-conventions-genai`
+`model/gen-ai/registry.yaml`), then the names other instrumentations emit, each read only when the
+names before it are absent: the Anthropic SDK's own spans (anthropic `_tracing.py`), OpenLLMetry's older
+`semconv_ai` names (`gen_ai.usage.prompt_tokens`, `llm.usage.*`, `gen_ai.system`), and OpenInference's
+(`openinference-semantic-conventions` semconv/trace: `llm.token_count.*`, `llm.provider`,
+`llm.model_name`, `openinference.span.kind`). The lists are the constants below; README.md has the table.
 
 - kind of span: `gen_ai.operation.name` — `chat`, `text_completion`, `generate_content` (or any other
-  operation carrying `gen_ai.usage.*` tokens, e.g. `embeddings`) is one LLM call; `invoke_agent` is one
-  agent run; `execute_tool` (with `gen_ai.tool.name`, `gen_ai.tool.call.arguments`) is a tool call.
-  Spans without GenAI attributes (HTTP, DB, …) are ignored, not rejected.
-- provider: `gen_ai.provider.name`, else the older `gen_ai.system`; `gcp.gemini`, `gcp.vertex_ai`,
-  `gcp.gen_ai` → `google`, `azure.ai.openai`/`azure.ai.inference` → `azure`, `x_ai` → `x-ai`,
-  `mistral_ai` → `mistral`; others lower-cased as sent (`aws.bedrock` stays).
-- model: `gen_ai.response.model`, else `gen_ai.request.model`. `gen_ai.request.max_tokens` → max_tokens.
-- tokens: `gen_ai.usage.input_tokens` | `gen_ai.usage.prompt_tokens`, `gen_ai.usage.output_tokens` |
-  `gen_ai.usage.completion_tokens`, `gen_ai.usage.cache_read.input_tokens` |
-  `gen_ai.usage.cache_read_input_tokens`, `gen_ai.usage.cache_creation.input_tokens` |
-  `gen_ai.usage.cache_creation_input_tokens`, `gen_ai.usage.reasoning.output_tokens` |
-  `gen_ai.usage.reasoning_tokens`, and `gen_ai.usage.cache_creation.ephemeral_1h_input_tokens` (not in
-  the conventions; the name instrumentations use for Anthropic's `cache_creation.ephemeral_1h_input_tokens`).
+  operation carrying token counts, e.g. `embeddings`) is one LLM call; `invoke_agent` is one agent run;
+  `execute_tool` (with `gen_ai.tool.name`, `gen_ai.tool.call.arguments`) is a tool call. OpenInference's
+  span kind `LLM` is a call; its AGENT, CHAIN, TOOL, … spans never are (they may repeat their
+  children's counts). Spans without GenAI attributes (HTTP, DB, …) are ignored, not rejected.
+- provider: PROVIDER_ATTRIBUTES; `gcp.gemini`, `gcp.vertex_ai`, `gcp.gen_ai` → `google`,
+  `azure.ai.openai`/`azure.ai.inference` → `azure`, `x_ai` → `x-ai`, `mistral_ai` → `mistral` (and
+  OpenInference's `vertexai`, `xai`, `mistralai`); others lower-cased as sent (`aws.bedrock` stays).
+- model: MODEL_ATTRIBUTES. `gen_ai.request.max_tokens` → max_tokens.
+- tokens: TOKEN_COUNTS. Totals are sums of these and are not read. OpenInference's
+  `prompt_details.cache_input` is not a cache count (its LiteLLM instrumentor puts text tokens there).
+- identity: `gen_ai.response.id`, else the id leading OpenInference's JSON `output.value`.
 - agent: `gen_ai.agent.name`, else the resource's `service.name`.
 - team: the resource attribute `finops.team`, else the team of a team-bound token. `service.namespace` is
   deliberately not read: it usually names a deployment namespace, and an org-wide token would create a
@@ -43,6 +44,13 @@ whose other spans come in another export); a root LLM span, or one whose ancesto
 include no agent span, is not in a task. Steps are numbered in start-time order among the calls whose
 agent span is in the same request; otherwise left empty. The outermost agent span of a request reports
 the outcome: ERROR status → failure, else success.
+
+One call, one event (issue 7): the SDK's own span and an instrumentation's report the same call, in two
+traces (OpenLLMetry) or nested (OpenInference). Spans with the same response id, and an LLM span with
+the LLM span it encloses (unless their response ids differ), are one call (_calls_reported): the tokens
+of the report with the most token types, the task, agent and tool calls of any. A call with a response
+id has the event_id `resp:<id>` (ingest.adapters.response_event_id, as LiteLLM's has), so reports in
+later exports, or from LiteLLM, are duplicates for the writer; otherwise `otlp:<traceId>:<spanId>`.
 """
 
 from __future__ import annotations
