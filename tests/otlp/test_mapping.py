@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import replace
 
+from ingest.adapters.otlp_span import event_from_otlp_span
 from ingest.otlp.mapping import SpanRecord, spans_map
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
@@ -433,3 +435,12 @@ def test_openinference_provider_and_model_names():
     )
 
     assert (event["provider"], event["model"]) == ("mistral", "mistral-large-latest")
+
+
+def test_a_quarantined_span_replays_with_its_calls_identity():
+    # so a call another report wrote meanwhile comes back as a duplicate, not a second call
+    quarantined = chat(**CLAUDE_MODEL, **SDK_USAGE, **{"gen_ai.response.id": ANTHROPIC_ID}).as_payload()
+
+    event = event_from_otlp_span(json.loads(json.dumps(quarantined)))
+
+    assert (event["event_id"], event["usage"]) == (f"resp:{ANTHROPIC_ID}", WITH_TTL)
