@@ -218,6 +218,27 @@ def test_contrib_openai_v2(api, team):
     assert (call.event_id, call.provider) == (f"resp:{OPENAI_RESPONSE_ID}", "openai")
 
 
+@pytest.mark.parametrize(
+    "recording", ["anthropic_sdk_stream", "openllmetry_anthropic_stream", "openinference_anthropic_stream"]
+)
+def test_a_streamed_anthropic_call_is_one_call_with_the_sdks_counts(api, team, recording):
+    """The same call read as server-sent events (capture.py anthropic_stream): the SDK's span takes the
+    counts from message_start and message_delta (anthropic lib/_tracing/_streaming.py); OpenInference's
+    span has no output.value then, so only its nesting ties it to the SDK's span."""
+    call = stored_from(api, recorded(recording))
+
+    assert tokens_of(call) == ANTHROPIC_WITH_TTL
+    assert described(call) == ANTHROPIC_CALL
+
+
+def test_openllmetry_alone_on_a_stream_adds_message_starts_placeholder_output_token(api, team):
+    """OpenLLMetry 0.62.4's streaming.py sums output_tokens over message_start (a placeholder 1) and
+    message_delta (310): its span says 311, and alone it is read as sent."""
+    call = stored_from(api, only(recorded("openllmetry_anthropic_stream"), "anthropic.chat"))
+
+    assert tokens_of(call) == ANTHROPIC_WITHOUT_TTL | {"output": 311}
+
+
 # F.16: one call reported twice counts once
 
 

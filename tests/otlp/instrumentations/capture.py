@@ -85,6 +85,37 @@ OPENAI_COMPLETION = {
     "system_fingerprint": "fp_f9f4fb6dbf",
 }
 
+
+def anthropic_stream() -> bytes:
+    """The same message as server-sent events (https://docs.anthropic.com/en/api/messages-streaming):
+    message_start carries the input and cache counts, message_delta the final output count."""
+    start = {**ANTHROPIC_MESSAGE, "content": [], "stop_reason": None}
+    start["usage"] = {**ANTHROPIC_MESSAGE["usage"], "output_tokens": 1}
+    text = ANTHROPIC_MESSAGE["content"][0]["text"]
+    events = [
+        ("message_start", {"type": "message_start", "message": start}),
+        (
+            "content_block_start",
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        ),
+        (
+            "content_block_delta",
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}},
+        ),
+        ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        (
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": ANTHROPIC_MESSAGE["usage"]["output_tokens"]},
+            },
+        ),
+        ("message_stop", {"type": "message_stop"}),
+    ]
+    return "".join(f"event: {name}\ndata: {json.dumps(data)}\n\n" for name, data in events).encode()
+
+
 SCENARIOS = {
     # the Anthropic SDK's own spans, no instrumentation
     "anthropic_sdk": ("anthropic", None),
@@ -93,6 +124,10 @@ SCENARIOS = {
     # OpenInference (Arize Phoenix) beside the SDK's own spans
     "openinference_anthropic": ("anthropic", "openinference"),
     "openllmetry_openai": ("openai", "openllmetry"),
+    # the same Anthropic call read as a stream
+    "anthropic_sdk_stream": ("anthropic", None),
+    "openllmetry_anthropic_stream": ("anthropic", "openllmetry"),
+    "openinference_anthropic_stream": ("anthropic", "openinference"),
     "openinference_openai": ("openai", "openinference"),
     "contrib_openai_v2": ("openai", "openai-v2"),
 }
@@ -124,11 +159,12 @@ INSTRUMENTORS = {
 
 class _Provider(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-        self.rfile.read(int(self.headers.get("content-length", 0)))
+        request = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
         body = ANTHROPIC_MESSAGE if self.path.endswith("/messages") else OPENAI_COMPLETION
-        data = json.dumps(body).encode()
+        streamed = request.get("stream") is True
+        data = anthropic_stream() if streamed else json.dumps(body).encode()
         self.send_response(200)
-        self.send_header("content-type", "application/json")
+        self.send_header("content-type", "text/event-stream" if streamed else "application/json")
         self.send_header("content-length", str(len(data)))
         self.send_header("request-id", "req_011CSHoEeqs5C35K2UUqR7Fy")
         self.end_headers()
@@ -170,7 +206,13 @@ def _run(name: str, output: str) -> None:
         import anthropic
 
         client = anthropic.Anthropic(api_key="sk-ant-test", base_url=base_url)
-        client.messages.create(model="claude-sonnet-4-5", max_tokens=1024, messages=question)
+        stream = name.endswith("_stream")
+        answer = client.messages.create(
+            model="claude-sonnet-4-5", max_tokens=1024, messages=question, stream=stream
+        )
+        if stream:
+            for _event in answer:
+                pass
     else:
         import openai
 
