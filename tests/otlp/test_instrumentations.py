@@ -270,6 +270,21 @@ def test_one_call_in_two_batches_is_one_call_in_either_order(
     assert kpis["tokens"] == first_tokens
 
 
+@pytest.mark.parametrize("recording", ["openllmetry_anthropic_in_agent", "openinference_anthropic_in_agent"])
+def test_in_an_agent_run_the_two_spans_of_a_call_are_its_one_step(api, team, recording):
+    """Inside the application's invoke_agent span, OpenLLMetry's span and the SDK's are siblings in one
+    trace, OpenInference's encloses the SDK's: one call, step 1 of the agent's task."""
+    export = recorded(recording)
+    agent = next(span for span in spans_of(export) if span["name"] == "invoke_agent refunds")
+
+    call = stored_from(api, export)
+
+    assert tokens_of(call) == ANTHROPIC_WITH_TTL
+    assert (call.task_id, call.step, call.agent.name) == (f"otlp:{agent['traceId']}", 1, "refunds")
+    kpis = kpis_around(api, call)
+    assert (kpis["calls"], kpis["tasks"]["successful"]) == (1, 1)
+
+
 @pytest.mark.parametrize("recording", ["openllmetry_anthropic", "openinference_anthropic"])
 def test_one_call_in_one_batch_is_one_call_in_either_order(api, team, recording):
     call = stored_from(api, reversed_spans(recorded(recording)))

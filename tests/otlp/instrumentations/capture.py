@@ -128,6 +128,9 @@ SCENARIOS = {
     "anthropic_sdk_stream": ("anthropic", None),
     "openllmetry_anthropic_stream": ("anthropic", "openllmetry"),
     "openinference_anthropic_stream": ("anthropic", "openinference"),
+    # the call made inside an agent run (an invoke_agent span of the application's)
+    "openllmetry_anthropic_in_agent": ("anthropic", "openllmetry"),
+    "openinference_anthropic_in_agent": ("anthropic", "openinference"),
     "openinference_openai": ("openai", "openinference"),
     "contrib_openai_v2": ("openai", "openai-v2"),
 }
@@ -201,23 +204,12 @@ def _run(name: str, output: str) -> None:
         instrumentor = "AnthropicInstrumentor" if sdk == "anthropic" else "OpenAIInstrumentor"
         getattr(importlib.import_module(module), instrumentor)().instrument()
         packages.append(package)
-    question = [{"role": "user", "content": "Can ticket 42 be refunded?"}]
-    if sdk == "anthropic":
-        import anthropic
-
-        client = anthropic.Anthropic(api_key="sk-ant-test", base_url=base_url)
-        stream = name.endswith("_stream")
-        answer = client.messages.create(
-            model="claude-sonnet-4-5", max_tokens=1024, messages=question, stream=stream
-        )
-        if stream:
-            for _event in answer:
-                pass
+    agent_run = {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "refunds"}
+    if name.endswith("_in_agent"):
+        with trace.get_tracer("my-agent").start_as_current_span("invoke_agent refunds", attributes=agent_run):
+            _call(sdk, base_url, stream=False)
     else:
-        import openai
-
-        client = openai.OpenAI(api_key="sk-test", base_url=f"{base_url}/v1")
-        client.chat.completions.create(model="gpt-4o", max_tokens=1024, messages=question)
+        _call(sdk, base_url, stream=name.endswith("_stream"))
     provider.force_flush()
     server.shutdown()
     export = MessageToDict(encode_spans(exporter.get_finished_spans()))
@@ -229,6 +221,25 @@ def _run(name: str, output: str) -> None:
                         span[key] = base64.b64decode(span[key]).hex()
     export["_captured_with"] = {package: version(package) for package in packages}
     (HERE / f"{output}.json").write_text(json.dumps(export, indent=1, sort_keys=True) + "\n")
+
+
+def _call(sdk: str, base_url: str, *, stream: bool) -> None:
+    question = [{"role": "user", "content": "Can ticket 42 be refunded?"}]
+    if sdk == "anthropic":
+        import anthropic
+
+        client = anthropic.Anthropic(api_key="sk-ant-test", base_url=base_url)
+        answer = client.messages.create(
+            model="claude-sonnet-4-5", max_tokens=1024, messages=question, stream=stream
+        )
+        if stream:
+            for _event in answer:
+                pass
+    else:
+        import openai
+
+        client = openai.OpenAI(api_key="sk-test", base_url=f"{base_url}/v1")
+        client.chat.completions.create(model="gpt-4o", max_tokens=1024, messages=question)
 
 
 if __name__ == "__main__":
