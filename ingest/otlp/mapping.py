@@ -59,7 +59,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -244,25 +244,110 @@ def spans_read(*, request: ExportTraceServiceRequest) -> list[SpanRecord]:
     return spans
 
 
+class _Request:
+    """The spans of one export request, indexed, and walks up their ancestry that remember what they found
+    for every span they passed: a trace thousands of spans deep must not cost a walk to its root per span."""
+
+    def __init__(self, spans: list[SpanRecord]) -> None:
+        self.by_id = {(span.trace_id, span.span_id): span for span in spans}
+        self.children: dict[tuple[str, str], list[SpanRecord]] = {}
+        for span in spans:
+            self.children.setdefault((span.trace_id, span.parent_span_id), []).append(span)
+        for siblings in self.children.values():
+            siblings.sort(key=lambda sibling: sibling.start_time_unix_nano)
+        self.position = {
+            id(span): at for siblings in self.children.values() for at, span in enumerate(siblings)
+        }
+        self._agents: dict[tuple[str, str], tuple[SpanRecord | None, bool]] = {}
+        self._calls: dict[tuple[str, str], tuple[SpanRecord | None, bool]] = {}
+
+    def nearest_agent(self, span: SpanRecord) -> tuple[SpanRecord | None, bool]:
+        """(the nearest invoke_agent ancestor in the request, whether the ancestry leaves the request)."""
+        return self._walk_up(span, self._agents, lambda parent: parent.operation == AGENT_OPERATION or None)
+
+    def enclosing_call(self, span: SpanRecord) -> SpanRecord | None:
+        """The nearest LLM-call ancestor in the request, looking no further up than an agent or a tool."""
+
+        def verdict(parent: SpanRecord) -> bool | None:
+            if _is_llm_call(parent):
+                return True
+            kind = parent.attributes.get(OPENINFERENCE_SPAN_KIND)
+            return False if parent.operation in NEVER_A_CALL or kind in ("AGENT", "TOOL") else None
+
+        return self._walk_up(span, self._calls, verdict)[0]
+
+    def _walk_up(
+        self,
+        span: SpanRecord,
+        memo: dict[tuple[str, str], tuple[SpanRecord | None, bool]],
+        verdict: Callable[[SpanRecord], bool | None],
+    ) -> tuple[SpanRecord | None, bool]:
+        """(the first ancestor verdict accepts (True) before one it stops at (False), whether the ancestry
+        leaves the request). Every span passed on the way has the same answer, so it is kept for them."""
+        passed: list[tuple[str, str]] = []
+        seen: set[tuple[str, str]] = set()
+        current = span
+        while True:
+            key = (current.trace_id, current.span_id)
+            if key in memo:
+                found = memo[key]
+                break
+            passed.append(key)
+            seen.add(key)
+            parent_key = (current.trace_id, current.parent_span_id)
+            parent = self.by_id.get(parent_key)
+            if not current.parent_span_id or parent_key in seen:  # a root, or a malformed trace's cycle
+                found = (None, False)
+                break
+            if parent is None:
+                found = (None, True)
+                break
+            accepted = verdict(parent)
+            if accepted is not None:
+                found = (parent if accepted else None, False)
+                break
+            current = parent
+        for key in passed:
+            memo[key] = found
+        return found
+
+    def tool_calls(self, span: SpanRecord) -> list[dict[str, str]]:
+        """Tool spans under this call, or after it (before the next call) under the same parent."""
+        tools = [child for child in self.children.get((span.trace_id, span.span_id), []) if _is_tool(child)]
+        if span.parent_span_id:
+            siblings = self.children[(span.trace_id, span.parent_span_id)]
+            for at in range(self.position[id(span)] + 1, len(siblings)):
+                if _is_llm_call(siblings[at]):
+                    break
+                if _is_tool(siblings[at]):
+                    tools.append(siblings[at])
+        entries = []
+        for tool in sorted(tools, key=lambda tool: tool.start_time_unix_nano):
+            entry = {"name": tool.attributes[TOOL_NAME]}
+            arguments = tool.attributes.get(TOOL_ARGUMENTS)
+            if arguments is not None:
+                text = arguments if isinstance(arguments, str) else json.dumps(arguments, sort_keys=True)
+                entry["args_hash"] = hashlib.sha256(text.encode()).hexdigest()
+            entries.append(entry)
+        return entries
+
+
 def spans_map(*, spans: list[SpanRecord], default_team: str | None) -> MappedSpans:
     """Map spans to canonical events (one per LLM call) and task outcomes (one per agent run).
 
     default_team is the team of a team-bound token, used when a resource names no team.
     """
-    by_id = {(span.trace_id, span.span_id): span for span in spans}
-    children: dict[tuple[str, str], list[SpanRecord]] = {}
-    for span in spans:
-        children.setdefault((span.trace_id, span.parent_span_id), []).append(span)
+    request = _Request(spans)
     result = MappedSpans()
     llm_spans: list[SpanRecord] = []
     for span in spans:
         if span.operation == AGENT_OPERATION:
-            _agent_span_map(span=span, by_id=by_id, default_team=default_team, result=result)
+            _agent_span_map(span=span, request=request, default_team=default_team, result=result)
         elif _is_llm_call(span):
             llm_spans.append(span)
     calls: list[tuple[SpanRecord, dict[str, Any], SpanRecord | None]] = []
-    for reports in _calls_reported(spans=llm_spans, by_id=by_id):
-        call = _call_event(reports=reports, by_id=by_id, children=children, default_team=default_team)
+    for reports in _calls_reported(spans=llm_spans, request=request):
+        call = _call_event(reports=reports, request=request, default_team=default_team)
         if isinstance(call, RejectedSpan):
             result.rejected.append(call)
         else:
@@ -296,9 +381,7 @@ def _response_id(span: SpanRecord) -> str | None:
     return value if response_event_id(value) else None
 
 
-def _calls_reported(
-    *, spans: list[SpanRecord], by_id: dict[tuple[str, str], SpanRecord]
-) -> list[list[SpanRecord]]:
+def _calls_reported(*, spans: list[SpanRecord], request: _Request) -> list[list[SpanRecord]]:
     """The LLM-call spans grouped by the call they report, each group's most detailed report first.
 
     Two spans report one call when they carry the same response id (OpenLLMetry's span and the Anthropic
@@ -316,6 +399,8 @@ def _calls_reported(
         first_id, second_id = group_identity[id(first)], group_identity[id(second)]
         if first is second or (first_id and second_id and first_id != second_id):
             return
+        if len(first) < len(second):  # move the smaller group: a deep chain of wrappers stays linear
+            first, second = second, first
         first.extend(second)
         group_identity[id(first)] = first_id or second_id
         for index in second:
@@ -326,31 +411,11 @@ def _calls_reported(
         if identity is not None:
             join(first_with.setdefault(identity, index), index)
     for index, span in enumerate(spans):
-        enclosing = _enclosing_call(span=span, by_id=by_id)
+        enclosing = request.enclosing_call(span)
         if enclosing is not None:
             join(index_of[(enclosing.trace_id, enclosing.span_id)], index)
     groups = {id(group): group for group in group_of}.values()
     return [sorted((spans[index] for index in group), key=_usage_detail, reverse=True) for group in groups]
-
-
-def _enclosing_call(*, span: SpanRecord, by_id: dict[tuple[str, str], SpanRecord]) -> SpanRecord | None:
-    """The nearest LLM-call ancestor in the request, looking no further up than an agent or a tool."""
-    current = span
-    seen = {span.span_id}
-    while current.parent_span_id:
-        parent = by_id.get((span.trace_id, current.parent_span_id))
-        if parent is None or parent.span_id in seen:
-            return None
-        if _is_llm_call(parent):
-            return parent
-        if parent.operation in NEVER_A_CALL or parent.attributes.get(OPENINFERENCE_SPAN_KIND) in (
-            "AGENT",
-            "TOOL",
-        ):
-            return None
-        seen.add(parent.span_id)
-        current = parent
-    return None
 
 
 def _usage_detail(span: SpanRecord) -> int:
@@ -362,8 +427,7 @@ def _usage_detail(span: SpanRecord) -> int:
 def _call_event(
     *,
     reports: list[SpanRecord],
-    by_id: dict[tuple[str, str], SpanRecord],
-    children: dict[tuple[str, str], list[SpanRecord]],
+    request: _Request,
     default_team: str | None,
 ) -> tuple[SpanRecord, dict[str, Any], SpanRecord | None] | RejectedSpan:
     """One call from the spans that report it: tokens from the most detailed one that maps, the task,
@@ -380,7 +444,7 @@ def _call_event(
     if identity is not None:
         event["event_id"] = response_event_id(identity)
     reports = [span, *(report for report in reports if report is not span)]
-    ancestry = [(report, *_nearest_agent(span=report, by_id=by_id)) for report in reports]
+    ancestry = [(report, *request.nearest_agent(report)) for report in reports]
     agent_span = next((agent for _, agent, _ in ancestry if agent is not None), None)
     # a report under an agent span names the task; else one whose parent is in another export
     in_task = next((report for report, agent, _ in ancestry if agent), None) or next(
@@ -393,7 +457,7 @@ def _call_event(
     event["agent"] = next(
         filter(None, (_first_text(named.attributes, (AGENT_NAME,)) for named in agent_names)), event["agent"]
     )
-    tool_calls = (_tool_calls(span=report, children=children) for report in reports)
+    tool_calls = (request.tool_calls(report) for report in reports)
     event["tool_calls"] = next(filter(None, tool_calls), None)
     max_tokens = next(filter(None, map(_max_tokens, reports)), None)
     if max_tokens is not None:
@@ -405,55 +469,6 @@ def _task_id(span: SpanRecord) -> str:
     return f"otlp:{span.trace_id}"
 
 
-def _nearest_agent(
-    *, span: SpanRecord, by_id: dict[tuple[str, str], SpanRecord]
-) -> tuple[SpanRecord | None, bool]:
-    """(the nearest invoke_agent ancestor in the request, whether the ancestry leaves the request)."""
-    current = span
-    seen = {span.span_id}
-    while current.parent_span_id:
-        parent = by_id.get((span.trace_id, current.parent_span_id))
-        if parent is None:
-            return None, True
-        if parent.operation == AGENT_OPERATION:
-            return parent, False
-        if parent.span_id in seen:  # a malformed trace with a cycle
-            return None, False
-        seen.add(parent.span_id)
-        current = parent
-    return None, False
-
-
-def _tool_calls(
-    *,
-    span: SpanRecord,
-    children: dict[tuple[str, str], list[SpanRecord]],
-) -> list[dict[str, str]]:
-    """Tool spans under this call, or after it (before the next call) under the same parent."""
-    tools = [child for child in children.get((span.trace_id, span.span_id), []) if _is_tool(child)]
-    siblings = sorted(
-        children.get((span.trace_id, span.parent_span_id), []) if span.parent_span_id else [],
-        key=lambda sibling: sibling.start_time_unix_nano,
-    )
-    following = False
-    for sibling in siblings:
-        if sibling.span_id == span.span_id:
-            following = True
-        elif following and _is_llm_call(sibling):
-            break
-        elif following and _is_tool(sibling):
-            tools.append(sibling)
-    entries = []
-    for tool in sorted(tools, key=lambda tool: tool.start_time_unix_nano):
-        entry = {"name": tool.attributes[TOOL_NAME]}
-        arguments = tool.attributes.get(TOOL_ARGUMENTS)
-        if arguments is not None:
-            text = arguments if isinstance(arguments, str) else json.dumps(arguments, sort_keys=True)
-            entry["args_hash"] = hashlib.sha256(text.encode()).hexdigest()
-        entries.append(entry)
-    return entries
-
-
 def _is_tool(span: SpanRecord) -> bool:
     return span.operation == TOOL_OPERATION and isinstance(span.attributes.get(TOOL_NAME), str)
 
@@ -461,11 +476,11 @@ def _is_tool(span: SpanRecord) -> bool:
 def _agent_span_map(
     *,
     span: SpanRecord,
-    by_id: dict[tuple[str, str], SpanRecord],
+    request: _Request,
     default_team: str | None,
     result: MappedSpans,
 ) -> None:
-    enclosing_agent, _ = _nearest_agent(span=span, by_id=by_id)
+    enclosing_agent, _ = request.nearest_agent(span)
     if enclosing_agent is not None:  # a sub-agent: its run is part of the outer agent's task
         return
     errors: dict[str, list[str]] = {}
