@@ -90,6 +90,7 @@ MODEL_ATTRIBUTES = (
     "llm.response.model_name",
     "llm.model_name",
     "llm.request.model_name",
+    "embedding.model_name",  # OpenInference's EMBEDDING spans
 )
 # Each token count as the OTel GenAI conventions name it, then older OpenLLMetry names, then OpenInference's.
 INPUT_TOKENS = (

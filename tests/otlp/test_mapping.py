@@ -444,3 +444,25 @@ def test_a_quarantined_span_replays_with_its_calls_identity():
     event = event_from_otlp_span(json.loads(json.dumps(quarantined)))
 
     assert (event["event_id"], event["usage"]) == (f"resp:{ANTHROPIC_ID}", WITH_TTL)
+
+
+def test_an_openinference_embedding_span_is_a_call_named_by_its_embedding_model():
+    # openinference-instrumentation-openai _response_attributes_extractor.py: embedding.model_name
+    event = only_event(
+        span(
+            "00000000000000f2",
+            **{
+                "openinference.span.kind": "EMBEDDING",
+                "llm.system": "openai",
+                "embedding.model_name": "text-embedding-3-small",
+                "llm.token_count.prompt": 812,
+                "llm.token_count.total": 812,
+            },
+        )
+    )
+
+    assert (event["provider"], event["model"], event["usage"]["uncached_input"]) == (
+        "openai",
+        "text-embedding-3-small",
+        812,
+    )
