@@ -6,18 +6,21 @@ fixtures, in a throwaway virtualenv:
     pip install anthropic openai opentelemetry-sdk opentelemetry-exporter-otlp-proto-common \
         opentelemetry-instrumentation-anthropic opentelemetry-instrumentation-openai \
         openinference-instrumentation-anthropic openinference-instrumentation-openai \
-        opentelemetry-instrumentation-openai-v2
+        opentelemetry-instrumentation-openai-v2 httpx 'opentelemetry-util-genai==1.1b0'
     python tests/otlp/instrumentations/capture.py            # writes tests/otlp/instrumentations/*.json
 
-The `openllmetry_0.47_*` fixtures come from the last OpenLLMetry release before it moved to the OTel
-GenAI names (0.47.5, with anthropic==0.69.0 and openai==1.109.1, which emit no spans of their own):
+(openai-v2 2.4b0 imports httpx, which openai 3.x no longer installs, and util-genai's `instruments`
+module, which 1.2b0 renamed.) The `openllmetry_0.47_*` fixtures come from the last OpenLLMetry release
+before it moved to the OTel GenAI names (0.47.5, with anthropic==0.69.0, openai==1.109.1 — which emit no
+spans of their own — and opentelemetry-sdk==1.38.0, the last with the `_events` API it imports):
 
     python tests/otlp/instrumentations/capture.py openllmetry_anthropic openllmetry_0.47_anthropic
     python tests/otlp/instrumentations/capture.py openllmetry_openai openllmetry_0.47_openai
 
 Each scenario runs in its own process (instrumentors patch the SDKs globally) against a local HTTP server
-that answers in the provider's documented response format (Anthropic Messages API, OpenAI Chat
-Completions), with the usage numbers below; nothing leaves the machine.
+that answers in the provider's documented response format (Anthropic Messages API, as JSON or as a
+stream of server-sent events, and OpenAI Chat Completions), with the usage numbers below; nothing leaves
+the machine. `*_in_agent` makes the call inside an application's invoke_agent span.
 """
 
 from __future__ import annotations
