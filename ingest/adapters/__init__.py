@@ -7,9 +7,14 @@ it is replayed after a fix.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from functools import cache
 from typing import Any
+
+RESPONSE_EVENT_ID_PREFIX = "resp:"
+# printable ASCII, no spaces; shorter ids are not unique enough (Ollama answers chatcmpl-0 … chatcmpl-998)
+_RESPONSE_ID = re.compile(r"[\x21-\x7e]{16,200}")
 
 
 class AdapterError(ValueError):
@@ -20,6 +25,15 @@ class AdapterError(ValueError):
         super().__init__("; ".join(f"{name}: {', '.join(reasons)}" for name, reasons in errors.items()))
         self.errors = errors
         self.team = team
+
+
+def response_event_id(response_id: Any) -> str | None:
+    """The event_id of a call identified by its provider's response id (OpenAI `chatcmpl-…`, Anthropic
+    `msg_…`), or None when the value cannot serve as one. Every source that knows the response id (OTLP
+    spans of any instrumentation, LiteLLM) uses this, so one call reported twice is written once."""
+    if isinstance(response_id, str) and _RESPONSE_ID.fullmatch(response_id):
+        return f"{RESPONSE_EVENT_ID_PREFIX}{response_id}"
+    return None
 
 
 # adapter(payload, default_team=slug or None) -> event dict; default_team is the team of a team-bound

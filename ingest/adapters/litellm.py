@@ -3,7 +3,14 @@
 Fields read (LiteLLM docs/my-website/docs/proxy/logging_spec.md and litellm/types/utils.py,
 StandardLoggingPayload / StandardLoggingMetadata / StandardLoggingHiddenParams):
 
-- event_id ← id (LiteLLM's call id); timestamp ← startTime (epoch seconds); latency_ms ← endTime − startTime
+- event_id ← id. LiteLLM sets it to the response's id (`response_obj.get("id") or litellm_call_id`,
+  litellm_core_utils/litellm_logging.py, get_standard_logging_object_payload): the provider's response
+  id for OpenAI-style providers (`chatcmpl-…`), LiteLLM's own `chatcmpl-<uuid>` where the provider's
+  answer is translated (Anthropic through `completion`). Either is what the caller — and an OTLP span
+  of the caller's SDK — saw as the response id, so a usable one becomes `resp:<id>`
+  (ingest.adapters.response_event_id), the identity an OTLP span reporting the same call also gets.
+  Not for a failed call (id = litellm_call_id) nor a LiteLLM cache hit (id "<id>_cache_hit<time>").
+- timestamp ← startTime (epoch seconds); latency_ms ← endTime − startTime
 - provider ← custom_llm_provider; model ← model (a "provider/" prefix is dropped)
 - team ← spend_logs_metadata.team, else the team of a team-bound ingest token, else
   metadata.user_api_key_team_alias / team_alias / user_api_key_team_id / team_id, as a slug
@@ -40,7 +47,7 @@ from typing import Any
 
 from django.utils.text import slugify
 
-from ingest.adapters import AdapterError
+from ingest.adapters import AdapterError, response_event_id
 from ingest.validation import json_kind
 
 AGENT_TAG_PREFIX = "agent:"
@@ -252,8 +259,9 @@ def event_from_litellm_payload(payload: Any, *, default_team: str | None = None)
 
     model_parameters = _dict(payload.get("model_parameters"))
     max_tokens = _first(model_parameters.get("max_tokens"), model_parameters.get("max_completion_tokens"))
+    is_response_id = payload.get("litellm_call_id") != event_id and not cache_hit
     event: dict[str, Any] = {
-        "event_id": str(event_id),
+        "event_id": (is_response_id and response_event_id(event_id)) or str(event_id),
         "timestamp": timestamp,
         "team": team,
         "agent": str(agent),

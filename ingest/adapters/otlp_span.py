@@ -1,7 +1,8 @@
 """A quarantined OpenTelemetry span (ingest.otlp's SpanRecord.as_payload) → a canonical event, for replay.
 
 The span is mapped alone, so it keeps no task link it had through its agent span; the event keeps its
-event_id ("otlp:<trace>:<span>"), so a span that was written meanwhile comes back as a duplicate."""
+event_id ("resp:<response id>", else "otlp:<trace>:<span>"), so a call that was written meanwhile, from this
+span or another report of it, comes back as a duplicate."""
 
 from __future__ import annotations
 

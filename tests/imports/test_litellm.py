@@ -123,6 +123,35 @@ def test_prompt_tokens_smaller_than_the_cached_tokens_is_an_error_not_a_negative
     assert "less than its cached tokens" in raised.value.errors["prompt_tokens"][0]
 
 
+def test_the_response_id_litellm_logs_is_the_calls_identity_as_on_an_otlp_span():
+    # litellm_logging.py: id = response_obj.get("id") or litellm_call_id
+    event = event_from_litellm_payload(
+        litellm_payload("chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT", litellm_call_id="7f0c2b1e-9d1a")
+    )
+
+    assert event["event_id"] == "resp:chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT"
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        # a failed call has no response: its id is LiteLLM's call id
+        {
+            "id": "9b2f3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d",
+            "litellm_call_id": "9b2f3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d",
+        },
+        # a cache hit made no provider call
+        {"id": "chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT_cache_hit1793614500.1", "cache_hit": True},
+        # too short to be unique (Ollama's chatcmpl-0 … chatcmpl-998)
+        {"id": "chatcmpl-538"},
+    ],
+)
+def test_ids_that_are_no_response_id_stay_as_sent(overrides):
+    event = event_from_litellm_payload(litellm_payload("unused", **overrides))
+
+    assert event["event_id"] == overrides["id"]
+
+
 def test_a_litellm_cache_hit_made_no_provider_call_and_costs_no_tokens():
     event = event_from_litellm_payload(litellm_payload("call-8", cache_hit=True, response_cost=0.0))
     assert set(event["usage"].values()) == {0}

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import json
+from dataclasses import replace
 
+from ingest.adapters.otlp_span import event_from_otlp_span
 from ingest.otlp.mapping import SpanRecord, spans_map
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
@@ -286,3 +289,180 @@ def test_a_failed_agent_run_is_a_failed_task_and_a_sub_agent_reports_no_outcome_
     mapped = spans_map(spans=[inner, outer], default_team=None)
     [outcome] = mapped.outcomes
     assert (outcome["agent"], outcome["status"]) == ("planner", "failure")
+
+
+# One call reported by several spans (issue 7, F.16)
+
+ANTHROPIC_ID = "msg_01XFDUDYJgAACzvnptvVoYEL"
+CLAUDE_MODEL = {"gen_ai.provider.name": "anthropic", "gen_ai.request.model": "claude-sonnet-4-5"}
+SDK_USAGE = {
+    "gen_ai.usage.input_tokens": 42200,  # 1200 + 38000 read + 3000 written
+    "gen_ai.usage.cache_read.input_tokens": 38000,
+    "gen_ai.usage.cache_write.input_tokens": 3000,
+    "anthropic.usage.cache_creation.ephemeral_1h_input_tokens": 1000,
+    "gen_ai.usage.output_tokens": 310,
+}
+WITH_TTL = {"uncached_input": 1200, "cache_read": 38000, "cache_write_5m": 2000, "cache_write_1h": 1000}
+WITH_TTL |= {"output": 310, "reasoning": 0}
+
+
+def openinference_llm(span_id: str, *, parent: str = "", **attributes) -> SpanRecord:
+    return span(
+        span_id,
+        parent=parent,
+        **{
+            "openinference.span.kind": "LLM",
+            "llm.provider": "anthropic",
+            "llm.model_name": "claude-sonnet-4-5",
+        },
+        **attributes,
+    )
+
+
+def test_an_openinference_span_without_usage_around_the_sdk_span_is_one_call_with_the_sdks_usage():
+    # a stream read without usage: the wrapper has no token counts, the SDK's span has them
+    event = only_event(
+        openinference_llm("00000000000000b1"),
+        chat("00000000000000b2", parent="00000000000000b1", **CLAUDE_MODEL, **SDK_USAGE),
+    )
+
+    assert event["usage"] == WITH_TTL
+    assert event["event_id"] == f"otlp:{TRACE}:00000000000000b2"  # no response id: the reporting span's
+
+
+def test_a_span_with_usage_around_a_child_without_usage_is_one_call_with_the_parents_usage():
+    event = only_event(
+        openinference_llm(
+            "00000000000000b1",
+            **{"llm.token_count.prompt": 500, "llm.token_count.completion": 40},
+        ),
+        chat("00000000000000b2", parent="00000000000000b1", **CLAUDE_MODEL),
+    )
+
+    assert event["usage"] == {**dict.fromkeys(WITH_TTL, 0), "uncached_input": 500, "output": 40}
+
+
+def test_a_wrapper_around_two_attempts_with_their_own_response_ids_is_two_calls():
+    # a retry or a fallback inside one framework span: each attempt is a call the provider billed
+    mapped = spans_map(
+        spans=[
+            openinference_llm("00000000000000b1", **{"llm.token_count.prompt": 100}),
+            chat(
+                "00000000000000b2",
+                parent="00000000000000b1",
+                **CLAUDE_MODEL,
+                **{"gen_ai.response.id": "msg_01AAAAAAAAAAAAAAAAAAAAAA", "gen_ai.usage.input_tokens": 100},
+            ),
+            chat(
+                "00000000000000b3",
+                parent="00000000000000b1",
+                **CLAUDE_MODEL,
+                **{"gen_ai.response.id": "msg_01BBBBBBBBBBBBBBBBBBBBBB", "gen_ai.usage.input_tokens": 100},
+            ),
+        ],
+        default_team=None,
+    )
+
+    assert sorted(event["event_id"] for event in mapped.events) == [
+        "resp:msg_01AAAAAAAAAAAAAAAAAAAAAA",
+        "resp:msg_01BBBBBBBBBBBBBBBBBBBBBB",
+    ]
+
+
+def test_two_traces_reporting_one_response_keep_the_task_and_agent_of_the_one_under_an_agent():
+    # the SDK's span (its own trace, most detailed) and an instrumentation's span under invoke_agent
+    agent = span(
+        "00000000000000c1", **{"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "refunds"}
+    )
+    instrumented = chat(
+        "00000000000000c2",
+        parent="00000000000000c1",
+        **CLAUDE_MODEL,
+        **{"gen_ai.response.id": ANTHROPIC_ID, "gen_ai.usage.input_tokens": 42200},
+    )
+    sdk = replace(
+        instrumented,
+        trace_id="1bf7651916cd43dd8448eb211c80319d",
+        span_id="00000000000000d1",
+        parent_span_id="",
+        attributes={"gen_ai.operation.name": "chat", **CLAUDE_MODEL, "gen_ai.response.id": ANTHROPIC_ID}
+        | SDK_USAGE,
+    )
+
+    for order in ([sdk, agent, instrumented], [agent, instrumented, sdk]):
+        event = only_event(*order)
+        assert event["usage"] == WITH_TTL
+        assert event["event_id"] == f"resp:{ANTHROPIC_ID}"
+        assert (event["task_id"], event["step"], event["agent"]) == (f"otlp:{TRACE}", 1, "refunds")
+
+
+def test_a_response_id_too_short_to_be_unique_is_not_an_identity():
+    # Ollama numbers its answers chatcmpl-0 … chatcmpl-998: two calls may share one
+    first = chat(**CLAUDE_MODEL, **{"gen_ai.response.id": "chatcmpl-538"})
+    second = replace(first, span_id="00000000000000a2")
+
+    mapped = spans_map(spans=[first, second], default_team=None)
+
+    assert [event["event_id"] for event in mapped.events] == [
+        f"otlp:{TRACE}:00000000000000a1",
+        f"otlp:{TRACE}:00000000000000a2",
+    ]
+
+
+def test_openinference_spans_that_wrap_calls_are_not_calls():
+    mapped = spans_map(
+        spans=[
+            span("00000000000000e1", **{"openinference.span.kind": "AGENT", "llm.token_count.prompt": 900}),
+            span("00000000000000e2", **{"openinference.span.kind": "CHAIN", "llm.token_count.prompt": 900}),
+        ],
+        default_team=None,
+    )
+
+    assert (mapped.events, mapped.rejected) == ([], [])
+
+
+def test_openinference_provider_and_model_names():
+    event = only_event(
+        span(
+            "00000000000000f1",
+            **{
+                "openinference.span.kind": "LLM",
+                "llm.system": "mistralai",
+                "llm.model_name": "mistral-large-latest",
+                "llm.token_count.prompt": 10,
+            },
+        )
+    )
+
+    assert (event["provider"], event["model"]) == ("mistral", "mistral-large-latest")
+
+
+def test_a_quarantined_span_replays_with_its_calls_identity():
+    # so a call another report wrote meanwhile comes back as a duplicate, not a second call
+    quarantined = chat(**CLAUDE_MODEL, **SDK_USAGE, **{"gen_ai.response.id": ANTHROPIC_ID}).as_payload()
+
+    event = event_from_otlp_span(json.loads(json.dumps(quarantined)))
+
+    assert (event["event_id"], event["usage"]) == (f"resp:{ANTHROPIC_ID}", WITH_TTL)
+
+
+def test_an_openinference_embedding_span_is_a_call_named_by_its_embedding_model():
+    # openinference-instrumentation-openai _response_attributes_extractor.py: embedding.model_name
+    event = only_event(
+        span(
+            "00000000000000f2",
+            **{
+                "openinference.span.kind": "EMBEDDING",
+                "llm.system": "openai",
+                "embedding.model_name": "text-embedding-3-small",
+                "llm.token_count.prompt": 812,
+                "llm.token_count.total": 812,
+            },
+        )
+    )
+
+    assert (event["provider"], event["model"], event["usage"]["uncached_input"]) == (
+        "openai",
+        "text-embedding-3-small",
+        812,
+    )
