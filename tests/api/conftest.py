@@ -140,16 +140,19 @@ def _session_key(user: User) -> str:
 TEAM_TABLES = [Team, Membership, Agent, Task, Call, EventKey, DailyRollup, QuarantinedRow]
 
 
-def team_fingerprint(slug: str) -> tuple:
-    """Every row of a team, whole, in one query: equal before and after a request means untouched."""
+def teams_fingerprint(slugs: list[str]) -> list[tuple]:
+    """Every row of the teams, whole, in one query: equal before and after a request means untouched."""
     parts = ", ".join(
         f"(SELECT json_agg(row_to_json(t) ORDER BY row_to_json(t)::text) FROM {model._meta.db_table} t "
         f"WHERE {'id' if model is Team else 'team_id'} = team.id)"
         for model in TEAM_TABLES
     )
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {parts} FROM {Team._meta.db_table} team WHERE team.slug = %s", [slug])
-        return cursor.fetchone()
+        cursor.execute(
+            f"SELECT team.slug, {parts} FROM {Team._meta.db_table} team WHERE team.slug = ANY(%s) ORDER BY 1",
+            [slugs],
+        )
+        return cursor.fetchall()
 
 
 @pytest.fixture(scope="module")
