@@ -236,6 +236,8 @@ class Call:
     org: str | None = None
     # what a 200 shows of the teams it is about that the principal sees (all of them at once)
     shows: Callable[[list[TeamData]], list[str]] | None = None
+    # rows of further requests, named "<target>+<what they vary>" (e.g. team_b+source: by a filter)
+    more: dict[str, str] = field(default_factory=dict)
     bugs: tuple[Bug, ...] = ()
 
     def __post_init__(self):
@@ -248,7 +250,7 @@ class Call:
             assert bug.target in self.targets, bug
 
     def expected(self, target: str) -> dict[str, int]:
-        row = getattr(self, target)
+        row = self.more[target] if "+" in target else getattr(self, target)
         return dict(zip(PRINCIPALS, (int(cell) for cell in row.replace("|", " ").split()), strict=False))
 
     def bug(self, target: str, principal: str) -> str:
@@ -392,11 +394,19 @@ ROUTES: dict[str, Route] = {
         INGEST,
         "POST",
         Call(
-            each_team(lambda t: send("/api/v1/quarantine/replay", {"ids": [t.quarantined.pk]})),
+            {
+                **each_team(lambda t: send("/api/v1/quarantine/replay", {"ids": [t.quarantined.pk]})),
+                # a source is a filter, not an object: it replays the principal's own rows of it
+                "team_b+source": lambda w: send(
+                    "/api/v1/quarantine/replay", {"source": w.bravo.quarantine_source}
+                ),
+            },
             team_a="200 200 | 200 200 200 200 403 | 200 200 403 | 401",
             team_b="200 200 | 404 404 404 404 403 | 200 404 403 | 401",
+            more={"team_b+source": "200 200 | 200 200 200 200 403 | 200 200 403 | 401"},
             bugs=(
                 *both_teams("viewer", f"{VIEWER_WRITES} (200 with rows 0)"),
+                Bug("team_b+source", "viewer", f"{VIEWER_WRITES} (200 with rows 0)"),
                 Bug("team_b", "writers team_token", FOREIGN_IDS_IGNORED.format('200 {"rows": 0}')),
             ),
         ),
@@ -443,10 +453,15 @@ ROUTES: dict[str, Route] = {
             {
                 **each_team(lambda t: get("/", team=t.slug, start="2026-11-01", end="2026-11-30")),
                 **about_all(lambda w: get("/", start="2026-11-01", end="2026-11-30")),
+                # an agent name alone picks that agent in every team the principal sees
+                "team_b+agent": lambda w: get(
+                    "/", agent=w.bravo.agent.name, start="2026-11-01", end="2026-11-30"
+                ),
             },
             team_a=PAGE,
             team_b=PAGE_FOREIGN,
             all=PAGE,
+            more={"team_b+agent": PAGE_FOREIGN},
             shows=of_each(lambda t: [t.name, t.agent.name]),
         ),
     ),
@@ -505,9 +520,15 @@ ROUTES: dict[str, Route] = {
         None,
         "POST",
         Call(
-            each_team(lambda t: form("/ingest/quarantine/replay", {"ids": [t.quarantined.pk]})),
+            {
+                **each_team(lambda t: form("/ingest/quarantine/replay", {"ids": [t.quarantined.pk]})),
+                "team_b+source": lambda w: form(
+                    "/ingest/quarantine/replay", {"source": w.bravo.quarantine_source}
+                ),
+            },
             team_a="302 302 | 302 302 302 302 403 | 302 302 302 | 302",
             team_b="302 302 | 404 404 404 404 403 | 302 302 302 | 302",
+            more={"team_b+source": "302 302 | 302 302 302 302 403 | 302 302 302 | 302"},
             bugs=(
                 Bug(
                     "team_b",
@@ -665,7 +686,9 @@ def test_each_principal_gets_its_answer(url_world, db, name, method, target, pri
             leaked = [sentinel for sentinel in url_world.team(slug).sentinels if sentinel in body]
             assert not leaked, f"{method} {request.path} shows {principal_key} team {slug}'s {leaked}"
     if response.status_code == 200 and call.shows:
-        teams = [url_world.team(slug) for slug in sorted(TARGET_TEAMS[target] & principal.sees)]
+        teams = [
+            url_world.team(slug) for slug in sorted(TARGET_TEAMS[target.partition("+")[0]] & principal.sees)
+        ]
         shown = call.shows(teams)
         assert all(text in body for text in shown), f"{principal_key} should see {shown} in {body[:500]}"
     if guarded:
