@@ -18,7 +18,8 @@ and about team bravo (the foreign one), and the status each principal must get. 
 Where the code gives a wrong answer today the case is marked `xfail(strict=True)` with the bug: fix
 the code and delete the mark.
 
-Adding a URL (say `api:allowance-detail`, GET/PATCH/DELETE `/api/v1/allowances/{id}`) is one entry:
+Adding a URL (say `api:allowance-detail`, GET/PATCH/DELETE `/api/v1/allowances/{id}`) is one entry
+(the method is the key; `get(path, **query)` builds any request without a body, `send` one with JSON):
 
     "api:allowance-detail": Route(
         scope=READ,
@@ -27,10 +28,14 @@ Adding a URL (say `api:allowance-detail`, GET/PATCH/DELETE `/api/v1/allowances/{
                         team_a=API_READ, team_b=API_FOREIGN, shows=of_each(lambda t: [t.agent.name])),
             "PATCH": Call(each_team(lambda t: send(f"/api/v1/allowances/{t.allowance.pk}", {...})),
                           team_a="200 403 | 200 200 403 403 403 | 200 200 403 | 401", team_b=...),
+            "DELETE": Call(each_team(lambda t: get(f"/api/v1/allowances/{t.allowance.pk}")), ...),
         },
     ),
 
-with the team-owned row it needs added to `TeamData` in conftest.py (and to `teams_fingerprint`).
+with the team-owned row it needs made in `_team_data` (conftest.py, kept on `TeamData`) and its table
+in `TEAM_TABLES` there. A list is `about_all(...)` with `all=`; billing or other data of no team is
+`organisation(...)` with `org=`; a further request (a filter) goes in the targets as "team_b+what",
+with its row in `more`.
 """
 
 from __future__ import annotations
