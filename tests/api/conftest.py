@@ -5,7 +5,7 @@ rolled back at the end; each test runs in a savepoint of it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import pytest
@@ -79,6 +79,22 @@ class World:
 
     def team(self, slug: str) -> TeamData:
         return {"alpha": self.alpha, "bravo": self.bravo}[slug]
+
+    def without_bravo(self) -> World:
+        """This world with bravo's rows swapped for ones that do not exist: what a principal outside
+        bravo gets asking about bravo must be what it gets asking about nothing."""
+        missing = 2**31 - 1
+        ghost = TeamData(
+            slug="ghost",
+            name="Ghost Team",
+            agent=Agent(pk=missing, name="ghost-agent"),
+            uncached_input=0,
+            quarantined=QuarantinedRow(pk=missing, event_id="ghost-rejected"),
+            quarantine_source="file:ghost-only.jsonl",
+            job=ImportJob(pk=missing, file_name="ghost-upload.jsonl"),
+            sentinels=(),
+        )
+        return replace(self, bravo=ghost)
 
 
 def _team_data(*, slug: str, uncached_input: int, output: int, uploader: User) -> TeamData:

@@ -41,6 +41,7 @@ with its row in `more`.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
@@ -53,6 +54,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from finops.accounts.models import TokenScope
 from tests.api.conftest import CALL_TIME, WINDOW, TeamData, World, teams_fingerprint
 
+CSRF_TOKEN = re.compile(r'(?<=name="csrfmiddlewaretoken" )value="[^"]*"')
 READ, INGEST = TokenScope.READ.value, TokenScope.INGEST.value
 
 # The columns of every expectation, in order. scopeless_token is an org-wide token holding every scope
@@ -700,6 +702,23 @@ def test_each_principal_gets_its_answer(url_world, db, name, method, target, pri
         assert teams_fingerprint(guarded) == before, (
             f"{method} {request.path} as {principal_key} changed {guarded}"
         )
+    if target.startswith("team_b") and "bravo" not in principal.sees:
+        ghost = call.targets[target](url_world.without_bravo())
+        _, missing = respond(url_world, route, principal_key, method, ghost)
+        as_missing = without_csrf_tokens(body)
+        for name in ("slug", "name", "quarantine_source"):
+            as_missing = as_missing.replace(
+                getattr(url_world.bravo, name), getattr(url_world.without_bravo().bravo, name)
+            )
+        assert (missing.status_code, without_csrf_tokens(missing.content.decode("utf-8", "replace"))) == (
+            response.status_code,
+            as_missing,
+        ), f"{method} {request.path} as {principal_key} answers otherwise than for a missing team's"
+
+
+def without_csrf_tokens(page: str) -> str:
+    """A page with its CSRF tokens blanked: each rendering masks the token afresh."""
+    return CSRF_TOKEN.sub('value=""', page)
 
 
 def undeclared() -> Iterator:
