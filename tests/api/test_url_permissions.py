@@ -48,11 +48,12 @@ from urllib.parse import urlencode
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.http import HttpResponse
 from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from finops.accounts.models import TokenScope
-from tests.api.conftest import CALL_TIME, WINDOW, TeamData, World, teams_fingerprint
+from tests.api.conftest import CALL_TIME, WINDOW, Principal, TeamData, World, teams_fingerprint
 
 CSRF_TOKEN = re.compile(r'(?<=name="csrfmiddlewaretoken" )value="[^"]*"')
 READ, INGEST = TokenScope.READ.value, TokenScope.INGEST.value
@@ -218,10 +219,6 @@ def otlp_span(team: TeamData) -> dict:
 # --- the registry ---------------------------------------------------------------------------------
 
 
-def only(scope: str | None, method: str, call: Call) -> Route:
-    return Route(scope=scope, methods={method: call})
-
-
 @dataclass(frozen=True)
 class Bug:
     """A case where today's code answers wrongly; the case is a strict xfail until it is fixed."""
@@ -249,16 +246,15 @@ class Call:
 
     def __post_init__(self):
         for target in self.targets:
-            statuses = self.expected(target)
-            assert len(statuses) == len(PRINCIPALS), (
-                f"{target}: {len(statuses)} statuses, not {len(PRINCIPALS)}"
-            )
+            self.expected(target)  # a row of the wrong length fails at import, naming the target
         for bug in self.bugs:
             assert bug.target in self.targets, bug
 
     def expected(self, target: str) -> dict[str, int]:
         row = self.more[target] if "+" in target else getattr(self, target)
-        return dict(zip(PRINCIPALS, (int(cell) for cell in row.replace("|", " ").split()), strict=False))
+        cells = [int(cell) for cell in row.replace("|", " ").split()]
+        assert len(cells) == len(PRINCIPALS), f"{target}: {len(cells)} statuses, not {len(PRINCIPALS)}"
+        return dict(zip(PRINCIPALS, cells, strict=True))
 
     def bug(self, target: str, principal: str) -> str:
         return "; ".join(
@@ -274,6 +270,10 @@ class Route:
     scope: str | None  # the token scope it needs; None: no token may use it (a page)
     methods: dict[str, Call] = field(default_factory=dict)
     other_methods_bug: str = ""  # why methods it does not list are not a 405 today
+
+
+def only(scope: str | None, method: str, call: Call) -> Route:
+    return Route(scope=scope, methods={method: call})
 
 
 def both_teams(principals: str, reason: str) -> tuple[Bug, Bug]:
@@ -662,11 +662,16 @@ def matrix() -> Iterator:
                     )
 
 
-def respond(world: World, route: Route, principal_key: str, method: str, request: Request):
-    principal = world.principals.get(principal_key) or world.tokens_lacking[route.scope or READ]
+def principal_for(world: World, route: Route, key: str) -> Principal:
+    return world.principals.get(key) or world.tokens_lacking[route.scope or READ]
+
+
+def respond(principal: Principal, method: str, request: Request) -> tuple[int, str, HttpResponse]:
     client, headers = principal.client()
     response = client.generic(method, request.path, request.body, request.content_type, headers=headers)
-    return principal, response
+    # each rendering masks the CSRF token afresh: blank it, so two answers compare equal
+    page = CSRF_TOKEN.sub('value=""', response.content.decode("utf-8", "replace"))
+    return response.status_code, page, response
 
 
 @pytest.mark.parametrize(("name", "method", "target", "principal_key", "expected"), list(matrix()))
@@ -674,7 +679,8 @@ def test_each_principal_gets_its_answer(url_world, db, name, method, target, pri
     route = ROUTES[name]
     call = route.methods[method]
     request = call.targets[target](url_world)
-    principal = url_world.principals.get(principal_key) or url_world.tokens_lacking[route.scope or READ]
+    principal = principal_for(url_world, route, principal_key)
+    asked = f"{method} {request.path} as {principal_key}"
     refused = expected >= 400 or (expected == 302 and principal.session_key is None)
     # the teams this request may not change (GET is safe: it changes nothing by HTTP's definition)
     guarded = [
@@ -682,43 +688,28 @@ def test_each_principal_gets_its_answer(url_world, db, name, method, target, pri
     ]
     before = teams_fingerprint(guarded) if guarded else None
 
-    _, response = respond(url_world, route, principal_key, method, request)
-    body = response.content.decode("utf-8", "replace")
+    status, body, response = respond(principal, method, request)
 
-    assert response.status_code == expected, f"{method} {request.path} as {principal_key}: {body[:500]}"
+    assert status == expected, f"{asked}: {body[:500]}"
     if refused and expected == 302:
         assert response["Location"].startswith(reverse("login")), response["Location"]
-    for slug in ("alpha", "bravo"):
-        if slug not in principal.sees:
-            leaked = [sentinel for sentinel in url_world.team(slug).sentinels if sentinel in body]
-            assert not leaked, f"{method} {request.path} shows {principal_key} team {slug}'s {leaked}"
-    if response.status_code == 200 and call.shows:
-        teams = [
-            url_world.team(slug) for slug in sorted(TARGET_TEAMS[target.partition("+")[0]] & principal.sees)
-        ]
-        shown = call.shows(teams)
-        assert all(text in body for text in shown), f"{principal_key} should see {shown} in {body[:500]}"
+    for slug in sorted({"alpha", "bravo"} - principal.sees):
+        leaked = [sentinel for sentinel in url_world.team(slug).sentinels if sentinel in body]
+        assert not leaked, f"{asked} shows team {slug}'s {leaked}"
+    if status == 200 and call.shows:
+        about = TARGET_TEAMS[target.partition("+")[0]] & principal.sees
+        shown = call.shows([url_world.team(slug) for slug in sorted(about)])
+        assert all(text in body for text in shown), f"{asked} should show {shown}: {body[:500]}"
     if guarded:
-        assert teams_fingerprint(guarded) == before, (
-            f"{method} {request.path} as {principal_key} changed {guarded}"
-        )
+        assert teams_fingerprint(guarded) == before, f"{asked} changed {guarded}"
     if target.startswith("team_b") and "bravo" not in principal.sees:
-        ghost = call.targets[target](url_world.without_bravo())
-        _, missing = respond(url_world, route, principal_key, method, ghost)
-        as_missing = without_csrf_tokens(body)
-        for name in ("slug", "name", "quarantine_source"):
-            as_missing = as_missing.replace(
-                getattr(url_world.bravo, name), getattr(url_world.without_bravo().bravo, name)
-            )
-        assert (missing.status_code, without_csrf_tokens(missing.content.decode("utf-8", "replace"))) == (
-            response.status_code,
-            as_missing,
-        ), f"{method} {request.path} as {principal_key} answers otherwise than for a missing team's"
-
-
-def without_csrf_tokens(page: str) -> str:
-    """A page with its CSRF tokens blanked: each rendering masks the token afresh."""
-    return CSRF_TOKEN.sub('value=""', page)
+        nowhere = url_world.without_bravo()
+        missing_status, missing_body, _ = respond(principal, method, call.targets[target](nowhere))
+        for field_name in ("slug", "name", "quarantine_source"):
+            body = body.replace(getattr(url_world.bravo, field_name), getattr(nowhere.bravo, field_name))
+        assert (missing_status, missing_body) == (status, body), (
+            f"{asked} tells bravo's from a missing team's"
+        )
 
 
 def undeclared() -> Iterator:
@@ -741,5 +732,5 @@ def test_methods_not_listed_are_refused(url_world, db, name, method):
     target = next(iter(call.targets))
     request = call.targets[target](url_world)
     principal_key = "org_token" if call.expected(target)["admin"] == 401 else "admin"
-    _, response = respond(url_world, route, principal_key, method, request)
-    assert response.status_code == 405, f"{method} {request.path}: {response.status_code}"
+    status, _, _ = respond(principal_for(url_world, route, principal_key), method, request)
+    assert status == 405, f"{method} {request.path}: {status}"
