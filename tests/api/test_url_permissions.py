@@ -98,6 +98,7 @@ BILLING_API_READ = "200 200 | 403 403 403 403 403 | 200 404 403 | 401"
 PAGE = "200 200 | 200 200 200 200 200 | 302 302 302 | 302"
 PAGE_FOREIGN = "200 200 | 404 404 404 404 404 | 302 302 302 | 302"
 BILLING_PAGE = "200 200 | 403 403 403 403 403 | 302 302 302 | 302"
+AGENT_FOREIGN_CHANGE = "200 403 | 404 404 404 404 404 | 403 404 403 | 401"
 EVERYONE = "200 200 | 200 200 200 200 200 | 200 200 200 | 200"
 
 
@@ -136,9 +137,14 @@ def upload(path: str, *, file_name: str, content: bytes) -> Request:
 Build = Callable[[World], Request]
 
 
-def each_team(build: Callable[[TeamData], Request]) -> dict[str, Build]:
-    """The same request about team alpha (team_a) and about team bravo (team_b)."""
-    return {"team_a": lambda world: build(world.alpha), "team_b": lambda world: build(world.bravo)}
+def each_team(build: Callable[[TeamData], Request], what: str = "") -> dict[str, Build]:
+    """The same request about team alpha (team_a) and about team bravo (team_b); given `what`, as
+    a further pair of targets, team_a+what and team_b+what."""
+    suffix = f"+{what}" if what else ""
+    return {
+        f"team_a{suffix}": lambda world: build(world.alpha),
+        f"team_b{suffix}": lambda world: build(world.bravo),
+    }
 
 
 def of_each(texts: Callable[[TeamData], list[str]]) -> Callable[[list[TeamData]], list[str]]:
@@ -338,11 +344,24 @@ ROUTES: dict[str, Route] = {
                 team_b=API_FOREIGN,
                 shows=of_each(lambda t: [t.agent.name]),
             ),
-            # max_steps is the kill switch: sre and tech_lead (SPEC roles); API tokens change nothing yet
+            # each setting by the roles SPEC gives it (finops has none); API tokens change nothing yet
             "PATCH": Call(
-                each_team(lambda t: send(f"/api/v1/agents/{t.agent.pk}", {"max_steps": 40})),
+                {
+                    # max_steps, the kill switch: sre and tech_lead
+                    **each_team(lambda t: send(f"/api/v1/agents/{t.agent.pk}", {"max_steps": 40})),
+                    **each_team(
+                        lambda t: send(f"/api/v1/agents/{t.agent.pk}", {"cost_slo_usd": "0.3"}), "slo"
+                    ),
+                    **each_team(lambda t: send(f"/api/v1/agents/{t.agent.pk}", {"ideal_steps": 9}), "ideal"),
+                },
                 team_a="200 403 | 200 200 403 403 403 | 403 403 403 | 401",
-                team_b="200 403 | 404 404 404 404 404 | 403 404 403 | 401",
+                team_b=AGENT_FOREIGN_CHANGE,
+                more={
+                    "team_a+slo": "200 403 | 403 403 200 403 403 | 403 403 403 | 401",
+                    "team_b+slo": AGENT_FOREIGN_CHANGE,
+                    "team_a+ideal": "200 403 | 403 200 200 403 403 | 403 403 403 | 401",
+                    "team_b+ideal": AGENT_FOREIGN_CHANGE,
+                },
             ),
         },
     ),
