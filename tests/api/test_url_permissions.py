@@ -303,7 +303,11 @@ SESSION_EVENTS_415 = (
 SESSION_LITELLM_415 = (
     "POST /api/v1/litellm with a browser session answers 415, as /events does (parser_classes = [])"
 )
-VIEWER_WRITES = "a viewer may write nothing, but gets 200 with each row rejected instead of 403"
+VIEWER_WRITES = "a viewer may change nothing (SPEC roles), yet gets 200 with each row rejected, not 403"
+VIEWER_REPLAYS = (
+    'a viewer may change nothing (SPEC roles), yet POST /api/v1/quarantine/replay answers it 200 {"rows": 0}, '
+    "not the 403 the quarantine page gives"
+)
 FOREIGN_IDS_IGNORED = (
     "replaying ids of another team's quarantined rows answers as if nothing was asked ({}); "
     "no data leaks, but it is not the 404 an object outside one's team gets"
@@ -431,8 +435,8 @@ ROUTES: dict[str, Route] = {
             team_b="200 200 | 404 404 404 404 403 | 200 404 403 | 401",
             more={"team_b+source": "200 200 | 200 200 200 200 403 | 200 200 403 | 401"},
             bugs=(
-                *both_teams("viewer", f"{VIEWER_WRITES} (200 with rows 0)"),
-                Bug("team_b+source", "viewer", f"{VIEWER_WRITES} (200 with rows 0)"),
+                *both_teams("viewer", VIEWER_REPLAYS),
+                Bug("team_b+source", "viewer", VIEWER_REPLAYS),
                 Bug("team_b", "writers team_token", FOREIGN_IDS_IGNORED.format('200 {"rows": 0}')),
             ),
         ),
