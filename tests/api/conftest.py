@@ -1,0 +1,243 @@
+"""The world of the URL-walking permission test (test_url_permissions.py): two teams, alpha (the
+principals' own) and bravo (the foreign one), each with data carrying sentinels (texts and numbers no
+request contains), and one principal of each role. Built once per module inside a transaction that is
+rolled back at the end; each test runs in a savepoint of it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+
+import pytest
+from django.conf import settings
+from django.db import connection, transaction
+from django.test import Client
+from django.test.client import ClientHandler
+
+from finops.accounts.models import Membership, OrgRole, Team, TeamRole, TokenScope, User
+from finops.accounts.services import api_token_create
+from finops.ledger.models import Agent, Call, DailyRollup, EventKey, Task
+from ingest.connectors.models import StatementLine
+from ingest.connectors.services import connector_create
+from ingest.models import ImportJob, QuarantinedRow
+from ingest.writer import events_ingest
+from tests.factories import MembershipFactory, TeamFactory, UserFactory
+
+CSRF_SECRET = "walkWALKwalkWALKwalkWALKwalkWALK"  # 32 characters: an unmasked CSRF secret
+_HANDLER = ClientHandler(enforce_csrf_checks=True)
+CALL_TIME = "2026-11-02T10:00:00Z"
+WINDOW = {"start": "2026-11-01T00:00:00Z", "end": "2026-12-01T00:00:00Z"}
+
+
+@dataclass
+class TeamData:
+    """One team's rows, and the sentinels that must show only to principals who see the team."""
+
+    slug: str
+    name: str
+    agent: Agent
+    uncached_input: int  # one call's count, distinctive enough that no other figure contains it
+    quarantined: QuarantinedRow
+    quarantine_source: str
+    job: ImportJob
+    sentinels: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who sends a request: a session user, an API token, or nobody. `sees` are the team slugs whose
+    data it may read."""
+
+    key: str
+    sees: frozenset[str]
+    user: User | None = None
+    session_key: str | None = None
+    token_secret: str | None = None
+
+    def client(self) -> tuple[Client, dict[str, str]]:
+        """A client checking CSRF as a browser's requests are checked, holding the CSRF cookie a visit
+        to the login page leaves (so a refusal is the view's, not CSRF's), and the login or token."""
+        client = Client(enforce_csrf_checks=True, raise_request_exception=False)
+        client.handler = _HANDLER  # one middleware chain: WhiteNoise's start-up scan is not per request
+        client.cookies[settings.CSRF_COOKIE_NAME] = CSRF_SECRET
+        headers = {"X-CSRFToken": CSRF_SECRET}
+        if self.session_key:
+            client.cookies[settings.SESSION_COOKIE_NAME] = self.session_key
+        if self.token_secret:
+            headers["Authorization"] = f"Bearer {self.token_secret}"
+        return client, headers
+
+
+@dataclass
+class World:
+    alpha: TeamData
+    bravo: TeamData
+    principals: dict[str, Principal]
+    # an org-wide token for each scope, holding every scope but that one
+    tokens_lacking: dict[str, Principal] = field(default_factory=dict)
+    connector_id: int = 0
+
+    def team(self, slug: str) -> TeamData:
+        return {"alpha": self.alpha, "bravo": self.bravo}[slug]
+
+    def without_bravo(self) -> World:
+        """This world with bravo's rows swapped for ones that do not exist: what a principal outside
+        bravo gets asking about bravo must be what it gets asking about nothing."""
+        missing = 2**31 - 1
+        ghost = TeamData(
+            slug="ghost",
+            name="Ghost Team",
+            agent=Agent(pk=missing, name="ghost-agent"),
+            uncached_input=0,
+            quarantined=QuarantinedRow(pk=missing, event_id="ghost-rejected"),
+            quarantine_source="file:ghost-only.jsonl",
+            job=ImportJob(pk=missing, file_name="ghost-upload.jsonl"),
+            sentinels=(),
+        )
+        return replace(self, bravo=ghost)
+
+
+def _team_data(*, slug: str, uncached_input: int, output: int, uploader: User) -> TeamData:
+    name = f"{slug.title()} Sentinel Team"
+    team = TeamFactory(slug=slug, name=name)
+    agent_name = f"{slug}-sentinel-agent"
+    events_ingest(
+        raw_events=[
+            {
+                "event_id": f"{slug}-sentinel-call",
+                "timestamp": CALL_TIME,
+                "team": slug,
+                "agent": agent_name,
+                "task_id": f"{slug}-sentinel-task",
+                "provider": "openai",
+                "model": "gpt-4o",
+                "usage": {"uncached_input": uncached_input, "output": output},
+            }
+        ],
+        principal=None,
+        source="test",
+    )
+    source = f"file:{slug}-only.jsonl"
+    quarantined = QuarantinedRow.objects.create(
+        source=source,
+        team=team,
+        position="line 1",
+        event_id=f"{slug}-sentinel-rejected",
+        payload={"event_id": f"{slug}-sentinel-rejected", "team": slug, "agent": agent_name},
+        errors={"timestamp": ["this field is required"]},
+        adapter="events",
+    )
+    job = ImportJob.objects.create(
+        created_by=uploader,
+        file_name=f"{slug}-sentinel-upload.jsonl",
+        stored_path=f"/nonexistent/{slug}.jsonl",
+        source=f"file:{slug}-sentinel-upload.jsonl",
+        accepted=uncached_input,
+    )
+    return TeamData(
+        slug=slug,
+        name=name,
+        agent=Agent.objects.get(team=team, name=agent_name),
+        uncached_input=uncached_input,
+        quarantined=quarantined,
+        quarantine_source=source,
+        job=job,
+        sentinels=(name, agent_name, str(uncached_input), f"{slug}-sentinel-rejected", job.file_name),
+    )
+
+
+def _session_key(user: User) -> str:
+    client = Client()
+    client.force_login(user)
+    return client.session.session_key
+
+
+# every table holding a team's rows (api tokens aside: using one stamps its last_used_at)
+TEAM_TABLES = [Team, Membership, Agent, Task, Call, EventKey, DailyRollup, QuarantinedRow]
+
+
+def teams_fingerprint(slugs: list[str]) -> list[tuple]:
+    """Every row of the teams, whole, in one query: equal before and after a request means untouched."""
+    parts = ", ".join(
+        f"(SELECT json_agg(row_to_json(t) ORDER BY row_to_json(t)::text) FROM {model._meta.db_table} t "
+        f"WHERE {'id' if model is Team else 'team_id'} = team.id)"
+        for model in TEAM_TABLES
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT team.slug, {parts} FROM {Team._meta.db_table} team WHERE team.slug = ANY(%s) ORDER BY 1",
+            [slugs],
+        )
+        return cursor.fetchall()
+
+
+@pytest.fixture(scope="module")
+def url_world(django_db_setup, django_db_blocker):
+    with django_db_blocker.unblock(), transaction.atomic():
+        users = {
+            "admin": UserFactory(username="walk-admin", org_role=OrgRole.ADMIN),
+            "finops": UserFactory(username="walk-finops", org_role=OrgRole.FINOPS),
+        }
+        bravo_member = UserFactory(username="walk-bravo-sre")
+        for role in (TeamRole.SRE, TeamRole.TECH_LEAD, TeamRole.PM, TeamRole.ML, TeamRole.VIEWER):
+            users[str(role)] = UserFactory(username=f"walk-{role}")
+        alpha = _team_data(slug="alpha", uncached_input=3_141_593, output=271_829, uploader=users["sre"])
+        bravo = _team_data(slug="bravo", uncached_input=7_777_331, output=424_243, uploader=bravo_member)
+        alpha_team, bravo_team = Team.objects.get(slug="alpha"), Team.objects.get(slug="bravo")
+        MembershipFactory(user=bravo_member, team=bravo_team, role=TeamRole.SRE)
+        for role in (TeamRole.SRE, TeamRole.TECH_LEAD, TeamRole.PM, TeamRole.ML, TeamRole.VIEWER):
+            MembershipFactory(user=users[str(role)], team=alpha_team, role=role)
+
+        every_team = frozenset({"alpha", "bravo"})
+        principals = {
+            key: Principal(
+                key=key,
+                sees=every_team if user.sees_every_team else frozenset({"alpha"}),
+                user=user,
+                session_key=_session_key(user),
+            )
+            for key, user in users.items()
+        }
+        both_scopes = [TokenScope.READ, TokenScope.INGEST]
+        principals["org_token"] = Principal(
+            key="org_token", sees=every_team, token_secret=api_token_create(name="org", scopes=both_scopes)[1]
+        )
+        principals["team_token"] = Principal(
+            key="team_token",
+            sees=frozenset({"alpha"}),
+            token_secret=api_token_create(name="alpha", scopes=both_scopes, team=alpha_team)[1],
+        )
+        principals["anonymous"] = Principal(key="anonymous", sees=frozenset())
+        tokens_lacking = {
+            scope: Principal(
+                key="scopeless_token",
+                sees=every_team,
+                token_secret=api_token_create(
+                    name=f"without {scope}", scopes=[other for other in TokenScope.values if other != scope]
+                )[1],
+            )
+            for scope in TokenScope.values
+        }
+        connector = connector_create(
+            kind="openai_costs", name="walk-connector", credentials={"api_key": "sk-x"}
+        )
+        StatementLine.objects.create(
+            provider="openai",
+            kind="cost",
+            source=f"openai_costs:{connector.pk}",
+            period_start=datetime(2026, 11, 2, tzinfo=UTC),
+            period_end=datetime(2026, 11, 3, tzinfo=UTC),
+            model="gpt-4o",
+            line_item="walk",
+            amount="1.25",
+            currency="usd",
+            pulled_at=datetime(2026, 11, 3, tzinfo=UTC),
+        )
+        yield World(
+            alpha=alpha,
+            bravo=bravo,
+            principals=principals,
+            tokens_lacking=tokens_lacking,
+            connector_id=connector.pk,
+        )
+        transaction.set_rollback(True)

@@ -1,0 +1,759 @@
+"""Every URL of the UI and the API, walked from the URL resolver, answers each principal within its
+team only (issue 7, A.3; SPEC.md "Who uses it": a 404, never another team's numbers).
+
+A test matrix, as NetBox's `utilities/testing/api.py` and `views.py` are: ROUTES, keyed by URL name,
+says per HTTP method how to build a request about team alpha (the principals' own team: the control)
+and about team bravo (the foreign one), and the status each principal must get. From it:
+
+- `test_every_url_has_an_entry`: the URL names the resolver serves are exactly ROUTES' (plus the
+  excluded Django admin), so a new URL fails until it is described here;
+- `test_each_principal_gets_its_answer`: one case per URL name, method, target and principal. It
+  checks the status; that no sentinel of a team the principal may not see (names, a distinctive
+  token count, ... planted in `conftest.py`) is anywhere in the body; that a team it may see shows
+  where the entry says it does (so the scan could fail); and that a refused request, or any request of
+  a principal outside a team, leaves that team's data as it was;
+- `test_methods_not_listed_are_refused`: a method an entry does not list answers 405, so the entry's
+  list of methods is the URL's.
+
+Where the code gives a wrong answer today the case is marked `xfail(strict=True)` with the bug: fix
+the code and delete the mark.
+
+Adding a URL (say `api:allowance-detail`, GET/PATCH/DELETE `/api/v1/allowances/{id}`) is one entry
+(the method is the key; `get(path, **query)` builds any request without a body, `send` one with JSON):
+
+    "api:allowance-detail": Route(
+        scope=READ,
+        methods={
+            "GET": Call(each_team(lambda t: get(f"/api/v1/allowances/{t.allowance.pk}")),
+                        team_a=API_READ, team_b=API_FOREIGN, shows=of_each(lambda t: [t.agent.name])),
+            "PATCH": Call(each_team(lambda t: send(f"/api/v1/allowances/{t.allowance.pk}", {...})),
+                          team_a="200 403 | 200 200 403 403 403 | 200 200 403 | 401", team_b=...),
+            "DELETE": Call(each_team(lambda t: get(f"/api/v1/allowances/{t.allowance.pk}")), ...),
+        },
+    ),
+
+with the team-owned row it needs made in `_team_data` (conftest.py, kept on `TeamData`) and its table
+in `TEAM_TABLES` there. A list is `about_all(...)` with `all=`; billing or other data of no team is
+`organisation(...)` with `org=`; a further request (a filter) goes in the targets as "team_b+what",
+with its row in `more`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from urllib.parse import urlencode
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.http import HttpResponse
+from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+from finops.accounts.models import TokenScope
+from tests.api.conftest import CALL_TIME, WINDOW, Principal, TeamData, World, teams_fingerprint
+
+CSRF_TOKEN = re.compile(r'(?<=name="csrfmiddlewaretoken" )value="[^"]*"')
+READ, INGEST = TokenScope.READ.value, TokenScope.INGEST.value
+
+# The columns of every expectation, in order. scopeless_token is an org-wide token holding every scope
+# but the one the URL needs: nothing but the scope check stands between it and every team's data.
+PRINCIPALS = (
+    "admin",
+    "finops",
+    "sre",
+    "tech_lead",
+    "pm",
+    "ml",
+    "viewer",
+    "org_token",
+    "team_token",
+    "scopeless_token",
+    "anonymous",
+)
+GROUPS = {
+    "members": ("sre", "tech_lead", "pm", "ml", "viewer"),
+    "writers": ("sre", "tech_lead", "pm", "ml"),
+    "users": ("admin", "finops", "sre", "tech_lead", "pm", "ml", "viewer"),
+}
+# The teams each target is about: a principal that sees one of them must find its sentinels shown.
+TARGET_TEAMS = {"team_a": {"alpha"}, "team_b": {"bravo"}, "all": {"alpha", "bravo"}, "org": set()}
+
+# Excluded URL namespaces, and why that is safe. Only views of Django itself may live under one.
+EXCLUDED = {
+    "admin": "the Django admin: its own login and staff checks guard it, and its team scoping (a staff "
+    "team member sees no other team's rows) is tested page by page in tests/accounts/test_admin.py",
+}
+# Static files have no URL pattern to exclude: WhiteNoise's middleware serves them before URL routing.
+
+# --- the expectations -----------------------------------------------------------------------------
+#              admin finops | sre lead pm  ml  viewer | org team scopeless | anonymous
+API_READ = "200 200 | 200 200 200 200 200 | 200 200 403 | 401"
+API_FOREIGN = "200 200 | 404 404 404 404 404 | 200 404 403 | 401"
+# a batch of rows for one team: a principal that may not write it gets each row rejected, not a 404
+API_WRITE = "200 200 | 200 200 200 200 403 | 200 200 403 | 401"
+BILLING_API_READ = "200 200 | 403 403 403 403 403 | 200 404 403 | 401"
+PAGE = "200 200 | 200 200 200 200 200 | 302 302 302 | 302"
+PAGE_FOREIGN = "200 200 | 404 404 404 404 404 | 302 302 302 | 302"
+BILLING_PAGE = "200 200 | 403 403 403 403 403 | 302 302 302 | 302"
+AGENT_FOREIGN_CHANGE = "200 403 | 404 404 404 404 404 | 403 404 403 | 401"
+EVERYONE = "200 200 | 200 200 200 200 200 | 200 200 200 | 200"
+
+
+def billing_api_change(status: int) -> str:
+    # API tokens never change billing settings; a team's token learns nothing outside its team
+    return f"{status} {status} | 403 403 403 403 403 | 403 404 403 | 401"
+
+
+# --- requests -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Request:
+    path: str
+    body: bytes = b""
+    content_type: str = "application/json"
+
+
+def get(path: str, **query) -> Request:
+    return Request(f"{path}?{urlencode(query)}" if query else path)
+
+
+def send(path: str, payload) -> Request:
+    return Request(path, json.dumps(payload).encode())
+
+
+def form(path: str, fields: dict) -> Request:
+    return Request(path, urlencode(fields, doseq=True).encode(), "application/x-www-form-urlencoded")
+
+
+def upload(path: str, *, file_name: str, content: bytes) -> Request:
+    fields = {"file": SimpleUploadedFile(file_name, content), "format": "auto"}
+    return Request(path, encode_multipart(BOUNDARY, fields), MULTIPART_CONTENT)
+
+
+Build = Callable[[World], Request]
+
+
+def each_team(build: Callable[[TeamData], Request], what: str = "") -> dict[str, Build]:
+    """The same request about team alpha (team_a) and about team bravo (team_b); given `what`, as
+    a further pair of targets, team_a+what and team_b+what."""
+    suffix = f"+{what}" if what else ""
+    return {
+        f"team_a{suffix}": lambda world: build(world.alpha),
+        f"team_b{suffix}": lambda world: build(world.bravo),
+    }
+
+
+def of_each(texts: Callable[[TeamData], list[str]]) -> Callable[[list[TeamData]], list[str]]:
+    return lambda teams: [text for team in teams for text in texts(team)]
+
+
+def about_all(build: Build) -> dict[str, Build]:
+    """One request about every team (a list, or no filter): each principal sees what it may."""
+    return {"all": build}
+
+
+def organisation(build: Build) -> dict[str, Build]:
+    """One request about no team (billing, login)."""
+    return {"org": build}
+
+
+def event(team: TeamData) -> dict:
+    return {
+        "event_id": f"walk-{team.slug}-new",
+        "timestamp": CALL_TIME,
+        "team": team.slug,
+        "agent": "walk-new-agent",
+        "provider": "openai",
+        "model": "gpt-4o",
+        "usage": {"uncached_input": 11, "output": 13},
+    }
+
+
+def task_outcome(team: TeamData) -> dict:
+    return {
+        "task_id": f"{team.slug}-sentinel-task",
+        "team": team.slug,
+        "agent": team.agent.name,
+        "status": "failure",
+        "started_at": "2026-11-02T09:59:00Z",
+        "ended_at": "2026-11-02T10:01:00Z",
+    }
+
+
+def litellm_payload(team: TeamData) -> dict:
+    return {
+        "id": f"walk-{team.slug}-litellm",
+        "call_type": "acompletion",
+        "model": "gpt-4o",
+        "custom_llm_provider": "openai",
+        "startTime": 1793613600.0,
+        "endTime": 1793613601.5,
+        "prompt_tokens": 17,
+        "completion_tokens": 19,
+        "metadata": {"spend_logs_metadata": {"team": team.slug, "agent": "walk-new-agent"}},
+    }
+
+
+def otlp_span(team: TeamData) -> dict:
+    def attribute(key, value):
+        kind = "intValue" if isinstance(value, int) else "stringValue"
+        return {"key": key, "value": {kind: value}}
+
+    span = {
+        "traceId": "5b8efff798038103d269b633813fc60c",
+        "spanId": "eee19b7ec3c1b174",
+        "name": "chat gpt-4o",
+        "kind": 3,
+        "startTimeUnixNano": "1793613600000000000",
+        "endTimeUnixNano": "1793613601000000000",
+        "attributes": [
+            attribute("gen_ai.operation.name", "chat"),
+            attribute("gen_ai.provider.name", "openai"),
+            attribute("gen_ai.request.model", "gpt-4o"),
+            attribute("gen_ai.usage.input_tokens", 23),
+            attribute("gen_ai.usage.output_tokens", 29),
+        ],
+    }
+    resource = {"attributes": [attribute("finops.team", team.slug), attribute("service.name", "walk-svc")]}
+    return {"resourceSpans": [{"resource": resource, "scopeSpans": [{"spans": [span]}]}]}
+
+
+# --- the registry ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Bug:
+    """A case where today's code answers wrongly; the case is a strict xfail until it is fixed."""
+
+    target: str
+    principals: str  # keys or GROUPS names, space separated
+    reason: str
+
+
+@dataclass(frozen=True)
+class Call:
+    """One HTTP method of a URL: its request per target, and per target the status of each principal
+    (a row of PRINCIPALS' columns; "|" only groups them for the eye)."""
+
+    targets: dict[str, Build]
+    team_a: str | None = None
+    team_b: str | None = None
+    all: str | None = None
+    org: str | None = None
+    # what a 200 shows of the teams it is about that the principal sees (all of them at once)
+    shows: Callable[[list[TeamData]], list[str]] | None = None
+    # rows of further requests, named "<target>+<what they vary>" (e.g. team_b+source: by a filter)
+    more: dict[str, str] = field(default_factory=dict)
+    bugs: tuple[Bug, ...] = ()
+
+    def __post_init__(self):
+        for target in self.targets:
+            self.expected(target)  # a row of the wrong length fails at import, naming the target
+        for bug in self.bugs:
+            assert bug.target in self.targets, bug
+
+    def expected(self, target: str) -> dict[str, int]:
+        row = self.more[target] if "+" in target else getattr(self, target)
+        cells = [int(cell) for cell in row.replace("|", " ").split()]
+        assert len(cells) == len(PRINCIPALS), f"{target}: {len(cells)} statuses, not {len(PRINCIPALS)}"
+        return dict(zip(PRINCIPALS, cells, strict=True))
+
+    def bug(self, target: str, principal: str) -> str:
+        return "; ".join(
+            bug.reason
+            for bug in self.bugs
+            if bug.target == target
+            and principal in [name for word in bug.principals.split() for name in GROUPS.get(word, (word,))]
+        )
+
+
+@dataclass(frozen=True)
+class Route:
+    scope: str | None  # the token scope it needs; None: no token may use it (a page)
+    methods: dict[str, Call] = field(default_factory=dict)
+    other_methods_bug: str = ""  # why methods it does not list are not a 405 today
+
+
+def only(scope: str | None, method: str, call: Call) -> Route:
+    return Route(scope=scope, methods={method: call})
+
+
+def both_teams(principals: str, reason: str) -> tuple[Bug, Bug]:
+    return Bug("team_a", principals, reason), Bug("team_b", principals, reason)
+
+
+def batch_route(path: str, row: Callable[[TeamData], dict], *, bugs: tuple[Bug, ...] = ()) -> Route:
+    """An ingest endpoint taking a JSON array of rows, each naming its team."""
+    return only(
+        INGEST,
+        "POST",
+        Call(each_team(lambda team: send(path, [row(team)])), team_a=API_WRITE, team_b=API_WRITE, bugs=bugs),
+    )
+
+
+BAD_LOGIN = {"username": "walk-nobody", "password": "not-a-password"}
+SESSION_EVENTS_415 = (
+    "POST /api/v1/events with a browser session answers 415: EventsView has no parsers, and DRF's "
+    "CSRF check of SessionAuthentication reads request.POST, which raises UnsupportedMediaType (issue 7 B.9)"
+)
+SESSION_LITELLM_415 = (
+    "POST /api/v1/litellm with a browser session answers 415, as /events does (parser_classes = [])"
+)
+VIEWER_WRITES = "a viewer may change nothing (SPEC roles), yet gets 200 with each row rejected, not 403"
+VIEWER_REPLAYS = (
+    'a viewer may change nothing (SPEC roles), yet POST /api/v1/quarantine/replay answers it 200 {"rows": 0}, '
+    "not the 403 the quarantine page gives"
+)
+FOREIGN_IDS_IGNORED = (
+    "replaying ids of another team's quarantined rows answers as if nothing was asked ({}); "
+    "no data leaks, but it is not the 404 an object outside one's team gets"
+)
+
+ROUTES: dict[str, Route] = {
+    # --- API: teams and agents ---
+    "api:team-list": only(
+        READ,
+        "GET",
+        Call(about_all(lambda w: get("/api/v1/teams")), all=API_READ, shows=of_each(lambda t: [t.name])),
+    ),
+    "api:team-detail": only(
+        READ,
+        "GET",
+        Call(
+            each_team(lambda t: get(f"/api/v1/teams/{t.slug}")),
+            team_a=API_READ,
+            team_b=API_FOREIGN,
+            shows=of_each(lambda t: [t.name]),
+        ),
+    ),
+    "api:agent-list": only(
+        READ,
+        "GET",
+        Call(
+            about_all(lambda w: get("/api/v1/agents")),
+            all=API_READ,
+            shows=of_each(lambda t: [t.agent.name]),
+        ),
+    ),
+    "api:agent-detail": Route(
+        scope=READ,
+        methods={
+            "GET": Call(
+                each_team(lambda t: get(f"/api/v1/agents/{t.agent.pk}")),
+                team_a=API_READ,
+                team_b=API_FOREIGN,
+                shows=of_each(lambda t: [t.agent.name]),
+            ),
+            # each setting by the roles SPEC gives it (finops has none); API tokens change nothing yet
+            "PATCH": Call(
+                {
+                    # max_steps, the kill switch: sre and tech_lead
+                    **each_team(lambda t: send(f"/api/v1/agents/{t.agent.pk}", {"max_steps": 40})),
+                    **each_team(
+                        lambda t: send(f"/api/v1/agents/{t.agent.pk}", {"cost_slo_usd": "0.3"}), "slo"
+                    ),
+                    **each_team(lambda t: send(f"/api/v1/agents/{t.agent.pk}", {"ideal_steps": 9}), "ideal"),
+                },
+                team_a="200 403 | 200 200 403 403 403 | 403 403 403 | 401",
+                team_b=AGENT_FOREIGN_CHANGE,
+                more={
+                    "team_a+slo": "200 403 | 403 403 200 403 403 | 403 403 403 | 401",
+                    "team_b+slo": AGENT_FOREIGN_CHANGE,
+                    "team_a+ideal": "200 403 | 403 200 200 403 403 | 403 403 403 | 401",
+                    "team_b+ideal": AGENT_FOREIGN_CHANGE,
+                },
+            ),
+        },
+    ),
+    # --- API: KPIs ---
+    "api:kpis": only(
+        READ,
+        "GET",
+        Call(
+            {
+                **each_team(lambda t: get("/api/v1/kpis", team=t.slug, **WINDOW)),
+                **about_all(lambda w: get("/api/v1/kpis", **WINDOW)),
+            },
+            team_a=API_READ,
+            team_b=API_FOREIGN,
+            # without a team filter: the principal's own teams, summed (only alpha's figure for
+            # alpha's members; the org-wide ones get a sum, so their `shows` is left to team_a/b)
+            all=API_READ,
+            shows=lambda teams: [f'"uncached_input":{sum(team.uncached_input for team in teams)}'],
+        ),
+    ),
+    # --- API: ingest ---
+    "api:events": batch_route(
+        "/api/v1/events",
+        event,
+        bugs=(*both_teams("users", SESSION_EVENTS_415), *both_teams("viewer", VIEWER_WRITES)),
+    ),
+    "api:tasks": batch_route("/api/v1/tasks", task_outcome, bugs=both_teams("viewer", VIEWER_WRITES)),
+    "api:litellm": batch_route(
+        "/api/v1/litellm",
+        litellm_payload,
+        bugs=(*both_teams("users", SESSION_LITELLM_415), *both_teams("viewer", VIEWER_WRITES)),
+    ),
+    # OTLP exporters authenticate with a bearer token only: a browser session is not a login there
+    "otlp-traces": only(
+        INGEST,
+        "POST",
+        Call(
+            each_team(lambda t: send("/v1/traces", otlp_span(t))),
+            team_a="401 401 | 401 401 401 401 401 | 200 200 403 | 401",
+            team_b="401 401 | 401 401 401 401 401 | 200 200 403 | 401",
+        ),
+    ),
+    # --- API: quarantine ---
+    "api:quarantine": only(
+        # a source is not a team's: filtering by one only ever lists the principal's own rows
+        READ,
+        "GET",
+        Call(
+            each_team(lambda t: get("/api/v1/quarantine", source=t.quarantine_source)),
+            team_a=API_READ,
+            team_b=API_READ,
+            shows=of_each(lambda t: [t.quarantined.event_id]),
+        ),
+    ),
+    "api:quarantine-replay": only(
+        INGEST,
+        "POST",
+        Call(
+            {
+                **each_team(lambda t: send("/api/v1/quarantine/replay", {"ids": [t.quarantined.pk]})),
+                # a source is a filter, not an object: it replays the principal's own rows of it
+                "team_b+source": lambda w: send(
+                    "/api/v1/quarantine/replay", {"source": w.bravo.quarantine_source}
+                ),
+            },
+            team_a="200 200 | 200 200 200 200 403 | 200 200 403 | 401",
+            team_b="200 200 | 404 404 404 404 403 | 200 404 403 | 401",
+            more={"team_b+source": "200 200 | 200 200 200 200 403 | 200 200 403 | 401"},
+            bugs=(
+                *both_teams("viewer", VIEWER_REPLAYS),
+                Bug("team_b+source", "viewer", VIEWER_REPLAYS),
+                Bug("team_b", "writers team_token", FOREIGN_IDS_IGNORED.format('200 {"rows": 0}')),
+            ),
+        ),
+    ),
+    # --- API: billing (organisation data: admin and finops, and org-wide tokens may read) ---
+    "api:connectors": Route(
+        scope=READ,
+        methods={
+            "GET": Call(
+                organisation(lambda w: get("/api/v1/connectors")),
+                org=BILLING_API_READ,
+                shows=lambda teams: ["walk-connector"],
+            ),
+            "POST": Call(
+                organisation(
+                    lambda w: send(
+                        "/api/v1/connectors",
+                        {"kind": "openai_usage", "name": "walk-new", "credentials": {"api_key": "sk-y"}},
+                    )
+                ),
+                org=billing_api_change(201),
+            ),
+        },
+    ),
+    "api:connector-run": only(
+        READ,
+        "POST",
+        Call(
+            organisation(lambda w: send(f"/api/v1/connectors/{w.connector_id}/run", {})),
+            org=billing_api_change(202),
+        ),
+    ),
+    "api:statements": only(
+        READ, "GET", Call(organisation(lambda w: get("/api/v1/statements")), org=BILLING_API_READ)
+    ),
+    # --- API: its own description (public: it holds no data) ---
+    "api:schema": only(None, "GET", Call(organisation(lambda w: get("/api/v1/schema")), org=EVERYONE)),
+    "api:docs": only(None, "GET", Call(organisation(lambda w: get("/api/v1/docs")), org=EVERYONE)),
+    # --- pages ---
+    "dashboard:overview": only(
+        None,
+        "GET",
+        Call(
+            {
+                **each_team(lambda t: get("/", team=t.slug, start="2026-11-01", end="2026-11-30")),
+                **about_all(lambda w: get("/", start="2026-11-01", end="2026-11-30")),
+                # an agent name alone picks that agent in every team the principal sees
+                "team_b+agent": lambda w: get(
+                    "/", agent=w.bravo.agent.name, start="2026-11-01", end="2026-11-30"
+                ),
+            },
+            team_a=PAGE,
+            team_b=PAGE_FOREIGN,
+            all=PAGE,
+            more={"team_b+agent": PAGE_FOREIGN},
+            shows=of_each(lambda t: [t.name, t.agent.name]),
+        ),
+    ),
+    "ingest:upload": Route(
+        scope=None,
+        other_methods_bug="ingest.views.upload has no require_http_methods: PUT, PATCH and DELETE render the form (200)",
+        methods={
+            "GET": Call(
+                organisation(lambda w: get("/ingest/upload")),
+                org="200 200 | 200 200 200 200 403 | 302 302 302 | 302",
+            ),
+            # the file's rows are checked against the uploader's teams by the worker (tests/imports)
+            "POST": Call(
+                each_team(
+                    lambda t: upload(
+                        "/ingest/upload", file_name="walk.jsonl", content=json.dumps(event(t)).encode()
+                    )
+                ),
+                team_a="302 302 | 302 302 302 302 403 | 302 302 302 | 302",
+                team_b="302 302 | 302 302 302 302 403 | 302 302 302 | 302",
+            ),
+        },
+    ),
+    # an import job is its uploader's (alpha's sre uploaded alpha's, a bravo member bravo's)
+    "ingest:job": only(
+        None,
+        "GET",
+        Call(
+            each_team(lambda t: get(f"/ingest/jobs/{t.job.pk}")),
+            team_a="200 200 | 200 404 404 404 404 | 302 302 302 | 302",
+            team_b=PAGE_FOREIGN,
+            shows=of_each(lambda t: [t.job.file_name]),
+        ),
+    ),
+    "ingest:job-progress": only(
+        None,
+        "GET",
+        Call(
+            each_team(lambda t: get(f"/ingest/jobs/{t.job.pk}/progress")),
+            team_a="200 200 | 200 404 404 404 404 | 302 302 302 | 302",
+            team_b=PAGE_FOREIGN,
+            shows=of_each(lambda t: [t.job.file_name]),
+        ),
+    ),
+    "ingest:quarantine": only(
+        None,
+        "GET",
+        Call(
+            each_team(lambda t: get("/ingest/quarantine", source=t.quarantine_source)),
+            team_a=PAGE,
+            team_b=PAGE,
+            shows=of_each(lambda t: [t.quarantined.event_id]),
+        ),
+    ),
+    "ingest:quarantine-replay": only(
+        None,
+        "POST",
+        Call(
+            {
+                **each_team(lambda t: form("/ingest/quarantine/replay", {"ids": [t.quarantined.pk]})),
+                "team_b+source": lambda w: form(
+                    "/ingest/quarantine/replay", {"source": w.bravo.quarantine_source}
+                ),
+            },
+            team_a="302 302 | 302 302 302 302 403 | 302 302 302 | 302",
+            team_b="302 302 | 404 404 404 404 403 | 302 302 302 | 302",
+            more={"team_b+source": "302 302 | 302 302 302 302 403 | 302 302 302 | 302"},
+            bugs=(
+                Bug(
+                    "team_b",
+                    "writers",
+                    FOREIGN_IDS_IGNORED.format('a redirect saying "Replayed 0 row(s)"'),
+                ),
+            ),
+        ),
+    ),
+    "connectors:status": Route(
+        scope=None,
+        methods={
+            "GET": Call(
+                organisation(lambda w: get("/connectors/")),
+                org=BILLING_PAGE,
+                shows=lambda teams: ["walk-connector"],
+            ),
+            "POST": Call(
+                organisation(
+                    lambda w: form(
+                        "/connectors/", {"kind": "openai_usage", "name": "walk-new", "api_key": "sk-y"}
+                    )
+                ),
+                org="302 302 | 403 403 403 403 403 | 302 302 302 | 302",
+            ),
+        },
+    ),
+    "connectors:pull-now": only(
+        None,
+        "POST",
+        Call(
+            organisation(lambda w: form(f"/connectors/{w.connector_id}/pull", {})),
+            org="302 302 | 403 403 403 403 403 | 302 302 302 | 302",
+        ),
+    ),
+    # Django's LoginView takes PUT as POST: wrong credentials are the form again, for everyone
+    "login": Route(
+        scope=None,
+        methods={
+            "GET": Call(organisation(lambda w: get("/login/")), org=EVERYONE),
+            "POST": Call(organisation(lambda w: form("/login/", BAD_LOGIN)), org=EVERYONE),
+            "PUT": Call(organisation(lambda w: form("/login/", BAD_LOGIN)), org=EVERYONE),
+        },
+    ),
+    "logout": only(
+        None,
+        "POST",
+        Call(
+            organisation(lambda w: form("/logout/", {})),
+            org="302 302 | 302 302 302 302 302 | 302 302 302 | 302",
+        ),
+    ),
+}
+
+
+# --- the walk -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Served:
+    name: str  # namespaced, as reverse() takes it
+    path: str
+    callback: Callable
+
+
+def served_urls(
+    resolver: URLResolver | None = None, prefix: str = "", namespace: tuple = ()
+) -> Iterator[Served]:
+    """Every URL pattern, recursively through includes."""
+    for pattern in (resolver or get_resolver()).url_patterns:
+        if isinstance(pattern, URLResolver):
+            inner = (*namespace, pattern.namespace) if pattern.namespace else namespace
+            yield from served_urls(pattern, prefix + str(pattern.pattern), inner)
+        else:
+            assert isinstance(pattern, URLPattern)
+            yield Served(
+                ":".join([*namespace, pattern.name or ""]), prefix + str(pattern.pattern), pattern.callback
+            )
+
+
+def test_every_url_has_an_entry():
+    excluded, missing = [], []
+    for url in served_urls():
+        namespace = url.name.split(":")[0] if ":" in url.name else None
+        if namespace in EXCLUDED:
+            excluded.append(url)
+        elif url.name not in ROUTES:
+            missing.append(url)
+    assert not missing, "\n".join(
+        f"URL {url.path!r} ({url.name or 'no name: give it one'}) has no entry in ROUTES of "
+        "tests/api/test_url_permissions.py. Add one: how to build its request about team alpha and team "
+        "bravo, its methods, and each principal's status (the module docstring shows how)."
+        for url in missing
+    )
+    served = {url.name for url in served_urls()}
+    assert not set(ROUTES) - served, f"entries for URLs no longer served: {sorted(set(ROUTES) - served)}"
+    strangers = [url for url in excluded if not url.callback.__module__.startswith("django.")]
+    assert not strangers, f"only Django's own views may hide in an excluded namespace: {strangers}"
+    assert excluded, "the excluded namespaces exclude nothing: drop them from EXCLUDED"
+
+
+# --- the matrix -----------------------------------------------------------------------------------
+
+
+def matrix() -> Iterator:
+    for name, route in ROUTES.items():
+        for method, call in route.methods.items():
+            for target in call.targets:
+                for principal, status in call.expected(target).items():
+                    reason = call.bug(target, principal)
+                    marks = (
+                        [pytest.mark.xfail(strict=True, raises=AssertionError, reason=reason)]
+                        if reason
+                        else []
+                    )
+                    yield pytest.param(
+                        name,
+                        method,
+                        target,
+                        principal,
+                        status,
+                        marks=marks,
+                        id=f"{name}-{method}-{target}-{principal}",
+                    )
+
+
+def principal_for(world: World, route: Route, key: str) -> Principal:
+    return world.principals.get(key) or world.tokens_lacking[route.scope or READ]
+
+
+def respond(principal: Principal, method: str, request: Request) -> tuple[int, str, HttpResponse]:
+    client, headers = principal.client()
+    response = client.generic(method, request.path, request.body, request.content_type, headers=headers)
+    # each rendering masks the CSRF token afresh: blank it, so two answers compare equal
+    page = CSRF_TOKEN.sub('value=""', response.content.decode("utf-8", "replace"))
+    return response.status_code, page, response
+
+
+@pytest.mark.parametrize(("name", "method", "target", "principal_key", "expected"), list(matrix()))
+def test_each_principal_gets_its_answer(url_world, db, name, method, target, principal_key, expected):
+    route = ROUTES[name]
+    call = route.methods[method]
+    request = call.targets[target](url_world)
+    principal = principal_for(url_world, route, principal_key)
+    asked = f"{method} {request.path} as {principal_key}"
+    refused = expected >= 400 or (expected == 302 and principal.session_key is None)
+    # the teams this request may not change (GET is safe: it changes nothing by HTTP's definition)
+    guarded = [
+        slug for slug in ("alpha", "bravo") if (refused or slug not in principal.sees) and method != "GET"
+    ]
+    before = teams_fingerprint(guarded) if guarded else None
+
+    status, body, response = respond(principal, method, request)
+
+    assert status == expected, f"{asked}: {body[:500]}"
+    if refused and expected == 302:
+        assert response["Location"].startswith(reverse("login")), response["Location"]
+    for slug in sorted({"alpha", "bravo"} - principal.sees):
+        leaked = [sentinel for sentinel in url_world.team(slug).sentinels if sentinel in body]
+        assert not leaked, f"{asked} shows team {slug}'s {leaked}"
+    if status == 200 and call.shows:
+        about = TARGET_TEAMS[target.partition("+")[0]] & principal.sees
+        shown = call.shows([url_world.team(slug) for slug in sorted(about)])
+        assert all(text in body for text in shown), f"{asked} should show {shown}: {body[:500]}"
+    if guarded:
+        assert teams_fingerprint(guarded) == before, f"{asked} changed {guarded}"
+    if target.startswith("team_b") and "bravo" not in principal.sees:
+        nowhere = url_world.without_bravo()
+        missing_status, missing_body, _ = respond(principal, method, call.targets[target](nowhere))
+        for field_name in ("slug", "name", "quarantine_source"):
+            body = body.replace(getattr(url_world.bravo, field_name), getattr(nowhere.bravo, field_name))
+        assert (missing_status, missing_body) == (status, body), (
+            f"{asked} tells bravo's from a missing team's"
+        )
+
+
+def undeclared() -> Iterator:
+    for name, route in ROUTES.items():
+        for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+            if method not in route.methods:
+                reason = route.other_methods_bug
+                marks = (
+                    [pytest.mark.xfail(strict=True, raises=AssertionError, reason=reason)] if reason else []
+                )
+                yield pytest.param(name, method, marks=marks, id=f"{name}-{method}")
+
+
+@pytest.mark.parametrize(("name", "method"), list(undeclared()))
+def test_methods_not_listed_are_refused(url_world, db, name, method):
+    """Asked by someone who may do everything the URL offers: the admin, or an org-wide token where
+    only tokens log in."""
+    route = ROUTES[name]
+    call = next(iter(route.methods.values()))
+    target = next(iter(call.targets))
+    request = call.targets[target](url_world)
+    principal_key = "org_token" if call.expected(target)["admin"] == 401 else "admin"
+    status, _, _ = respond(principal_for(url_world, route, principal_key), method, request)
+    assert status == 405, f"{method} {request.path}: {status}"
