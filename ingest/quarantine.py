@@ -164,7 +164,7 @@ def source_rows_ingest(
                 if row.event is None or index in refused
             ]
         quarantine: list[QuarantinedRow] = []
-        team_ids = resolver.writable_team_ids(names=(_team_hint(row) for row, _, _ in refused_rows))
+        team_ids = resolver.existing_team_ids(names=(_team_hint(row) for row, _, _ in refused_rows))
         for row, errors, team_id in refused_rows:
             row.payload = received_payload(row.payload)
             if isinstance(row.event, bytes):

@@ -268,7 +268,7 @@ class Resolver:
             return None, f"unknown team {slug!r}; an admin or an org-wide token can create it"
         return team_id, None
 
-    def writable_team_ids(self, *, names: Iterable[Any]) -> dict[str, int]:
+    def existing_team_ids(self, *, names: Iterable[Any]) -> dict[str, int]:
         """Of these team names (anything a refused row holds), the teams that exist and the principal
         may write to, by name, in at most one query; nothing is created. A refused row is filed under
         its team, so whoever sent it sees and replays it."""
@@ -431,7 +431,7 @@ def events_ingest_unquarantined(
         # (team, agent) → (team id, agent id); the few pairs of a batch cover all of its rows
         ids, refused_names = resolver.resolve(names={(event.team, event.agent) for event in events})
         if refusals:  # filed under the team they name, once the batch's new teams exist
-            team_ids = resolver.writable_team_ids(names=map(_team_named, refusals))
+            team_ids = resolver.existing_team_ids(names=map(_team_named, refusals))
             for refusal in refusals:
                 refusal.team_id = team_ids.get(_team_named(refusal))
         if refused_names:
