@@ -27,6 +27,8 @@ SCHEMA_COMMANDS = frozenset(
         "inspectdb",
     }
 )
+# they never read the database (a deploy check runs before the database is reachable or migrated)
+NO_SCHEMA_COMMANDS = frozenset({"check", "diffsettings", "collectstatic", "findstatic", "sendtestemail"})
 MIGRATE_LOCK = "finops migrate"  # two commands starting together on a fresh database migrate it once
 
 
@@ -57,7 +59,7 @@ def database_prepare(*, command: str) -> None:
     from django.core.management import get_commands
 
     django.setup()
-    if command not in get_commands() or command in SCHEMA_COMMANDS:
+    if command not in get_commands() or command in SCHEMA_COMMANDS | NO_SCHEMA_COMMANDS:
         return  # Django answers an unknown command itself
     migrations_apply(apply=embedded_database)
 
