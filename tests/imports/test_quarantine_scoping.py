@@ -65,9 +65,5 @@ def test_list_and_replay_take_exactly_the_rows_of_the_principal(rows):
         if replayed is None:
             assert answer.status_code == 403, name
         else:
-            assert answer.json() == {
-                "rows": replayed,
-                "accepted": 0,
-                "duplicates": 0,
-                "still_rejected": replayed,
-            }
+            expected = {"rows": replayed, "accepted": 0, "duplicates": 0, "still_rejected": replayed}
+            assert answer.json() == expected, name
