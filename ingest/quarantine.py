@@ -25,6 +25,17 @@ from ingest.validation import received_payload
 from ingest.writer import Resolver, TeamPolicy, events_ingest_unquarantined
 
 
+class QuarantinedRowsNotFound(LookupError):
+    """None of the ids asked for is a quarantined row of a team the principal may write (missing and
+    another team's look the same: nothing tells whether a foreign id exists)."""
+
+    def __init__(self, row_ids: list[int]) -> None:
+        self.row_ids = row_ids
+        super().__init__(
+            "none of the ids asked for is a quarantined row you may replay; nothing was replayed"
+        )
+
+
 @dataclass(slots=True)
 class SourceRow:
     position: str
@@ -251,7 +262,8 @@ def quarantined_rows_replay(
     or data fix). Rows that pass are written once (event_id idempotency) and get replayed_at; rows that
     still fail get their new errors. Given ids, exactly those rows are replayed (a replayed row again
     comes back as a duplicate); given a source, its rows not yet replayed. Only rows of teams the
-    principal may send events for are taken: a viewer's rows are seen, not replayed."""
+    principal may send events for are taken: a viewer's rows are seen, not replayed; ids none of which is
+    such a row raise QuarantinedRowsNotFound."""
     if row_ids is None and not source:
         raise ValueError('say which rows to replay: {"ids": [...]} or {"source": "..."}')
     resolver = Resolver(TeamPolicy(principal))
@@ -259,6 +271,8 @@ def quarantined_rows_replay(
     rows = QuarantinedRow.objects.restrict(principal, "change").order_by("id")
     if row_ids is not None:
         rows = rows.filter(id__in=row_ids)
+        if not rows.exists():  # none replayable; else those that are are replayed, the others skipped
+            raise QuarantinedRowsNotFound(row_ids)
     else:
         rows = rows.filter(source=source, replayed_at__isnull=True)
     price_book = PriceBook.load()

@@ -19,7 +19,7 @@ from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.text import get_valid_filename
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiTypes,
@@ -28,6 +28,7 @@ from drf_spectacular.utils import (
     inline_serializer,
 )
 from rest_framework import mixins, serializers, status
+from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
 from finops import embedded
@@ -44,6 +45,7 @@ from ingest.filters import QuarantinedRowFilter
 from ingest.imports import FORMATS, import_job_fail, import_source_name
 from ingest.models import ImportJob, ImportStatus, QuarantinedRow
 from ingest.quarantine import (
+    QuarantinedRowsNotFound,
     principal_default_team,
     quarantine_sources,
     quarantined_rows_replay,
@@ -94,6 +96,7 @@ def _import_enqueue(job_id: int) -> None:
 
 
 @login_required
+@require_http_methods(["GET", "POST"])
 def upload(request):
     if not may_write_events(user=request.user):
         raise PermissionDenied("uploading usage needs admin, finops, or a team role other than viewer")
@@ -197,7 +200,10 @@ def quarantine_replay(request):
     if row_ids is None and not source:
         messages.error(request, "Choose rows to replay, or filter by a source and replay all of it.")
     else:
-        outcome = quarantined_rows_replay(principal=request.user, row_ids=row_ids, source=source)
+        try:
+            outcome = quarantined_rows_replay(principal=request.user, row_ids=row_ids, source=source)
+        except QuarantinedRowsNotFound as error:
+            raise Http404(str(error)) from None
         messages.info(
             request,
             f"Replayed {outcome.rows} row(s): {outcome.accepted} accepted, {outcome.duplicates} already "
@@ -359,9 +365,12 @@ class QuarantineViewSet(mixins.ListModelMixin, TeamScopedViewSet):
         """POST /api/v1/quarantine/replay: run quarantined rows through the current adapter and writer."""
         serializer = ReplayRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        outcome = quarantined_rows_replay(
-            principal=self.principal,
-            row_ids=serializer.validated_data.get("ids") or None,
-            source=serializer.validated_data.get("source") or None,
-        )
+        try:
+            outcome = quarantined_rows_replay(
+                principal=self.principal,
+                row_ids=serializer.validated_data.get("ids") or None,
+                source=serializer.validated_data.get("source") or None,
+            )
+        except QuarantinedRowsNotFound as error:
+            raise NotFound(str(error)) from None
         return Response(outcome.as_json())

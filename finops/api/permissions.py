@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework.permissions import BasePermission
 
-from finops.accounts.selectors import principal_has_scope
+from finops.accounts.selectors import principal_has_scope, principal_is_token, writable_team_ids
 
 
 def principal_of(request):
@@ -24,7 +24,18 @@ class ReadScope(BasePermission):
 
 
 class IngestScope(BasePermission):
+    """A token with the 'ingest' scope, or a person who may write data for some team (a viewer, who
+    may change nothing, is refused at the door rather than answered with every row rejected)."""
+
     message = "This API token lacks the 'ingest' scope."
 
     def has_permission(self, request, view) -> bool:
-        return has_scope(request, "ingest")
+        if not has_scope(request, "ingest"):
+            return False
+        principal = principal_of(request)
+        if principal_is_token(principal) or writable_team_ids(principal=principal) != set():
+            return True
+        self.message = (
+            "You may not send data for any team: a viewer only sees; a team role other than viewer may send."
+        )
+        return False

@@ -296,22 +296,6 @@ def batch_route(path: str, row: Callable[[TeamData], dict], *, bugs: tuple[Bug, 
 
 
 BAD_LOGIN = {"username": "walk-nobody", "password": "not-a-password"}
-SESSION_EVENTS_415 = (
-    "POST /api/v1/events with a browser session answers 415: EventsView has no parsers, and DRF's "
-    "CSRF check of SessionAuthentication reads request.POST, which raises UnsupportedMediaType (issue 7 B.9)"
-)
-SESSION_LITELLM_415 = (
-    "POST /api/v1/litellm with a browser session answers 415, as /events does (parser_classes = [])"
-)
-VIEWER_WRITES = "a viewer may change nothing (SPEC roles), yet gets 200 with each row rejected, not 403"
-VIEWER_REPLAYS = (
-    'a viewer may change nothing (SPEC roles), yet POST /api/v1/quarantine/replay answers it 200 {"rows": 0}, '
-    "not the 403 the quarantine page gives"
-)
-FOREIGN_IDS_IGNORED = (
-    "replaying ids of another team's quarantined rows answers as if nothing was asked ({}); "
-    "no data leaks, but it is not the 404 an object outside one's team gets"
-)
 
 ROUTES: dict[str, Route] = {
     # --- API: teams and agents ---
@@ -390,13 +374,11 @@ ROUTES: dict[str, Route] = {
     "api:events": batch_route(
         "/api/v1/events",
         event,
-        bugs=(*both_teams("users", SESSION_EVENTS_415), *both_teams("viewer", VIEWER_WRITES)),
     ),
-    "api:tasks": batch_route("/api/v1/tasks", task_outcome, bugs=both_teams("viewer", VIEWER_WRITES)),
+    "api:tasks": batch_route("/api/v1/tasks", task_outcome),
     "api:litellm": batch_route(
         "/api/v1/litellm",
         litellm_payload,
-        bugs=(*both_teams("users", SESSION_LITELLM_415), *both_teams("viewer", VIEWER_WRITES)),
     ),
     # OTLP exporters authenticate with a bearer token only: a browser session is not a login there
     "otlp-traces": only(
@@ -434,11 +416,6 @@ ROUTES: dict[str, Route] = {
             team_a="200 200 | 200 200 200 200 403 | 200 200 403 | 401",
             team_b="200 200 | 404 404 404 404 403 | 200 404 403 | 401",
             more={"team_b+source": "200 200 | 200 200 200 200 403 | 200 200 403 | 401"},
-            bugs=(
-                *both_teams("viewer", VIEWER_REPLAYS),
-                Bug("team_b+source", "viewer", VIEWER_REPLAYS),
-                Bug("team_b", "writers team_token", FOREIGN_IDS_IGNORED.format('200 {"rows": 0}')),
-            ),
         ),
     ),
     # --- API: billing (organisation data: admin and finops, and org-wide tokens may read) ---
@@ -497,7 +474,6 @@ ROUTES: dict[str, Route] = {
     ),
     "ingest:upload": Route(
         scope=None,
-        other_methods_bug="ingest.views.upload has no require_http_methods: PUT, PATCH and DELETE render the form (200)",
         methods={
             "GET": Call(
                 organisation(lambda w: get("/ingest/upload")),
@@ -559,13 +535,6 @@ ROUTES: dict[str, Route] = {
             team_a="302 302 | 302 302 302 302 403 | 302 302 302 | 302",
             team_b="302 302 | 404 404 404 404 403 | 302 302 302 | 302",
             more={"team_b+source": "302 302 | 302 302 302 302 403 | 302 302 302 | 302"},
-            bugs=(
-                Bug(
-                    "team_b",
-                    "writers",
-                    FOREIGN_IDS_IGNORED.format('a redirect saying "Replayed 0 row(s)"'),
-                ),
-            ),
         ),
     ),
     "connectors:status": Route(

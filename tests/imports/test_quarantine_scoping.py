@@ -38,7 +38,7 @@ def rows(db):
 # principal → (rows listed, rows a replay of every row takes); None: the replay is refused (403)
 EXPECTED = {
     "sre of a": (1, 1),
-    "viewer of a": (1, 0),
+    "viewer of a": (1, None),  # a viewer changes nothing: refused at the door
     "token of a": (1, 1),
     "read-only token of a": (1, None),
     "org-wide token": (3, 3),
