@@ -137,7 +137,9 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # the API reads and answers JSON (SPEC.md); a form body is a 415, not a half-parsed QueryDict
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "finops.api.schema.AutoSchema",
     "EXCEPTION_HANDLER": "finops.api.exceptions.exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
@@ -150,6 +152,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # what a client sends and what it gets back are separate components (read-only ids, write-only secrets)
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "ingest.otlp.schema.otlp_traces_document",  # POST /v1/traces is a plain Django view
+    ],
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024 * 1024  # batches of thousands of events
 

@@ -23,6 +23,8 @@ api_v1 = [
     path("docs", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
 ]
 
+handler404 = "finops.api.exceptions.page_not_found"
+
 urlpatterns = [
     path("api/v1/", include((api_v1, "api"))),
     path("v1/", include("ingest.otlp.urls")),  # OTLP/HTTP: POST /v1/traces

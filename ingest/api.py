@@ -5,15 +5,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import msgspec
-from drf_spectacular.utils import OpenApiExample, OpenApiTypes, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiExample, OpenApiTypes, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from finops.api.permissions import IngestScope
+from finops.api.schema import Batch
 from finops.ledger.models import TaskStatus
 from finops.ledger.services import task_outcomes_record
 from ingest.quarantine import nonblank_lines
+from ingest.serializers import IngestResultSerializer, TaskIngestResultSerializer, UsageEventSerializer
 from ingest.writer import Resolver, TeamPolicy, events_ingest
 
 EVENTS_SOURCE = "api:events"
@@ -50,23 +52,16 @@ def parse_events_body(body: bytes, content_type: str) -> tuple[list[bytes], Sequ
         raise BodyError(f"the body is not JSON ({error}); send a JSON array of events or NDJSON") from None
 
 
-EVENT_RESPONSE = inline_serializer(
-    "IngestResult",
-    {
-        "accepted": serializers.IntegerField(),
-        "duplicates": serializers.IntegerField(),
-        "rejected": serializers.ListField(child=serializers.DictField()),
-    },
-)
-
-
 class EventsView(APIView):
     permission_classes = [IngestScope]
     parser_classes: list = []  # the body is read raw: JSON array or NDJSON, parsed once
 
     @extend_schema(
-        request={"application/json": OpenApiTypes.OBJECT, "application/x-ndjson": OpenApiTypes.STR},
-        responses={200: EVENT_RESPONSE},
+        request={
+            "application/json": Batch(child=UsageEventSerializer(), or_one=True),
+            "application/x-ndjson": OpenApiTypes.STR,
+        },
+        responses={200: IngestResultSerializer},
         examples=[
             OpenApiExample(
                 "one event",
@@ -124,8 +119,8 @@ class TasksView(APIView):
     permission_classes = [IngestScope]
 
     @extend_schema(
-        request=TaskOutcomeSerializer(many=True),
-        responses={200: EVENT_RESPONSE},
+        request=Batch(child=TaskOutcomeSerializer()),
+        responses={200: TaskIngestResultSerializer},
     )
     def post(self, request):
         if not isinstance(request.data, list):

@@ -20,14 +20,15 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.text import get_valid_filename
 from django.views.decorators.http import require_GET, require_POST
-from drf_spectacular.utils import OpenApiParameter, OpenApiTypes, extend_schema, inline_serializer
-from rest_framework import serializers, status
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from finops import embedded
 from finops.accounts.models import Membership, TeamRole, User
 from finops.api.permissions import IngestScope, ReadScope
+from finops.api.schema import Batch
 from finops.celery import CeleryQueue
 from finops.pricing.services import PriceBook
 from ingest.imports import FORMATS, import_source_name
@@ -39,6 +40,14 @@ from ingest.quarantine import (
     quarantined_rows_visible,
     source_row_translate,
     source_rows_ingest,
+)
+from ingest.serializers import (
+    IngestResultSerializer,
+    LiteLLMPayloadSerializer,
+    QuarantinedRowSerializer,
+    QuarantinePageSerializer,
+    ReplayRequestSerializer,
+    ReplayResultSerializer,
 )
 from ingest.writer import Resolver, TeamPolicy
 
@@ -199,15 +208,6 @@ def quarantine_replay(request):
 
 # --- API ----------------------------------------------------------------------------------------------
 
-INGEST_RESPONSE = inline_serializer(
-    "LiteLLMIngestResult",
-    {
-        "accepted": serializers.IntegerField(),
-        "duplicates": serializers.IntegerField(),
-        "rejected": serializers.ListField(child=serializers.DictField()),
-    },
-)
-
 
 def _not_json(constant: str):
     # Python's json reads NaN and Infinity, which are not JSON and which Postgres' jsonb refuses
@@ -243,7 +243,10 @@ class LiteLLMView(APIView):
     permission_classes = [IngestScope]
     parser_classes: list = []  # the body is read raw: array, object or NDJSON
 
-    @extend_schema(request={"application/json": OpenApiTypes.OBJECT}, responses={200: INGEST_RESPONSE})
+    @extend_schema(
+        request={"application/json": Batch(child=LiteLLMPayloadSerializer(), or_one=True)},
+        responses={200: IngestResultSerializer},
+    )
     def post(self, request):
         try:
             payloads = _litellm_payloads(request.body)
@@ -273,19 +276,6 @@ class LiteLLMView(APIView):
         )
 
 
-class QuarantinedRowSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    source = serializers.CharField()
-    team = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    position = serializers.CharField()
-    event_id = serializers.CharField()
-    adapter = serializers.CharField()
-    payload = serializers.JSONField()
-    errors = serializers.JSONField()
-    created_at = serializers.DateTimeField()
-    replayed_at = serializers.DateTimeField(allow_null=True)
-
-
 class QuarantineListView(APIView):
     """GET /api/v1/quarantine?source=&limit=&offset=: newest first; a team-bound token sees its team's."""
 
@@ -299,17 +289,13 @@ class QuarantineListView(APIView):
             OpenApiParameter("limit", int, description="at most 1000; default 100"),
             OpenApiParameter("offset", int),
         ],
-        responses={
-            200: inline_serializer(
-                "QuarantinePage",
-                {"count": serializers.IntegerField(), "results": QuarantinedRowSerializer(many=True)},
-            )
-        },
+        responses={200: QuarantinePageSerializer},
     )
     def get(self, request):
         try:
-            limit = min(max(int(request.query_params.get("limit", 100)), 1), self.MAX_LIMIT)
-            offset = min(max(int(request.query_params.get("offset", 0)), 0), self.MAX_OFFSET)
+            # `?limit=` is no value given, as DRF reads every other query parameter
+            limit = min(max(int(request.query_params.get("limit") or 100), 1), self.MAX_LIMIT)
+            offset = min(max(int(request.query_params.get("offset") or 0), 0), self.MAX_OFFSET)
         except ValueError:
             return Response(
                 {"message": "limit and offset must be whole numbers", "extra": {}},
@@ -326,16 +312,6 @@ class QuarantineListView(APIView):
         )
 
 
-class ReplayRequestSerializer(serializers.Serializer):
-    ids = serializers.ListField(child=serializers.IntegerField(), required=False, max_length=100_000)
-    source = serializers.CharField(required=False, max_length=64)
-
-    def validate(self, attrs):
-        if not attrs.get("ids") and not attrs.get("source"):
-            raise serializers.ValidationError('send {"ids": [...]} or {"source": "..."}')
-        return attrs
-
-
 class QuarantineReplayView(APIView):
     """POST /api/v1/quarantine/replay: run quarantined rows through the current adapter and writer."""
 
@@ -343,17 +319,7 @@ class QuarantineReplayView(APIView):
 
     @extend_schema(
         request=ReplayRequestSerializer,
-        responses={
-            200: inline_serializer(
-                "ReplayResult",
-                {
-                    "rows": serializers.IntegerField(),
-                    "accepted": serializers.IntegerField(),
-                    "duplicates": serializers.IntegerField(),
-                    "still_rejected": serializers.IntegerField(),
-                },
-            )
-        },
+        responses={200: ReplayResultSerializer},
     )
     def post(self, request):
         serializer = ReplayRequestSerializer(data=request.data)

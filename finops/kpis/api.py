@@ -28,9 +28,9 @@ def ratio(value: Decimal | float | None) -> float | None:
 
 class KpiQuery(serializers.Serializer):
     start = serializers.DateTimeField(required=False)
-    end = serializers.DateTimeField(required=False)
+    end = serializers.DateTimeField(required=False, help_text="after start")
     team = serializers.SlugField(required=False)
-    agent = serializers.CharField(required=False)
+    agent = serializers.CharField(required=False, help_text="only with team: agent names are per team")
 
     def validate(self, attrs):
         default_start, default_end = month_window()

@@ -7,11 +7,11 @@ from decimal import Decimal
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from finops.api.pagination import PageNumberPagination
 from ingest.connectors.models import Connector, Provider, StatementLine
 from ingest.connectors.permissions import BillingRead, ConnectorManage
 from ingest.connectors.selectors import connectors_list, statement_lines_filter
@@ -110,7 +110,6 @@ class StatementQuery(serializers.Serializer):
 
 class StatementPages(PageNumberPagination):
     page_size = 500
-    page_size_query_param = "page_size"
     max_page_size = 5000
 
 
@@ -167,12 +166,13 @@ class ConnectorRunView(APIView):
 
 class StatementsView(APIView):
     permission_classes = [IsAuthenticated, BillingRead]
+    pagination_class = StatementPages  # the schema documents the page
 
     @extend_schema(parameters=[StatementQuery], responses=StatementLineSerializer(many=True))
     def get(self, request):
         query = StatementQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
         lines = statement_lines_filter(**query.validated_data)
-        paginator = StatementPages()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(lines, request, view=self)
         return paginator.get_paginated_response(StatementLineSerializer(page, many=True).data)

@@ -22,6 +22,8 @@ JSON = "application/json"
 MAX_BODY_BYTES = 20 * 1024 * 1024  # the spec's recommended limit, after decompression
 _WINDOW_BITS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}  # the Python exporter offers both
 _ID_KEYS = ("traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id")
+# AnyValue's is the only bool field of a trace export; json_format would read true as 1 in an enum
+_BOOL_KEYS = ("boolValue", "bool_value")
 
 
 class UndecodableBody(ValueError):
@@ -98,6 +100,8 @@ def _hex_ids_to_base64(node: Any) -> Any:
                 converted[key] = base64.b64encode(bytes.fromhex(value)).decode()
             except ValueError:
                 raise UndecodableBody(f"{key} {value!r} is not hex") from None
+        elif isinstance(value, bool) and key not in _BOOL_KEYS:
+            raise UndecodableBody(f"{key} is {str(value).lower()}: only boolValue holds true or false")
         else:
             converted[key] = _hex_ids_to_base64(value)
     return converted
