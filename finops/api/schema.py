@@ -78,7 +78,9 @@ class AutoSchema(openapi.AutoSchema):
 
     def _get_request_for_media_type(self, serializer, direction="request"):
         if not isinstance(serializer, Batch):
-            return super()._get_request_for_media_type(serializer, direction)
+            schema, required = super()._get_request_for_media_type(serializer, direction)
+            # a serializer whose rules ask for some field cannot be sent without a body
+            return schema, required or bool(getattr(serializer, "schema_rules", None))
         item = self.resolve_serializer(serializer.child, direction).ref
         batch = {
             "type": "array",
@@ -107,12 +109,15 @@ class AutoSchema(openapi.AutoSchema):
             schema.update(getattr(serializer, "schema_rules", {}))
         return schema
 
+    def _insert_field_validators(self, field, schema):
+        super()._insert_field_validators(field, schema)
+        if schema.get("type") == "string" and "pattern" not in schema and _refuses_nul(field):
+            schema["pattern"] = NO_NUL  # DRF's CharField refuses NUL (so does PostgreSQL's text)
+
     def _map_serializer_field(self, field, direction, bypass_extensions=False):
         schema = super()._map_serializer_field(field, direction, bypass_extensions)
         if isinstance(field, serializers.DecimalField) and "pattern" in schema:
             schema["pattern"] = decimal_pattern(field)
-        if direction == "request" and _refuses_nul(field) and "pattern" not in schema:
-            schema["pattern"] = NO_NUL
         if isinstance(field, serializers.ChoiceField) and field.read_only:
             _add_blank_and_null_choices(field, schema)
         return schema

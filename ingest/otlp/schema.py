@@ -18,7 +18,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from ingest.otlp.decoding import _ID_KEYS, JSON, PROTOBUF
+from ingest.otlp.decoding import _ID_KEYS, BASE64_PATTERN, HEX_PATTERN, JSON, PROTOBUF
 
 PATH = "/v1/traces"
 
@@ -60,11 +60,11 @@ _SCALARS = {
     FieldDescriptor.TYPE_FIXED64: _UINT64,
     FieldDescriptor.TYPE_BYTES: {
         "type": "string",
-        "pattern": r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$",
+        "pattern": BASE64_PATTERN,
         "description": "base64",
     },
 }
-_HEX_ID = {"type": "string", "pattern": "^(?:[0-9a-fA-F]{2})*$", "description": "hex (OTLP/JSON ids)"}
+_HEX_ID = {"type": "string", "pattern": HEX_PATTERN, "description": "hex (OTLP/JSON ids)"}
 
 
 def component_name(descriptor: Descriptor) -> str:
