@@ -133,17 +133,16 @@ def _refuses_nul(field) -> bool:
 
 
 def decimal_pattern(field: serializers.DecimalField) -> str:
-    """What DecimalField reads, as a pattern: at least one digit, at most its whole and decimal places
-    (spectacular's own pattern also matches "", "-" and ".", which the field refuses)."""
+    """What DecimalField reads, as a pattern: digits within its whole and decimal places (leading zeros
+    do not count; "1." is 1). spectacular's own pattern also matches "", "-" and ".", which it refuses."""
     sign = "" if field.min_value is not None and field.min_value >= 0 else "-?"
     places = field.decimal_places
-    fraction = rf"\.\d{{1,{places}}}" if places else ""
-    if field.max_whole_digits == 0:
-        return rf"^{sign}(?:0|0?{fraction})$" if places else rf"^{sign}0$"
-    whole = rf"\d{{1,{field.max_whole_digits}}}"
+    if field.max_whole_digits == 0:  # "0" has a whole digit; "0.5" and ".5" have none
+        return rf"^{sign}0*\.\d{{1,{places}}}$"
+    whole = rf"0*\d{{1,{field.max_whole_digits}}}"
     if not places:
-        return rf"^{sign}{whole}$"
-    return rf"^{sign}(?:{whole}(?:\.\d{{0,{places}}})?|{fraction})$"
+        return rf"^{sign}{whole}\.?$"
+    return rf"^{sign}(?:{whole}(?:\.\d{{0,{places}}})?|0*\.\d{{1,{places}}})$"
 
 
 def _add_blank_and_null_choices(field: serializers.ChoiceField, schema: dict) -> None:

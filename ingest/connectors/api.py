@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
@@ -61,6 +61,7 @@ class ConnectorSerializer(serializers.ModelSerializer):
         return data
 
 
+@extend_schema_field({"type": "string", "format": "decimal"})
 class DecimalString(serializers.Field):
     """Money as an exact decimal string, without the column's trailing zeros."""
 
