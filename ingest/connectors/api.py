@@ -11,6 +11,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from finops.api.fields import JsonTypes
 from finops.api.pagination import PageNumberPagination
 from ingest.connectors.models import Connector, Provider, StatementLine
 from ingest.connectors.permissions import BillingRead, ConnectorManage
@@ -18,7 +19,7 @@ from ingest.connectors.selectors import connectors_list, statement_lines_filter
 from ingest.connectors.services import connector_create, connector_run_request
 
 
-class ConnectorSerializer(serializers.ModelSerializer):
+class ConnectorSerializer(JsonTypes, serializers.ModelSerializer):
     credentials = serializers.DictField(
         child=serializers.CharField(), write_only=True, help_text='e.g. {"api_key": "<admin key>"}'
     )
