@@ -9,9 +9,11 @@ project's machinery can answer, so a view documents only its own success respons
 - 415 where there is a request body: a Content-Type no parser of the view reads;
 - 429 where the view is throttled.
 
-A request serializer may state the cross-field rules its validate() applies as `schema_rules` (JSON
-Schema keywords, e.g. `anyOf` of required fields). It also keeps decimal strings honest (a pattern that only matches what DecimalField accepts) and
-read-only choice fields whose model column may be blank or null.
+Query parameters that are not required may be empty (`?start=` is no start, as DRF reads it). A
+request serializer may state the cross-field rules its validate() applies as `schema_rules` (JSON
+Schema keywords, e.g. an `anyOf` of required fields). Decimal strings get a pattern matching exactly
+what DecimalField reads, strings one refusing NUL, and read-only choices the "" or null their model
+column may hold.
 """
 
 from __future__ import annotations
@@ -56,8 +58,8 @@ class Batch(serializers.ListSerializer):
         super().__init__(*args, **kwargs)
 
 
-def error_response(status: int, description: str | None = None) -> OpenApiResponse:
-    return OpenApiResponse(ErrorSerializer, description=description or ERROR_RESPONSES[status])
+def error_response(status: int) -> OpenApiResponse:
+    return OpenApiResponse(ErrorSerializer, description=ERROR_RESPONSES[status])
 
 
 class AutoSchema(openapi.AutoSchema):
