@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import re
 
+from django.urls import path
+from drf_spectacular.generators import SchemaGenerator
+from drf_spectacular.utils import extend_schema
 from rest_framework.test import APIClient
+from rest_framework.throttling import AnonRateThrottle
+from rest_framework.views import APIView
 
 
 def test_schema_lists_the_contract_paths(api):
@@ -30,9 +35,9 @@ def _schema(api) -> dict:
 
 
 def _operations(schema: dict):
-    for path, methods in schema["paths"].items():
+    for url, methods in schema["paths"].items():
         for method, operation in methods.items():
-            yield f"{method.upper()} {path}", operation
+            yield f"{method.upper()} {url}", operation
 
 
 def test_every_operation_documents_the_errors_it_can_answer_in_the_one_error_shape(api):
@@ -96,3 +101,16 @@ def test_a_page_size_out_of_range_is_a_400_not_the_default(admin_client):
     response = admin_client.get("/api/v1/statements", {"page_size": "0"})
     assert response.status_code == 400
     assert "page_size" in response.json()["extra"]["fields"]
+
+
+def test_a_throttled_operation_documents_429():
+    class Throttled(APIView):
+        throttle_classes = [AnonRateThrottle]
+
+        @extend_schema(responses={200: None})
+        def get(self, request):
+            raise NotImplementedError
+
+    generator = SchemaGenerator(patterns=[path("throttled", Throttled.as_view())])
+    responses = generator.get_schema(request=None, public=True)["paths"]["/throttled"]["get"]["responses"]
+    assert responses["429"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
