@@ -28,6 +28,8 @@ api_v1 = [
     ),
 ]
 
+handler404 = "finops.api.exceptions.page_not_found"
+
 urlpatterns = [
     path("api/v1/", include((api_v1, "api"))),
     path("v1/", include("ingest.otlp.urls")),  # OTLP/HTTP: POST /v1/traces

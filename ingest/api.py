@@ -5,16 +5,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import msgspec
-from drf_spectacular.utils import OpenApiExample, OpenApiTypes, extend_schema, inline_serializer
-from rest_framework import serializers, status
+from drf_spectacular.utils import OpenApiExample, OpenApiTypes, extend_schema
+from rest_framework import status
 from rest_framework.response import Response
 
 from finops.api.parsers import RAW_BODY_PARSERS, raw_body
 from finops.api.permissions import IngestScope
+from finops.api.schema import Batch
 from finops.api.viewsets import ScopedAPIView
 from finops.core.json_depth import MAX_VALUE_DEPTH
 from ingest.outcomes import TaskOutcomeSerializer, task_outcomes_ingest
 from ingest.quarantine import nonblank_lines
+from ingest.serializers import IngestResultSerializer, TaskIngestResultSerializer, UsageEventSerializer
 from ingest.writer import events_ingest
 
 EVENTS_SOURCE = "api:events"
@@ -59,23 +61,16 @@ def parse_events_body(body: bytes, content_type: str) -> tuple[list[bytes], Sequ
         raise BodyError(f"the body is not JSON ({error}); send a JSON array of events or NDJSON") from None
 
 
-EVENT_RESPONSE = inline_serializer(
-    "IngestResult",
-    {
-        "accepted": serializers.IntegerField(),
-        "duplicates": serializers.IntegerField(),
-        "rejected": serializers.ListField(child=serializers.DictField()),
-    },
-)
-
-
 class EventsView(ScopedAPIView):
     permission_classes = [IngestScope]
     parser_classes = RAW_BODY_PARSERS  # the body is read raw: JSON array or NDJSON, parsed once
 
     @extend_schema(
-        request={"application/json": OpenApiTypes.OBJECT, "application/x-ndjson": OpenApiTypes.STR},
-        responses={200: EVENT_RESPONSE},
+        request={
+            "application/json": Batch(child=UsageEventSerializer(), or_one=True),
+            "application/x-ndjson": OpenApiTypes.STR,
+        },
+        responses={200: IngestResultSerializer},
         examples=[
             OpenApiExample(
                 "one event",
@@ -111,8 +106,8 @@ class TasksView(ScopedAPIView):
     permission_classes = [IngestScope]
 
     @extend_schema(
-        request=TaskOutcomeSerializer(many=True),
-        responses={200: EVENT_RESPONSE},
+        request=Batch(child=TaskOutcomeSerializer()),
+        responses={200: TaskIngestResultSerializer},
     )
     def post(self, request):
         if not isinstance(request.data, list):

@@ -20,14 +20,8 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.text import get_valid_filename
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from drf_spectacular.utils import (
-    OpenApiParameter,
-    OpenApiTypes,
-    extend_schema,
-    extend_schema_serializer,
-    inline_serializer,
-)
-from rest_framework import mixins, serializers, status
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, status
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
@@ -37,6 +31,7 @@ from finops.accounts.selectors import writable_team_ids
 from finops.api.pagination import CountedLimitOffset
 from finops.api.parsers import RAW_BODY_PARSERS, raw_body
 from finops.api.permissions import IngestScope, ReadScope
+from finops.api.schema import Batch
 from finops.api.viewsets import ScopedAPIView, TeamScopedViewSet
 from finops.celery import CeleryQueue
 from finops.core.json_depth import json_loads_bounded
@@ -52,6 +47,14 @@ from ingest.quarantine import (
     quarantined_rows_visible,
     source_row_translate,
     source_rows_ingest,
+)
+from ingest.serializers import (
+    IngestResultSerializer,
+    LiteLLMPayloadSerializer,
+    QuarantinedRowSerializer,
+    QuarantinePageSerializer,
+    ReplayRequestSerializer,
+    ReplayResultSerializer,
 )
 from ingest.writer import Resolver, TeamPolicy
 
@@ -215,15 +218,6 @@ def quarantine_replay(request):
 
 # --- API ----------------------------------------------------------------------------------------------
 
-INGEST_RESPONSE = inline_serializer(
-    "LiteLLMIngestResult",
-    {
-        "accepted": serializers.IntegerField(),
-        "duplicates": serializers.IntegerField(),
-        "rejected": serializers.ListField(child=serializers.DictField()),
-    },
-)
-
 
 def _not_json(constant: str):
     # Python's json reads NaN and Infinity, which are not JSON and which Postgres' jsonb refuses
@@ -264,7 +258,10 @@ class LiteLLMView(ScopedAPIView):
     permission_classes = [IngestScope]
     parser_classes = RAW_BODY_PARSERS  # the body is read raw: array, object or NDJSON
 
-    @extend_schema(request={"application/json": OpenApiTypes.OBJECT}, responses={200: INGEST_RESPONSE})
+    @extend_schema(
+        request={"application/json": Batch(child=LiteLLMPayloadSerializer(), or_one=True)},
+        responses={200: IngestResultSerializer},
+    )
     def post(self, request):
         try:
             payloads = _litellm_payloads(raw_body(request))
@@ -294,35 +291,6 @@ class LiteLLMView(ScopedAPIView):
         )
 
 
-class QuarantinedRowSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    source = serializers.CharField()
-    team = serializers.CharField(source="team.slug", read_only=True, allow_null=True)  # null: no team
-    position = serializers.CharField()
-    event_id = serializers.CharField()
-    adapter = serializers.CharField()
-    payload = serializers.JSONField()
-    errors = serializers.JSONField()
-    created_at = serializers.DateTimeField()
-    replayed_at = serializers.DateTimeField(allow_null=True)
-
-
-class ReplayRequestSerializer(serializers.Serializer):
-    ids = serializers.ListField(child=serializers.IntegerField(), required=False, max_length=100_000)
-    source = serializers.CharField(required=False, max_length=64)
-
-    def validate(self, attrs):
-        if not attrs.get("ids") and not attrs.get("source"):
-            raise serializers.ValidationError('send {"ids": [...]} or {"source": "..."}')
-        return attrs
-
-
-@extend_schema_serializer(many=False)  # the page itself: not to be wrapped in a paginated list
-class QuarantinePageSerializer(serializers.Serializer):
-    count = serializers.IntegerField()
-    results = QuarantinedRowSerializer(many=True)
-
-
 class QuarantineViewSet(mixins.ListModelMixin, TeamScopedViewSet):
     queryset = QuarantinedRow.objects.all()
     serializer_class = QuarantinedRowSerializer
@@ -349,17 +317,7 @@ class QuarantineViewSet(mixins.ListModelMixin, TeamScopedViewSet):
 
     @extend_schema(
         request=ReplayRequestSerializer,
-        responses={
-            200: inline_serializer(
-                "ReplayResult",
-                {
-                    "rows": serializers.IntegerField(),
-                    "accepted": serializers.IntegerField(),
-                    "duplicates": serializers.IntegerField(),
-                    "still_rejected": serializers.IntegerField(),
-                },
-            )
-        },
+        responses={200: ReplayResultSerializer},
     )
     def replay(self, request):
         """POST /api/v1/quarantine/replay: run quarantined rows through the current adapter and writer."""

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied
-from django.http import Http404
+from django.http import Http404, JsonResponse
+from django.views import defaults
 from rest_framework import exceptions
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -22,3 +23,10 @@ def exception_handler(exc, context):
     else:
         response.data = {"message": str(getattr(exc, "detail", exc)), "extra": {}}
     return response
+
+
+def page_not_found(request, exception):
+    """handler404: a URL under /api/ that matches no route answers in the API's error shape, not HTML."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"message": "Not found.", "extra": {}}, status=404)
+    return defaults.page_not_found(request, exception)

@@ -1,15 +1,16 @@
-"""Pagination shapes of the API beyond DRF's own."""
+"""Pagination shapes of the API: a page size the client names is honoured or refused, never silently
+replaced; and the quarantine's counted limit/offset."""
 
 from __future__ import annotations
 
-from rest_framework.exceptions import ParseError
-from rest_framework.pagination import BasePagination
+from rest_framework import pagination
+from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.response import Response
 
 
-class CountedLimitOffset(BasePagination):
+class CountedLimitOffset(pagination.BasePagination):
     """?limit=&offset= answered as {"count", "results"} (the quarantine's shape): limit clamped to
-    1..1000 (default 100), offset to 0..2**62 (past any row count, and within Postgres' bigint)."""
+    1..1000 (default 100, also for `?limit=`), offset to 0..2**62 (past any row count, and within Postgres' bigint)."""
 
     default_limit = 100
     max_limit = 1000
@@ -17,8 +18,8 @@ class CountedLimitOffset(BasePagination):
 
     def paginate_queryset(self, queryset, request, view=None):
         try:
-            limit = min(max(int(request.query_params.get("limit", self.default_limit)), 1), self.max_limit)
-            offset = min(max(int(request.query_params.get("offset", 0)), 0), self.max_offset)
+            limit = min(max(int(request.query_params.get("limit") or self.default_limit), 1), self.max_limit)
+            offset = min(max(int(request.query_params.get("offset") or 0), 0), self.max_offset)
         except ValueError:
             raise ParseError("limit and offset must be whole numbers") from None
         self.count = queryset.count()
@@ -26,3 +27,30 @@ class CountedLimitOffset(BasePagination):
 
     def get_paginated_response(self, data):
         return Response({"count": self.count, "results": data})
+
+
+class PageNumberPagination(pagination.PageNumberPagination):
+    page_size_query_param = "page_size"
+
+    def get_page_size(self, request):
+        value = request.query_params.get(self.page_size_query_param)
+        if value in (None, ""):
+            return self.page_size
+        try:
+            page_size = int(value)
+        except ValueError:
+            page_size = 0
+        if not 1 <= page_size <= self.max_page_size:
+            raise ValidationError(
+                {self.page_size_query_param: [f"must be a whole number from 1 to {self.max_page_size}"]}
+            )
+        return page_size
+
+    def get_schema_operation_parameters(self, view):
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"].update(minimum=1, maximum=self.max_page_size)
+            elif parameter["name"] == self.page_query_param:
+                parameter["schema"]["minimum"] = 1
+        return parameters

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 
 from finops.api.permissions import ReadScope
 from finops.api.viewsets import ScopedAPIView
 from finops.kpis.selectors import Kpis, kpis_for_scope, month_window
+from finops.kpis.serializers import KpisSerializer
 from finops.kpis.series import scope_for_principal
 from finops.ledger.tokens import TOKEN_TYPES
 
@@ -28,9 +29,9 @@ def ratio(value: Decimal | float | None) -> float | None:
 
 class KpiQuery(serializers.Serializer):
     start = serializers.DateTimeField(required=False)
-    end = serializers.DateTimeField(required=False)
+    end = serializers.DateTimeField(required=False, help_text="after start")
     team = serializers.SlugField(required=False)
-    agent = serializers.CharField(required=False)
+    agent = serializers.CharField(required=False, help_text="only with team: agent names are per team")
 
     def validate(self, attrs):
         default_start, default_end = month_window()
@@ -72,24 +73,7 @@ class KpisView(ScopedAPIView):
 
     @extend_schema(
         parameters=[KpiQuery],
-        responses=inline_serializer(
-            "Kpis",
-            {
-                "start": serializers.DateTimeField(),
-                "end": serializers.DateTimeField(),
-                "scope": serializers.DictField(),
-                "cost_usd": serializers.CharField(),
-                "calls": serializers.IntegerField(),
-                "unpriced_calls": serializers.IntegerField(),
-                "calls_not_in_task": serializers.IntegerField(),
-                "tasks": serializers.DictField(child=serializers.IntegerField()),
-                "cost_per_successful_task_usd": serializers.CharField(allow_null=True),
-                "cache_hit_rate": serializers.FloatField(allow_null=True),
-                "token_efficiency_index": serializers.FloatField(allow_null=True),
-                "step_inflation_ratio": serializers.FloatField(allow_null=True),
-                "tokens": serializers.DictField(child=serializers.IntegerField()),
-            },
-        ),
+        responses=KpisSerializer,
     )
     def get(self, request):
         query = KpiQuery(data=request.query_params)

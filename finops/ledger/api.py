@@ -7,6 +7,7 @@ from rest_framework.exceptions import PermissionDenied
 
 from finops.accounts.models import Team
 from finops.accounts.selectors import principal_is_token, team_role
+from finops.api.fields import JsonTypes
 from finops.api.permissions import ReadScope
 from finops.api.viewsets import TeamScopedViewSet
 from finops.ledger.models import Agent
@@ -19,7 +20,7 @@ class TeamSerializer(serializers.ModelSerializer):
         fields = ["id", "slug", "name"]
 
 
-class AgentSerializer(serializers.ModelSerializer):
+class AgentSerializer(JsonTypes, serializers.ModelSerializer):
     team = serializers.SlugRelatedField(slug_field="slug", read_only=True)
 
     class Meta:

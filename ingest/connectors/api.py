@@ -6,10 +6,11 @@ from decimal import Decimal
 
 from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from rest_framework import mixins, serializers, status
-from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
+from finops.api.fields import JsonTypes
+from finops.api.pagination import PageNumberPagination
 from finops.api.viewsets import TeamScopedViewSet
 from ingest.connectors.filters import StatementLineFilter
 from ingest.connectors.models import Connector, StatementLine
@@ -17,7 +18,7 @@ from ingest.connectors.permissions import BillingRead, ConnectorManage
 from ingest.connectors.services import connector_create, connector_run_request
 
 
-class ConnectorSerializer(serializers.ModelSerializer):
+class ConnectorSerializer(JsonTypes, serializers.ModelSerializer):
     credentials = serializers.DictField(
         child=serializers.CharField(), write_only=True, help_text='e.g. {"api_key": "<admin key>"}'
     )
@@ -98,7 +99,6 @@ class StatementLineSerializer(serializers.ModelSerializer):
 
 class StatementPages(PageNumberPagination):
     page_size = 500
-    page_size_query_param = "page_size"
     max_page_size = 5000
 
 

@@ -8,10 +8,13 @@ trace and span ids are hex, not base64, so the ids are rewritten before json_for
 from __future__ import annotations
 
 import base64
+import json
+import re
 import zlib
 from typing import Any
 
 from google.protobuf import json_format
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import DecodeError, Message
 from google.rpc.status_pb2 import Status
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -22,6 +25,8 @@ PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 MAX_BODY_BYTES = 20 * 1024 * 1024  # the spec's recommended limit, after decompression
 _WINDOW_BITS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}  # the Python exporter offers both
+HEX_PATTERN = r"^(?:[0-9a-fA-F]{2})*$"  # OTLP/JSON's trace and span ids
+BASE64_PATTERN = r"^(?:[A-Za-z0-9+/_-]{4})*(?:[A-Za-z0-9+/_-]{2}(?:==)?|[A-Za-z0-9+/_-]{3}=?)?$"
 _ID_KEYS = ("traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id")
 
 
@@ -72,10 +77,74 @@ def export_request_decode(*, body: bytes, encoding: str) -> ExportTraceServiceRe
     if not isinstance(document, dict):
         raise UndecodableBody("the body must be a JSON ExportTraceServiceRequest object")
     try:
+        json_types_check(document, request.DESCRIPTOR)
         json_format.ParseDict(_hex_ids_to_base64(document), request, ignore_unknown_fields=True)
     except (json_format.ParseError, UndecodableBody) as error:
         raise UndecodableBody(f"the body is not an OTLP/JSON ExportTraceServiceRequest ({error})") from None
+    except RecursionError:
+        raise UndecodableBody("the body nests values too deeply to be an ExportTraceServiceRequest") from None
     return request
+
+
+_INTEGER_TYPES = {
+    FieldDescriptor.TYPE_INT32, FieldDescriptor.TYPE_SINT32, FieldDescriptor.TYPE_SFIXED32,
+    FieldDescriptor.TYPE_UINT32, FieldDescriptor.TYPE_FIXED32, FieldDescriptor.TYPE_INT64,
+    FieldDescriptor.TYPE_SINT64, FieldDescriptor.TYPE_SFIXED64, FieldDescriptor.TYPE_UINT64,
+    FieldDescriptor.TYPE_FIXED64,
+}  # fmt: skip
+
+
+def json_types_check(node: Any, descriptor: Descriptor, path: str = "") -> None:
+    """Each known field holds its proto3 JSON type, else UndecodableBody naming the field. json_format
+    alone reads a string where a message belongs as a message of unknown fields (so nothing), true
+    as 1 in an enum and 2.5 as 2."""
+    if not isinstance(node, dict):
+        raise UndecodableBody(f"{path or 'the body'} must be an object")
+    for oneof in descriptor.oneofs:
+        present = [field.json_name for field in oneof.fields if field.json_name in node or field.name in node]
+        if len(present) > 1:
+            raise UndecodableBody(f"{path or 'the body'} holds {' and '.join(present)}: give one of them")
+    for field in descriptor.fields:
+        name = field.json_name if field.json_name in node else field.name
+        value = node.get(name)
+        if value is None:  # null is the field's default, as absent
+            continue
+        where = f"{path}.{name}" if path else name
+        if field.is_repeated:
+            if not isinstance(value, list):
+                raise UndecodableBody(f"{where} must be an array")
+            for index, item in enumerate(value):
+                _json_value_check(item, field, f"{where}[{index}]")
+        else:
+            _json_value_check(value, field, where)
+
+
+def _json_value_check(value: Any, field: FieldDescriptor, where: str) -> None:
+    if field.type == FieldDescriptor.TYPE_MESSAGE:
+        json_types_check(value, field.message_type, where)
+        return
+    if field.type == FieldDescriptor.TYPE_BOOL:
+        valid = isinstance(value, bool)
+    elif isinstance(value, bool):
+        valid = False
+    elif field.type in _INTEGER_TYPES or field.type == FieldDescriptor.TYPE_ENUM:
+        valid = isinstance(value, str) or (isinstance(value, (int, float)) and float(value).is_integer())
+    elif field.type in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
+        valid = isinstance(value, (int, float, str))
+    elif field.type == FieldDescriptor.TYPE_BYTES:  # json_format would drop what is not base64, and pad
+        pattern = HEX_PATTERN if field.json_name in _ID_KEYS else BASE64_PATTERN
+        valid = isinstance(value, str) and re.fullmatch(pattern, value) is not None
+    else:
+        valid = isinstance(value, str)
+    if not valid:
+        raise UndecodableBody(
+            f"{where} is {json.dumps(value)[:40]}, not a valid {_TYPE_NAMES.get(field.type, 'value')}"
+        )
+
+
+_TYPE_NAMES = {FieldDescriptor.TYPE_BOOL: "true or false", FieldDescriptor.TYPE_STRING: "string",
+               FieldDescriptor.TYPE_BYTES: "hex (ids) or base64 string", FieldDescriptor.TYPE_ENUM: "enum number or name",
+               FieldDescriptor.TYPE_DOUBLE: "number"}  # fmt: skip
 
 
 def message_encode(*, message: Message, encoding: str) -> bytes:
