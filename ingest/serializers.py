@@ -127,14 +127,6 @@ class QuarantinedRowSerializer(serializers.Serializer):
         ref_name = "QuarantinedRow"
 
 
-class QuarantinePageSerializer(serializers.Serializer):
-    count = serializers.IntegerField()
-    results = QuarantinedRowSerializer(many=True)
-
-    class Meta:
-        ref_name = "QuarantinePage"
-
-
 class ReplayRequestSerializer(JsonTypes, serializers.Serializer):
     # what validate() asks, for the schema: some ids, or a source
     schema_rules = {

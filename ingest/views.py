@@ -20,7 +20,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.text import get_valid_filename
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
@@ -52,7 +52,6 @@ from ingest.serializers import (
     IngestResultSerializer,
     LiteLLMPayloadSerializer,
     QuarantinedRowSerializer,
-    QuarantinePageSerializer,
     ReplayRequestSerializer,
     ReplayResultSerializer,
 )
@@ -303,14 +302,6 @@ class QuarantineViewSet(mixins.ListModelMixin, TeamScopedViewSet):
     def safely_get_queryset(self, queryset):
         return queryset.select_related("team").order_by("-created_at", "-id")
 
-    @extend_schema(
-        parameters=[
-            OpenApiParameter("source", str, description="e.g. file:events.jsonl, litellm, api:events"),
-            OpenApiParameter("limit", int, description="at most 1000; default 100"),
-            OpenApiParameter("offset", int),
-        ],
-        responses={200: QuarantinePageSerializer},
-    )
     def list(self, request, *args, **kwargs):
         """GET /api/v1/quarantine?source=&limit=&offset=: newest first; a team-bound token sees its team's."""
         return super().list(request, *args, **kwargs)

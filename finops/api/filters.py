@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 from django import forms
 from django.core.validators import ProhibitNullCharactersValidator
 from django_filters import rest_framework as filters
+from django_filters.fields import IsoDateTimeField
 
 
 class _AnyTextField(forms.CharField):
@@ -27,3 +30,20 @@ class StoredTextFilter(filters.CharFilter):
         if value and "\x00" in value:
             return queryset.none()
         return super().filter(queryset, value)
+
+
+class _UtcIsoDateTimeField(IsoDateTimeField):
+    def to_python(self, value):
+        moment = super().to_python(value)
+        if moment is None:
+            return None
+        try:  # PostgreSQL reads offsets up to ±15:59 only; ISO 8601 allows ±23:59
+            return moment.astimezone(UTC)
+        except OverflowError:
+            raise forms.ValidationError("is outside the calendar once in UTC", code="invalid") from None
+
+
+class UtcDateTimeFilter(filters.IsoDateTimeFilter):
+    """An ISO 8601 date-time, compared as its UTC instant (any offset ISO allows)."""
+
+    field_class = _UtcIsoDateTimeField

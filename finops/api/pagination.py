@@ -28,6 +28,29 @@ class CountedLimitOffset(pagination.BasePagination):
     def get_paginated_response(self, data):
         return Response({"count": self.count, "results": data})
 
+    def get_paginated_response_schema(self, schema):
+        return {
+            "type": "object",
+            "required": ["count", "results"],
+            "properties": {"count": {"type": "integer", "minimum": 0}, "results": schema},
+        }
+
+    def get_schema_operation_parameters(self, view):
+        def whole_number(name: str, description: str) -> dict:
+            return {
+                "name": name,
+                "in": "query",
+                "required": False,
+                "description": description,
+                "schema": {"type": "integer"},
+            }
+
+        # any whole number is accepted: values past the bounds are clamped to them
+        return [
+            whole_number("limit", f"rows to answer, 1 to {self.max_limit} (default {self.default_limit})"),
+            whole_number("offset", f"rows to skip, 0 to {self.max_offset}"),
+        ]
+
 
 class PageNumberPagination(pagination.PageNumberPagination):
     page_size_query_param = "page_size"

@@ -7,7 +7,8 @@ project's machinery can answer, so a view documents only its own success respons
 - 401, 403 and 404 where authentication is required: no or a bad token; a token without the scope or a
   role without the right; a resource that does not exist or lies outside the caller's teams;
 - 415 where there is a request body: a Content-Type no parser of the view reads;
-- 429 where the view is throttled.
+- 429 where authentication is required (too many unknown bearer tokens from the address) or the
+  view is throttled.
 
 Query parameters that are not required may be empty (`?start=` is no start, as DRF reads it). A
 request serializer may state the cross-field rules its validate() applies as `schema_rules` (JSON
@@ -101,7 +102,9 @@ class AutoSchema(openapi.AutoSchema):
             statuses += [HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN, HTTPStatus.NOT_FOUND]
         if operation.get("requestBody"):
             statuses.append(HTTPStatus.UNSUPPORTED_MEDIA_TYPE)
-        if self.view.get_throttles():
+        # an address that sent too many unknown bearer tokens is refused on every authenticated operation
+        # (finops.accounts.throttling), as is any view with DRF throttles of its own
+        if {} not in operation.get("security", [{}]) or self.view.get_throttles():
             statuses.append(HTTPStatus.TOO_MANY_REQUESTS)
         return statuses
 

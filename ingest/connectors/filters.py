@@ -5,7 +5,7 @@ from __future__ import annotations
 from django import forms
 from django_filters import rest_framework as filters
 
-from finops.api.filters import StoredTextFilter
+from finops.api.filters import StoredTextFilter, UtcDateTimeFilter
 from ingest.connectors.models import Provider, StatementLine
 
 
@@ -22,10 +22,10 @@ class StatementLineFilter(filters.FilterSet):
     """Lines whose bucket starts in [start, end), of one provider or source."""
 
     provider = filters.ChoiceFilter(choices=Provider.choices)
-    start = filters.IsoDateTimeFilter(
+    start = UtcDateTimeFilter(
         field_name="period_start", lookup_expr="gte", help_text="buckets starting at or after"
     )
-    end = filters.IsoDateTimeFilter(
+    end = UtcDateTimeFilter(
         field_name="period_start", lookup_expr="lt", help_text="buckets starting before"
     )
     source = StoredTextFilter(help_text="e.g. openai_costs:3")

@@ -171,6 +171,10 @@ def otlp_traces_document(result: dict, generator, request, public) -> dict:
                 "403": _status_response("the token lacks the 'ingest' scope"),
                 "413": _status_response("the body is over 20 MiB, before or after decompression"),
                 "415": _status_response("the Content-Type is not OTLP's", (JSON,)),
+                "429": {
+                    **_status_response("too many unknown API tokens from this address: retry later"),
+                    "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+                },
             },
         }
     }

@@ -61,7 +61,7 @@ def test_otlp_traces_is_documented_with_both_encodings_and_its_status_answers(ap
     assert request["application/json"]["schema"] == {
         "$ref": "#/components/schemas/OtlpExportTraceServiceRequest"
     }
-    assert set(operation["responses"]) == {"200", "400", "401", "403", "413", "415"}
+    assert set(operation["responses"]) == {"200", "400", "401", "403", "413", "415", "429"}
     partial = _schema(api)["components"]["schemas"]["OtlpExportTraceServiceResponse"]["properties"]
     assert "partialSuccess" in partial
 

@@ -213,3 +213,19 @@ def test_statements_answer_a_browser_with_their_filter_form(lines):
     answer = session(finops_user()).get("/api/v1/statements", {"provider": "openai"}, HTTP_ACCEPT="text/html")
     assert answer.status_code == 200
     assert b'name="provider"' in answer.content
+
+
+def test_statement_filters_take_any_iso_offset_as_its_utc_instant(lines):
+    client = session(finops_user())
+    # 2026-10-02T17:15:00+17:15 is 2026-10-02T00:00Z: the lines of 2 and 3 October start at or after it
+    # (PostgreSQL itself refuses offsets past ±15:59)
+    answer = client.get("/api/v1/statements", {"start": "2026-10-02T17:15:00+17:15"})
+    assert answer.status_code == 200
+    assert [line["period_start"] for line in answer.json()["results"]] == [
+        "2026-10-02T00:00:00Z",
+        "2026-10-03T00:00:00Z",
+    ]
+    # the first instant of the calendar with an offset east of UTC lies before it
+    refused = client.get("/api/v1/statements", {"start": "0001-01-01T00:00:00+05:00"})
+    assert refused.status_code == 400
+    assert refused.json()["extra"]["fields"]["start"] == ["is outside the calendar once in UTC"]
