@@ -32,7 +32,13 @@ from psycopg.adapt import AdaptersMap, PyFormat, Transformer
 from psycopg.types.string import BytesBinaryDumper
 
 from finops.accounts.models import ApiToken, Team, TokenScope, User
-from finops.accounts.selectors import principal_may_create_teams, principal_token_team_id, writable_team_ids
+from finops.accounts.selectors import (
+    principal_has_scope,
+    principal_is_token,
+    principal_may_create_teams,
+    principal_token_team_id,
+    writable_team_ids,
+)
 from finops.ledger.models import Agent
 from finops.ledger.services import call_partitions_ensure
 from finops.ledger.tokens import TOKEN_TYPES
@@ -414,7 +420,9 @@ def events_ingest_unquarantined(
     """Validate, price and write one batch, and leave the refused rows to the caller: returns how many
     rows were new, how many were handed to the writer (new or duplicate) and the refusals. Inside a
     `WritePipeline` the rows are written by its thread and counted there (0 new is returned)."""
-    if isinstance(principal, ApiToken) and TokenScope.INGEST not in principal.scopes:
+    if principal_is_token(principal) and not principal_has_scope(
+        principal=principal, scope=TokenScope.INGEST
+    ):
         raise PermissionError("this token lacks the 'ingest' scope")
     with heap_frozen():
         resolver = resolver or Resolver(TeamPolicy(principal))
