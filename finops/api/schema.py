@@ -68,6 +68,10 @@ class AutoSchema(openapi.AutoSchema):
         operation = super().get_operation(path, path_regex, path_prefix, method, registry)
         if operation is None:
             return None
+        if method in ("POST", "PUT") and "requestBody" in operation:
+            # every POST or PUT of this API that documents a body needs one (an empty body is a 400):
+            # spectacular marks it optional when one media type, such as NDJSON text, is not a serializer
+            operation["requestBody"]["required"] = True
         responses = operation["responses"]
         for parameter in operation.get("parameters", []):
             if parameter["in"] == "query" and not parameter.get("required"):
