@@ -42,13 +42,15 @@ class GuardDenied(FinopsError):
 
 class FinopsClient:
     def __init__(self, url: str, token: str, *, timeout: float = 10.0) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"finops URL must start with http:// or https://, got {url!r}")
         self.url = url.rstrip("/")
         self.token = token
         self.timeout = timeout
 
     def _post(self, path: str, body: Any) -> Any:
         data = json.dumps(body, default=_json_default).encode()
-        request = urllib.request.Request(
+        request = urllib.request.Request(  # noqa: S310 (the URL's scheme is checked in __init__)
             f"{self.url}{path}",
             data=data,
             method="POST",
@@ -59,7 +61,7 @@ class FinopsClient:
             },
         )
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 (http(s) URL)
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
                 return json.loads(response.read() or b"null")
         except urllib.error.HTTPError as error:
             raw = error.read()
