@@ -40,6 +40,16 @@ SELECT allowance_id, window_start, 0, 0, 0, 0 FROM unnest(%s::bigint[], %s::time
 ON CONFLICT (allowance_id, window_start) DO NOTHING
 """
 _COUNTERS_LOCK_SQL = """
+SELECT u.allowance_id
+FROM unnest(%s::bigint[], %s::timestamptz[]) AS w (allowance_id, window_start)
+JOIN guardrails_allowanceusage AS u USING (allowance_id, window_start)
+ORDER BY u.allowance_id
+FOR UPDATE OF u
+"""
+# a statement of its own, after the lock: its snapshot sees every reservation and count committed by
+# whoever held the lock before (a subquery of the locking statement would read the snapshot from
+# before its wait, and racing checks would each miss the others' reservations)
+_COUNTERS_READ_SQL = """
 SELECT u.allowance_id, u.used_tokens, u.used_usd, u.unpriced_calls, reserved.tokens, reserved.usd
 FROM unnest(%(ids)s::bigint[], %(starts)s::timestamptz[]) AS w (allowance_id, window_start)
 JOIN guardrails_allowanceusage AS u USING (allowance_id, window_start)
@@ -48,8 +58,6 @@ CROSS JOIN LATERAL (
     FROM guardrails_reservation AS r
     WHERE r.allowance_id = u.allowance_id AND r.settled_at IS NULL AND r.expires_at > %(now)s
 ) AS reserved
-ORDER BY u.allowance_id
-FOR UPDATE OF u
 """
 _RESERVE_SQL = """
 INSERT INTO guardrails_reservation (reservation_id, allowance_id, team_id, agent_id, task_id, estimated_tokens,
@@ -302,7 +310,8 @@ def _check_allowances(
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(f"SET LOCAL lock_timeout = {int(settings.FINOPS_GUARD_LOCK_TIMEOUT_MS)}")
         cursor.execute(_COUNTERS_CREATE_SQL, [ids, starts])
-        cursor.execute(_COUNTERS_LOCK_SQL, {"ids": ids, "starts": starts, "now": now})
+        cursor.execute(_COUNTERS_LOCK_SQL, [ids, starts])
+        cursor.execute(_COUNTERS_READ_SQL, {"ids": ids, "starts": starts, "now": now})
         for allowance_id, used_tokens, used_usd, unpriced, reserved_tokens, reserved_usd in cursor.fetchall():
             state = by_id[allowance_id]
             state.used_tokens, state.used_usd, state.unpriced_calls = used_tokens, used_usd, unpriced
