@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import socket
+import http.client
 import subprocess
 import sys
 from pathlib import Path
@@ -29,12 +29,16 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
 
-def _accepting(port: int) -> bool:
+def _answering(port: int) -> bool:
+    """Whether a worker has booted (Django loaded) and answers HTTP."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
+        connection.request("GET", "/api/v1/teams")
+        return connection.getresponse().status > 0
     except OSError:
         return False
+    finally:
+        connection.close()
 
 
 @pytest.fixture
@@ -78,9 +82,9 @@ def start_server(transactional_db, tmp_path):
         server = Server(process, port, log_path)
         servers.append(server)
         wait_for(
-            lambda: process.poll() is not None or _accepting(port),
+            lambda: process.poll() is not None or _answering(port),
             timeout=SERVER_START_TIMEOUT_SECONDS,
-            what="gunicorn to accept connections",
+            what="gunicorn to answer",
         )
         assert process.poll() is None, f"gunicorn exited with {process.returncode}:\n{log_tail(log_path)}"
         return server
