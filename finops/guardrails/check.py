@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from finops.guardrails.models import AllowanceAction
@@ -34,36 +34,13 @@ FROM (SELECT 1) AS one
 LEFT JOIN ledger_agent AS agent ON agent.team_id = %(team)s AND agent.name = %(agent)s
 LEFT JOIN ledger_task AS task ON task.team_id = %(team)s AND task.task_id = %(task)s
 """
-_COUNTERS_CREATE_SQL = """
-INSERT INTO guardrails_allowanceusage (allowance_id, window_start, used_tokens, used_usd, unpriced_calls, calls)
-SELECT allowance_id, window_start, 0, 0, 0, 0 FROM unnest(%s::bigint[], %s::timestamptz[]) AS w (allowance_id, window_start)
-ON CONFLICT (allowance_id, window_start) DO NOTHING
-"""
-_COUNTERS_LOCK_SQL = """
-SELECT u.allowance_id
-FROM unnest(%s::bigint[], %s::timestamptz[]) AS w (allowance_id, window_start)
-JOIN guardrails_allowanceusage AS u USING (allowance_id, window_start)
-ORDER BY u.allowance_id
-FOR UPDATE OF u
-"""
-# a statement of its own, after the lock: its snapshot sees every reservation and count committed by
-# whoever held the lock before (a subquery of the locking statement would read the snapshot from
-# before its wait, and racing checks would each miss the others' reservations)
-_COUNTERS_READ_SQL = """
-SELECT u.allowance_id, u.used_tokens, u.used_usd, u.unpriced_calls, reserved.tokens, reserved.usd
-FROM unnest(%(ids)s::bigint[], %(starts)s::timestamptz[]) AS w (allowance_id, window_start)
-JOIN guardrails_allowanceusage AS u USING (allowance_id, window_start)
-CROSS JOIN LATERAL (
-    SELECT coalesce(sum(r.estimated_tokens), 0) AS tokens, coalesce(sum(r.estimated_usd), 0) AS usd
-    FROM guardrails_reservation AS r
-    WHERE r.allowance_id = u.allowance_id AND r.settled_at IS NULL AND r.expires_at > %(now)s
-) AS reserved
-"""
-_RESERVE_SQL = """
-INSERT INTO guardrails_reservation (reservation_id, allowance_id, team_id, agent_id, task_id, estimated_tokens,
-    estimated_usd, created_at, expires_at)
-SELECT %(reservation)s, allowance_id, %(team)s, %(agent)s, %(task)s, %(tokens)s, %(usd)s, %(now)s, %(expires)s
-FROM unnest(%(ids)s::bigint[]) AS allowance_id
+# the critical section, in the database (migration 0002): the counters of the current windows locked in
+# allowance-id order, used and reserved read after the lock, and the estimate reserved unless an
+# enforced limit denies it; one statement, so the locks are held for no client round trip
+_CHECK_SQL = """
+SELECT allowance_id, used_tokens, used_usd, unpriced_calls, reserved_tokens, reserved_usd, reserved
+FROM guardrails_check(%(ids)s, %(starts)s, %(enforced)s, %(now)s, %(tokens)s, %(usd)s, %(reserve)s,
+    %(reservation)s, %(team)s, %(agent)s, %(task)s, %(expires)s, %(lock_timeout)s)
 """
 
 
@@ -162,8 +139,7 @@ def _allowance_reasons(
         if state.action == AllowanceAction.DENY:
             return "deny", reason
         if state.action == AllowanceAction.THROTTLE:
-            running = task is not None and last_call_at is not None and last_call_at >= state.window_start
-            if not running:
+            if not _running(task and task.task_id, last_call_at, state):
                 return "deny", f"{reason}; throttled: only tasks already running in this window may continue"
             return "warn", f"{reason}; throttled, but task {task.task_id} is running and may finish"
         return "warn", f"{reason}; past its limit (action warn)"
@@ -303,38 +279,50 @@ def _check_allowances(
     usd: Decimal,
     now: datetime,
 ) -> None:
-    """One short transaction: the counters locked in allowance-id order, the decision, the reservation."""
+    """Lock, read and reserve in the database (guardrails_check), then say why in Python. The function
+    enforces the limits of `deny` allowances and of `throttle` ones for a task not yet running in the
+    window; Python's reasons apply the same rule (_passes) to the numbers it returns."""
     by_id = {state.id: state for state in states}
-    ids = [state.id for state in states]
-    starts = [state.window_start for state in states]
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(f"SET LOCAL lock_timeout = {int(settings.FINOPS_GUARD_LOCK_TIMEOUT_MS)}")
-        cursor.execute(_COUNTERS_CREATE_SQL, [ids, starts])
-        cursor.execute(_COUNTERS_LOCK_SQL, [ids, starts])
-        cursor.execute(_COUNTERS_READ_SQL, {"ids": ids, "starts": starts, "now": now})
-        for allowance_id, used_tokens, used_usd, unpriced, reserved_tokens, reserved_usd in cursor.fetchall():
-            state = by_id[allowance_id]
-            state.used_tokens, state.used_usd, state.unpriced_calls = used_tokens, used_usd, unpriced
-            state.reserved_tokens, state.reserved_usd = int(reserved_tokens), reserved_usd
-        for state in states:
-            said = _allowance_reasons(
-                state, tokens=tokens, usd=usd, task=result.task, last_call_at=last_call_at
-            )
-            if said:
-                result.escalate(*said)
-        if result.decision != "deny" and (tokens or usd):
-            result.reservation_id = uuid.uuid4()
-            cursor.execute(
-                _RESERVE_SQL,
-                {
-                    "reservation": result.reservation_id,
-                    "team": team_id,
-                    "agent": agent_id,
-                    "task": task_id,
-                    "tokens": tokens,
-                    "usd": usd,
-                    "now": now,
-                    "expires": now + timedelta(seconds=settings.FINOPS_RESERVATION_TTL),
-                    "ids": ids,
-                },
-            )
+    enforced = [
+        state.id
+        for state in states
+        if state.action == AllowanceAction.DENY
+        or (state.action == AllowanceAction.THROTTLE and not _running(task_id, last_call_at, state))
+    ]
+    reserve = bool(tokens or usd) and result.decision != "deny"
+    reservation_id = uuid.uuid4()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _CHECK_SQL,
+            {
+                "ids": [state.id for state in states],
+                "starts": [state.window_start for state in states],
+                "enforced": enforced,
+                "now": now,
+                "tokens": tokens,
+                "usd": usd,
+                "reserve": reserve,
+                "reservation": reservation_id,
+                "team": team_id,
+                "agent": agent_id,
+                "task": task_id,
+                "expires": now + timedelta(seconds=settings.FINOPS_RESERVATION_TTL),
+                "lock_timeout": f"{int(settings.FINOPS_GUARD_LOCK_TIMEOUT_MS)}ms",
+            },
+        )
+        rows = cursor.fetchall()
+    for allowance_id, used_tokens, used_usd, unpriced, reserved_tokens, reserved_usd, _ in rows:
+        state = by_id[allowance_id]
+        state.used_tokens, state.used_usd, state.unpriced_calls = used_tokens, used_usd, unpriced
+        state.reserved_tokens, state.reserved_usd = int(reserved_tokens), reserved_usd
+    for state in states:
+        said = _allowance_reasons(state, tokens=tokens, usd=usd, task=result.task, last_call_at=last_call_at)
+        if said:
+            result.escalate(*said)
+    if rows and rows[0][6]:  # reserved (the same on every row)
+        result.reservation_id = reservation_id
+
+
+def _running(task_id: str | None, last_call_at, state: AllowanceState) -> bool:
+    """Whether the task has made a call in the allowance's current window (throttle lets it finish)."""
+    return task_id is not None and last_call_at is not None and last_call_at >= state.window_start
