@@ -11,6 +11,7 @@ from decimal import Decimal
 import pytest
 from django.db import connection, connections
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from finops.guardrails.models import AllowanceUsage, Reservation
@@ -267,3 +268,17 @@ def test_bad_input_names_the_field(api, support):
     response = api.post("/api/v1/guard/check", {"agent": "a"})
     assert response.status_code == 400
     assert "team" in response.json()["extra"]["fields"]
+
+
+def test_the_check_reads_no_calls_table_in_a_constant_number_of_queries(api, support):
+    allowance_create(principal=None, team=support, agent=None, window="day", limit_usd=Decimal(5))
+    Agent.objects.filter(name="refund-bot").update(max_steps=100)
+    api.post("/api/v1/events", [event(n, task_id="run-1") for n in range(20)])
+    check(api, task_id="run-1")  # the token's first use (its last-used time) is not part of the check
+    with CaptureQueriesContext(connection) as queries:
+        answer = check(api, task_id="run-1", estimated_cost_usd="0.01")
+    assert answer["decision"] == "allow" and answer["task"]["steps"] == 20
+    statements = [query["sql"] for query in queries.captured_queries]
+    assert not [sql for sql in statements if "ledger_call" in sql]
+    # the token, the team, the subject (agent, task, allowances) and the locked counters
+    assert len(statements) <= 5, statements
