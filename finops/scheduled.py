@@ -18,4 +18,10 @@ BEAT_SCHEDULE = {
         "schedule": crontab(minute="23"),
         "options": {"queue": "ingest", "expires": 90 * 60},
     },
+    # Settled and expired guard reservations, an hour on: the checks sum only the open ones.
+    "purge-reservations": {
+        "task": "finops.guardrails.tasks.purge_reservations",
+        "schedule": crontab(minute="3-59/10"),
+        "options": {"expires": 15 * 60},
+    },
 }

@@ -3,7 +3,7 @@ reservations, and the kill switch's record of a killed task."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -15,7 +15,7 @@ from django.utils import timezone
 from finops.accounts.selectors import Principal
 from finops.audit.models import AuditAction
 from finops.audit.services import audit_record
-from finops.guardrails.models import Allowance, AllowanceUsage
+from finops.guardrails.models import Allowance, AllowanceUsage, Reservation
 from finops.guardrails.sql import ALLOWANCE_SEED_LOCK
 from finops.guardrails.windows import window_bounds
 from finops.ledger.models import Call, Task, TaskStatus
@@ -138,3 +138,14 @@ def task_kill(*, team_id: int, task_id: str) -> None:
     Task.objects.filter(team_id=team_id, task_id=task_id).exclude(status=TaskStatus.KILLED).update(
         status=TaskStatus.KILLED, ended_at=Coalesce(F("ended_at"), timezone.now())
     )
+
+
+RESERVATION_KEPT = timedelta(hours=1)
+
+
+def reservations_purge(*, now: datetime | None = None) -> int:
+    """Delete reservations settled or expired over an hour ago: they no longer count anywhere (the
+    settled call is in the counters), and a check sums only the open ones. Returns how many."""
+    before = (now or timezone.now()) - RESERVATION_KEPT
+    deleted, _ = Reservation.objects.filter(Q(settled_at__lt=before) | Q(expires_at__lt=before)).delete()
+    return deleted

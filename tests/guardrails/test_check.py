@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from finops.guardrails.models import AllowanceUsage, Reservation
 from finops.guardrails.services import allowance_create
+from finops.guardrails.tasks import purge_reservations
 from finops.ledger.models import Agent, Task
 from tests.factories import AgentFactory, TeamFactory
 
@@ -282,3 +283,13 @@ def test_the_check_reads_no_calls_table_in_a_constant_number_of_queries(api, sup
     assert not [sql for sql in statements if "ledger_call" in sql]
     # the token, the team, the subject (agent, task, allowances) and the locked counters
     assert len(statements) <= 5, statements
+
+
+def test_settled_and_expired_reservations_are_purged_an_hour_on(api, support):
+    allowance_create(principal=None, team=support, agent=None, window="day", limit_tokens=10**6)
+    open_one, settled, expired = (check(api, estimated_tokens=10)["reservation_id"] for _ in range(3))
+    now = timezone.now()
+    Reservation.objects.filter(reservation_id=settled).update(settled_at=now - timedelta(minutes=61))
+    Reservation.objects.filter(reservation_id=expired).update(expires_at=now - timedelta(minutes=61))
+    assert purge_reservations() == 2
+    assert [str(held.reservation_id) for held in Reservation.objects.all()] == [open_one]
