@@ -133,10 +133,34 @@ class AllowanceSerializer(serializers.ModelSerializer):
         max_digits=18, decimal_places=6, min_value=Decimal(0), allow_null=True, required=False
     )
     warn_at = serializers.FloatField(min_value=0, max_value=1, default=0.8)
+    # live, for the current window (to_representation fills them from allowances_live)
+    used_tokens = serializers.IntegerField(read_only=True)
+    used_usd = serializers.CharField(read_only=True)
+    unpriced_calls = serializers.IntegerField(read_only=True)
+    reserved_tokens = serializers.IntegerField(read_only=True)
+    reserved_usd = serializers.CharField(read_only=True)
+    window_start = serializers.DateTimeField(read_only=True)
+    resets_at = serializers.DateTimeField(read_only=True)
 
     class Meta:
         model = Allowance
-        fields = ["id", "team", "agent", "window", "limit_tokens", "limit_usd", "warn_at", "action"]
+        fields = [
+            "id",
+            "team",
+            "agent",
+            "window",
+            "limit_tokens",
+            "limit_usd",
+            "warn_at",
+            "action",
+            "used_tokens",
+            "used_usd",
+            "unpriced_calls",
+            "reserved_tokens",
+            "reserved_usd",
+            "window_start",
+            "resets_at",
+        ]
         read_only_fields = ["id"]
 
     def validate(self, attrs):
