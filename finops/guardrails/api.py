@@ -14,7 +14,7 @@ from finops.accounts.models import Team
 from finops.accounts.selectors import guarding_team_ids, principal_is_token
 from finops.api.permissions import IngestScope, ReadOrManageScope
 from finops.api.viewsets import ScopedAPIView, TeamScopedViewSet
-from finops.guardrails.check import AllowanceState, GuardDecision, guard_check
+from finops.guardrails.check import AllowanceState, GuardDecision, TeamNotFound, guard_check
 from finops.guardrails.models import Allowance, AllowanceAction, AllowanceWindow
 from finops.guardrails.selectors import allowances_live
 from finops.guardrails.services import allowance_create, allowance_delete, allowance_update
@@ -109,17 +109,17 @@ class GuardCheckView(ScopedAPIView):
         query = GuardCheckSerializer(data=request.data)
         query.is_valid(raise_exception=True)
         params = query.validated_data
-        team = Team.objects.restrict(self.principal, "change").filter(slug=params["team"]).first()
-        if team is None:
-            raise exceptions.NotFound(f"no team {params['team']!r} that you may send events for")
-        result = guard_check(
-            team_id=team.pk,
-            team_slug=team.slug,
-            agent=params["agent"],
-            task_id=params.get("task_id") or None,
-            estimated_tokens=params.get("estimated_tokens"),
-            estimated_cost_usd=params.get("estimated_cost_usd"),
-        )
+        try:
+            result = guard_check(
+                team_slug=params["team"],
+                team_ids=self.writable_team_ids,
+                agent=params["agent"],
+                task_id=params.get("task_id") or None,
+                estimated_tokens=params.get("estimated_tokens"),
+                estimated_cost_usd=params.get("estimated_cost_usd"),
+            )
+        except TeamNotFound:
+            raise exceptions.NotFound(f"no team {params['team']!r} that you may send events for") from None
         return Response(guard_decision_json(result))
 
 

@@ -23,17 +23,24 @@ from finops.ledger.models import TaskStatus
 
 ZERO = Decimal(0)
 
-# one round trip: the agent's kill switch, the task's aggregates and the allowances that apply
+# one round trip: the team, the agent's kill switch, the task's aggregates and the allowances that apply
 _SUBJECT_SQL = """
-SELECT agent.id, agent.max_steps, agent.max_cost_usd, task.steps, task.cost_usd, task.unpriced_calls,
+SELECT team.id, agent.id, agent.max_steps, agent.max_cost_usd, task.steps, task.cost_usd, task.unpriced_calls,
     task.status, task.last_call_at,
     (SELECT coalesce(json_agg(json_build_array(a.id, a.agent_id, a."window", a.limit_tokens, a.limit_usd::text,
         a.warn_at, a.action) ORDER BY a.id), '[]'::json)
-     FROM guardrails_allowance AS a WHERE a.team_id = %(team)s AND (a.agent_id IS NULL OR a.agent_id = agent.id))
-FROM (SELECT 1) AS one
-LEFT JOIN ledger_agent AS agent ON agent.team_id = %(team)s AND agent.name = %(agent)s
-LEFT JOIN ledger_task AS task ON task.team_id = %(team)s AND task.task_id = %(task)s
+     FROM guardrails_allowance AS a WHERE a.team_id = team.id AND (a.agent_id IS NULL OR a.agent_id = agent.id))
+FROM accounts_team AS team
+LEFT JOIN ledger_agent AS agent ON agent.team_id = team.id AND agent.name = %(agent)s
+LEFT JOIN ledger_task AS task ON task.team_id = team.id AND task.task_id = %(task)s
+WHERE team.slug = %(team)s
 """
+
+
+class TeamNotFound(LookupError):
+    """No team of that slug that the principal may check calls for."""
+
+
 # the critical section, in the database (migration 0002): the counters of the current windows locked in
 # allowance-id order, used and reserved read after the lock, and the estimate reserved unless an
 # enforced limit denies it; one statement, so the locks are held for no client round trip
@@ -152,20 +159,21 @@ def _allowance_reasons(
 
 def guard_check(
     *,
-    team_id: int,
     team_slug: str,
+    team_ids: set[int] | None,
     agent: str,
     task_id: str | None = None,
     estimated_tokens: int | None = None,
     estimated_cost_usd: Decimal | None = None,
     now: datetime | None = None,
 ) -> GuardDecision:
-    """Decide, and reserve an allowed call's estimate. When the counters cannot be read (a database
-    error, a lock held too long) the answer is FINOPS_GUARD_FAIL_MODE's, with a reason that says so."""
+    """Decide, and reserve an allowed call's estimate, for a call of a team among `team_ids` (None: any
+    team); else TeamNotFound. When the counters cannot be read (a database error, a lock held too long)
+    the answer is FINOPS_GUARD_FAIL_MODE's, with a reason that says so."""
     try:
         return _guard_check(
-            team_id=team_id,
             team_slug=team_slug,
+            team_ids=team_ids,
             agent=agent,
             task_id=task_id,
             estimated_tokens=estimated_tokens or 0,
@@ -187,8 +195,8 @@ def guard_check(
 
 def _guard_check(
     *,
-    team_id: int,
     team_slug: str,
+    team_ids: set[int] | None,
     agent: str,
     task_id: str | None,
     estimated_tokens: int,
@@ -197,10 +205,13 @@ def _guard_check(
 ) -> GuardDecision:
     result = GuardDecision()
     with connection.cursor() as cursor:
-        cursor.execute(_SUBJECT_SQL, {"team": team_id, "agent": agent, "task": task_id})
-        (agent_id, max_steps, max_cost, steps, cost, unpriced, status, last_call_at, allowances) = (
-            cursor.fetchone()
-        )
+        cursor.execute(_SUBJECT_SQL, {"team": team_slug, "agent": agent, "task": task_id})
+        subject = cursor.fetchone()
+    if subject is None or (team_ids is not None and subject[0] not in team_ids):
+        raise TeamNotFound(team_slug)
+    (team_id, agent_id, max_steps, max_cost, steps, cost, unpriced, status, last_call_at, allowances) = (
+        subject
+    )
     kill = None
     if task_id is not None:
         result.task = task = TaskState(

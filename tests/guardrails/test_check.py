@@ -281,8 +281,8 @@ def test_the_check_reads_no_calls_table_in_a_constant_number_of_queries(api, sup
     assert answer["decision"] == "allow" and answer["task"]["steps"] == 20
     statements = [query["sql"] for query in queries.captured_queries]
     assert not [sql for sql in statements if "ledger_call" in sql]
-    # the token, the team, the subject (agent, task, allowances) and the locked counters
-    assert len(statements) <= 5, statements
+    # the token, the subject (team, agent, task, allowances) and the locked counters
+    assert len(statements) <= 4, statements
 
 
 def test_settled_and_expired_reservations_are_purged_an_hour_on(api, support):
