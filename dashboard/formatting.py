@@ -53,3 +53,16 @@ def usd_column(values: list[Decimal]) -> list[str]:
     smallest = min(nonzero, default=Decimal(1))
     places = CENT if smallest >= 1 else HUNDREDTH_CENT if smallest >= CENT else MICRO
     return [f"${value.quantize(places, ROUND_HALF_EVEN):,}" for value in values]
+
+
+def duration_text(delta) -> str:
+    """A time to go, as an sre reads it on call: 3 h 12 min, 5 d 4 h, 40 s."""
+    seconds = max(0, int(delta.total_seconds()))
+    days, seconds = divmod(seconds, 86400)
+    hours, seconds = divmod(seconds, 3600)
+    minutes, seconds = divmod(seconds, 60)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min" if minutes else f"{seconds} s"

@@ -24,4 +24,10 @@ BEAT_SCHEDULE = {
         "schedule": crontab(minute="41"),
         "options": {"queue": "default", "expires": 90 * 60},
     },
+    # Settled and expired guard reservations, an hour on: the checks sum only the open ones.
+    "purge-reservations": {
+        "task": "finops.guardrails.tasks.purge_reservations",
+        "schedule": crontab(minute="3-59/10"),
+        "options": {"expires": 15 * 60},
+    },
 }

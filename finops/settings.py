@@ -69,6 +69,8 @@ INSTALLED_APPS = [
     "finops.ledger",
     "finops.pricing",
     "finops.kpis",
+    "finops.audit",
+    "finops.guardrails",
     "finops.core",
     "ingest",
     "ingest.connectors",
@@ -193,6 +195,18 @@ FINOPS_CLIENT_ADDRESS_HEADER = os.environ.get("FINOPS_CLIENT_ADDRESS_HEADER", ""
 
 # Connector credentials are encrypted at rest with this key (else one derived from SECRET_KEY)
 FINOPS_ENCRYPTION_KEY = os.environ.get("FINOPS_ENCRYPTION_KEY") or None
+
+# --- guardrails (SPEC.md, "Guardrails") ----------------------------------------------------------------
+# Allowance windows are calendar windows in this zone (weeks start on Monday).
+FINOPS_TIME_ZONE = os.environ.get("FINOPS_TIME_ZONE", "UTC")
+# An allowed guard check with an estimate holds it this many seconds unless its usage event settles it.
+FINOPS_RESERVATION_TTL = int(os.environ.get("FINOPS_RESERVATION_TTL", "300"))
+# The guard check's answer when it cannot read its counters (a database error): "open" allows, "closed" denies.
+FINOPS_GUARD_FAIL_MODE = os.environ.get("FINOPS_GUARD_FAIL_MODE", "open")
+if FINOPS_GUARD_FAIL_MODE not in {"open", "closed"}:
+    raise ValueError(f"FINOPS_GUARD_FAIL_MODE must be open or closed, not {FINOPS_GUARD_FAIL_MODE!r}")
+# How long a guard check waits for an allowance's counter row held by another check or a writer.
+FINOPS_GUARD_LOCK_TIMEOUT_MS = int(os.environ.get("FINOPS_GUARD_LOCK_TIMEOUT_MS", "2000"))
 
 # --- API -------------------------------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -4,6 +4,8 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import SimpleRouter
 
+from finops.audit.api import AuditEntryViewSet
+from finops.guardrails.api import AllowanceViewSet, GuardCheckView
 from finops.kpis.api import KpisView
 from finops.ledger.api import AgentViewSet, TeamViewSet
 from ingest.api import EventsView, TasksView
@@ -11,6 +13,8 @@ from ingest.api import EventsView, TasksView
 router = SimpleRouter(trailing_slash=False)
 router.register("teams", TeamViewSet, basename="team")
 router.register("agents", AgentViewSet, basename="agent")
+router.register("allowances", AllowanceViewSet, basename="allowance")
+router.register("audit", AuditEntryViewSet, basename="audit")
 
 api_v1 = [
     *router.urls,
@@ -19,6 +23,7 @@ api_v1 = [
     path("events", EventsView.as_view(), name="events"),
     path("tasks", TasksView.as_view(), name="tasks"),
     path("kpis", KpisView.as_view(), name="kpis"),
+    path("guard/check", GuardCheckView.as_view(), name="guard-check"),
     path("schema", SpectacularAPIView.as_view(), name="schema"),
     # the split view loads its set-up script from a URL: no inline script, so it works under our CSP
     path(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -68,6 +69,7 @@ class Event:
     tool_calls: list | None = None
     reported_cost_usd: Decimal | None = None
     tags: dict | None = None
+    reservation_id: uuid.UUID | None = None
 
 
 def json_kind(value: Any) -> str:
@@ -283,6 +285,16 @@ def event_validate(raw: Any, *, now: datetime | None = None) -> tuple[Event | No
     if task_id is not None and not isinstance(task_id, str):
         fail("task_id", f"must be a string, got {type(task_id).__name__}")
 
+    reservation_id = raw.get("reservation_id")
+    if reservation_id is not None:
+        try:
+            reservation_id = uuid.UUID(reservation_id)
+        except (TypeError, ValueError, AttributeError):
+            fail(
+                "reservation_id",
+                f"must be the reservation_id of a guard check (a UUID), got {reservation_id!r}",
+            )
+
     if errors:
         return None, errors
     return (
@@ -305,6 +317,7 @@ def event_validate(raw: Any, *, now: datetime | None = None) -> tuple[Event | No
             tool_calls=raw.get("tool_calls"),
             reported_cost_usd=reported_cost,
             tags=raw.get("tags"),
+            reservation_id=reservation_id,
         ),
         {},
     )
@@ -353,6 +366,7 @@ class WireEvent(msgspec.Struct, gc=False):
     tool_calls: msgspec.Raw = NULL
     reported_cost_usd: str | None = None
     tags: msgspec.Raw = NULL
+    reservation_id: uuid.UUID | None = None
 
 
 _decode_event = msgspec.json.Decoder(WireEvent)
@@ -461,5 +475,6 @@ def _slow_path(data: bytes, now: datetime) -> WireEvent | Rejected:
         "tool_calls": event.tool_calls,
         "reported_cost_usd": None if event.reported_cost_usd is None else str(event.reported_cost_usd),
         "tags": event.tags,
+        "reservation_id": event.reservation_id and str(event.reservation_id),
     }
     return _decode_event.decode(_encode.encode(normalised))

@@ -39,6 +39,7 @@ from finops.accounts.selectors import (
     principal_token_team_id,
     writable_team_ids,
 )
+from finops.guardrails.sql import WRITER_LOCK_SQL, guard_ctes, guard_params
 from finops.ledger.models import Agent
 from finops.ledger.services import call_partitions_ensure
 from finops.ledger.tokens import TOKEN_TYPES
@@ -69,6 +70,7 @@ STAGE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("tags", "bytea"),
     ("cost_pico", "int8"),
     *((f"cost_{token_type}_pico", "int8") for token_type in TOKEN_TYPES),
+    ("reservation_id", "uuid"),  # guardrails: the guard check's reservation this call settles
 )
 
 _STAGE_DDL = (
@@ -129,9 +131,10 @@ _add_type_costs = ", ".join(
 
 def _write_sql(*, rows: str, ctes: str = "") -> str:
     """Writes the calls, daily rollups and task aggregates of the stage rows named by `rows` (a table
-    or one of the `ctes` before them) and answers how many rows that was."""
+    or one of the `ctes` before them) and answers how many rows that was. The guardrails' CTEs
+    (allowance counters, reservations settled) take the parameters of guard_params()."""
     return f"""
-WITH {ctes}calls AS (
+WITH {ctes}{guard_ctes(rows=rows)}calls AS (
     INSERT INTO ledger_call (timestamp, team_id, agent_id, event_id, task_id, step, provider, model,
         {_tokens}, input_breakdown, batch, latency_ms, status, prompt_version, max_tokens, tool_calls,
         reported_cost_usd, tags, cost_usd, ingested_at)
@@ -579,6 +582,7 @@ def _stage_build(
                 event.reported_cost_usd,
                 None if tags == null else tags,
                 *(costs or UNPRICED_COSTS),
+                event.reservation_id,
             )
         )
     # in key order (team, event id); a key repeated within the batch is left to the write statement,
@@ -622,14 +626,15 @@ def _stage_write(
             copy.write(stage.data)
         setattr(connection, _STAGE_DIRTY, True)
         transaction.on_commit(_stage_emptied)
+        cursor.execute(WRITER_LOCK_SQL)  # guardrails: an allowance created now waits for this commit
         with keys_turn():
             try:
                 with transaction.atomic():  # a savepoint: a key already stored undoes only the key insert
                     cursor.execute(_KEYS_INSERT_SQL)
             except IntegrityError:
-                cursor.execute(_WRITE_NEW_SQL)
+                cursor.execute(_WRITE_NEW_SQL, guard_params())
                 return cursor.fetchone()[0]
-        cursor.execute(_WRITE_ALL_SQL)
+        cursor.execute(_WRITE_ALL_SQL, guard_params())
         return cursor.fetchone()[0]
 
 

@@ -26,6 +26,7 @@ class TeamRole(models.TextChoices):
 class TokenScope(models.TextChoices):
     INGEST = "ingest", "ingest: send events and task outcomes"
     READ = "read", "read: KPIs and reports"
+    MANAGE = "manage", "manage: allowances and kill switches of the token's team (what an sre may do)"
 
 
 class User(AbstractUser):

@@ -66,19 +66,25 @@ def writable_team_ids(*, principal: Principal) -> set[int] | None:
 
     Org roles admin and finops and superusers: every team; a team member with a role other than viewer:
     their teams; a token with the `ingest` scope: its team, or every team if org-wide."""
+    return _team_ids_by_scope_or_role(
+        principal=principal,
+        scope=TokenScope.INGEST,
+        roles=[role for role in TeamRole if role != TeamRole.VIEWER],
+    )
+
+
+def _team_ids_by_scope_or_role(*, principal: Principal, scope: str, roles: list[str]) -> set[int] | None:
+    """A token's team (None: every team) if it holds `scope`; a person's teams where their role is one
+    of `roles` (None: every team for the admin and finops org roles)."""
     if principal_is_token(principal):
-        if TokenScope.INGEST not in principal.scopes:
+        if scope not in principal.scopes:
             return set()
         return None if principal.team_id is None else {principal.team_id}
     if not principal_is_authenticated(principal):
         return set()
     if principal.sees_every_team:
         return None
-    return set(
-        Membership.objects.filter(user=principal)
-        .exclude(role=TeamRole.VIEWER)
-        .values_list("team_id", flat=True)
-    )
+    return set(Membership.objects.filter(user=principal, role__in=roles).values_list("team_id", flat=True))
 
 
 def team_ids_for(*, principal: Principal, action: Action) -> set[int] | None:
@@ -103,3 +109,17 @@ def principal_may_create_teams(principal: Principal) -> bool:
     if principal_is_token(principal):
         return principal.team_id is None and TokenScope.INGEST in principal.scopes
     return principal_is_org_admin(principal)
+
+
+# Team roles that may change a team's guardrails: allowances, kill switches (SPEC.md, roles).
+GUARDING_ROLES = (TeamRole.SRE, TeamRole.TECH_LEAD)
+
+
+def guarding_team_ids(*, principal: Principal) -> set[int] | None:
+    """Team ids whose guardrails (allowances, kill switches) the principal may change; None: every team.
+
+    Org roles admin and finops and superusers: every team; sre and tech_lead: their teams; a token with
+    the `manage` scope: its team, or every team if org-wide."""
+    return _team_ids_by_scope_or_role(
+        principal=principal, scope=TokenScope.MANAGE, roles=list(GUARDING_ROLES)
+    )

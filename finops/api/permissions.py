@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rest_framework.permissions import BasePermission
+from rest_framework.permissions import SAFE_METHODS, BasePermission
 
 from finops.accounts.selectors import principal_has_scope, principal_is_token, writable_team_ids
 
@@ -39,3 +39,15 @@ class IngestScope(BasePermission):
             "You may not send data for any team: a viewer only sees; a team role other than viewer may send."
         )
         return False
+
+
+class ReadOrManageScope(BasePermission):
+    """Reading needs `read` or `manage` (a manage token reads what it changes); changing needs `manage`.
+    People hold every scope: their roles decide, through the restricting queryset."""
+
+    message = "This API token lacks the 'manage' scope (or 'read', to read)."
+
+    def has_permission(self, request, view) -> bool:
+        if request.method in SAFE_METHODS and has_scope(request, "read"):
+            return True
+        return has_scope(request, "manage")

@@ -58,6 +58,7 @@ def kpis_as_json(kpis: Kpis, *, team: str | None, agent: str | None) -> dict:
             "successful": kpis.tasks_successful,
             "failed": kpis.tasks_failed,
             "abandoned": kpis.tasks_abandoned,
+            "killed": kpis.tasks_killed,
             "unpriced_calls": kpis.tasks_unpriced_calls,
         },
         "cost_per_successful_task_usd": money(kpis.cost_per_successful_task_usd),

@@ -41,6 +41,7 @@ class Kpis:
     tasks_successful: int = 0
     tasks_failed: int = 0
     tasks_abandoned: int = 0
+    tasks_killed: int = 0  # stopped by their agent's kill switch
     tasks_cost_usd: Decimal = Decimal(0)
     tasks_unpriced_calls: int = 0  # calls of those tasks whose cost is unknown, so not in tasks_cost_usd
     cost_per_successful_task_usd: Decimal | None = None
@@ -134,6 +135,7 @@ def task_totals(*, scope: Scope, start: datetime, end: datetime) -> dict:
             "successful": Count("id", filter=success),
             "failed": Count("id", filter=Q(status=TaskStatus.FAILURE)),
             "abandoned": Count("id", filter=Q(status=TaskStatus.ABANDONED)),
+            "killed": Count("id", filter=Q(status=TaskStatus.KILLED)),
             "cost_usd": Coalesce(Sum("cost_usd"), Decimal(0)),
             "unpriced_calls": Coalesce(Sum("unpriced_calls"), 0),
             "useful_output": Coalesce(Sum("output", filter=success), 0),
@@ -174,6 +176,7 @@ def kpis_for_scope(*, scope: Scope, start: datetime, end: datetime) -> Kpis:
         tasks_successful=tasks["successful"],
         tasks_failed=tasks["failed"],
         tasks_abandoned=tasks["abandoned"],
+        tasks_killed=tasks["killed"],
         tasks_cost_usd=tasks["cost_usd"],
         tasks_unpriced_calls=tasks["unpriced_calls"],
         cost_per_successful_task_usd=_cost_per_successful_task(tasks),

@@ -6,9 +6,9 @@ from rest_framework import mixins, serializers
 from rest_framework.exceptions import PermissionDenied
 
 from finops.accounts.models import Team
-from finops.accounts.selectors import principal_is_token, team_role
+from finops.accounts.selectors import guarding_team_ids, principal_is_token, team_role
 from finops.api.fields import JsonTypes
-from finops.api.permissions import ReadScope
+from finops.api.permissions import ReadOrManageScope, ReadScope
 from finops.api.viewsets import TeamScopedViewSet
 from finops.ledger.models import Agent
 from finops.ledger.services import AGENT_SETTING_ROLES, SettingNotAllowed, agent_settings_update
@@ -42,18 +42,30 @@ class AgentViewSet(
 ):
     queryset = Agent.objects.select_related("team").order_by("team__slug", "name")
     serializer_class = AgentSerializer
-    permission_classes = [ReadScope]
+    permission_classes = [ReadOrManageScope]
     http_method_names = ["get", "patch", "head", "options"]
 
+    @property
+    def restrict_action(self) -> str:
+        # who may change which setting is the role's (AGENT_SETTING_ROLES), decided in perform_update
+        return "view"
+
     def perform_update(self, serializer):
-        if principal_is_token(self.principal):
-            raise PermissionDenied("API tokens cannot change settings; sign in as a person with the role.")
         agent = serializer.instance
+        if principal_is_token(self.principal):
+            # a `manage` token may do what an sre may: the kill switch of its team's agents
+            guarded = guarding_team_ids(principal=self.principal)
+            if guarded is not None and agent.team_id not in guarded:
+                raise PermissionDenied(
+                    "API tokens may change only the kill switch (max_steps, max_cost_usd), with the "
+                    "'manage' scope; sign in as a person with the role for other settings."
+                )
+            role = "sre"
+        else:
+            role = team_role(user=self.request.user, team_id=agent.team_id)
         try:
             agent_settings_update(
-                agent=agent,
-                role=team_role(user=self.request.user, team_id=agent.team_id),
-                changes=dict(serializer.validated_data),
+                agent=agent, role=role, changes=dict(serializer.validated_data), principal=self.principal
             )
         except SettingNotAllowed as error:
             raise PermissionDenied(str(error)) from None

@@ -21,6 +21,7 @@ class TaskStatus(models.TextChoices):
     SUCCESS = "success", "success"
     FAILURE = "failure", "failure"
     ABANDONED = "abandoned", "abandoned"
+    KILLED = "killed", "killed (by its agent's kill switch)"
 
 
 class TokenCounts(models.Model):

@@ -9,7 +9,8 @@ from decimal import Decimal
 from django.db import connection, transaction
 
 from finops.accounts.models import Team
-from finops.ledger.models import Agent, Call, DailyRollup, Task
+from finops.audit.services import audit_record
+from finops.ledger.models import Agent, Call, DailyRollup, Task, TaskStatus
 from finops.ledger.tokens import TOKEN_TYPES
 
 _known_partitions: set[date] = set()
@@ -74,6 +75,16 @@ def task_outcomes_record(*, outcomes: list[dict]) -> int:
     latest: dict[tuple[int, str], dict] = {}
     for outcome in outcomes:  # the last report of a task in the batch wins, as it would one by one
         latest[(outcome["team"].pk, outcome["task_id"])] = outcome
+    # a task its kill switch stopped stays killed, whatever the agent reports of it afterwards
+    killed = set(
+        Task.objects.filter(
+            team_id__in={team_id for team_id, _ in latest},
+            task_id__in={task_id for _, task_id in latest},
+            status=TaskStatus.KILLED,
+        ).values_list("team_id", "task_id")
+    )
+    for key in killed & latest.keys():
+        latest[key] = {**latest[key], "status": TaskStatus.KILLED}
     by_fields: dict[tuple[str, ...], list[Task]] = {}
     for (team_id, task_id), outcome in sorted(latest.items()):
         given = tuple(name for name in OPTIONAL_OUTCOME_FIELDS if name in outcome)
@@ -186,13 +197,26 @@ class SettingNotAllowed(PermissionError):
 
 
 @transaction.atomic
-def agent_settings_update(*, agent: Agent, role: str | None, changes: dict) -> Agent:
-    """Apply setting changes the role may make; refuse the whole change naming the fields it may not."""
+def agent_settings_update(*, agent: Agent, role: str | None, changes: dict, principal=None) -> Agent:
+    """Apply setting changes the role may make; refuse the whole change naming the fields it may not.
+    Each change is in the audit log, by `principal` (the kill switch is a guardrail: SPEC.md)."""
     if role != "admin":
         refused = sorted(name for name in changes if role not in AGENT_SETTING_ROLES.get(name, set()))
         if refused:
             raise SettingNotAllowed(f"role {role or 'none'!r} may not change {', '.join(refused)}")
+    before = {name: getattr(agent, name) for name in changes}
     for name, value in changes.items():
         setattr(agent, name, value)
     agent.save(update_fields=list(changes))
+    changed = [name for name in changes if before[name] != changes[name]]
+    if changed:
+        audit_record(
+            principal=principal,
+            team_id=agent.team_id,
+            object_type="agent",
+            object_id=agent.pk,
+            action="update",
+            before={name: before[name] for name in changed},
+            after={name: changes[name] for name in changed},
+        )
     return agent

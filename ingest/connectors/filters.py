@@ -25,9 +25,7 @@ class StatementLineFilter(filters.FilterSet):
     start = UtcDateTimeFilter(
         field_name="period_start", lookup_expr="gte", help_text="buckets starting at or after"
     )
-    end = UtcDateTimeFilter(
-        field_name="period_start", lookup_expr="lt", help_text="buckets starting before"
-    )
+    end = UtcDateTimeFilter(field_name="period_start", lookup_expr="lt", help_text="buckets starting before")
     source = StoredTextFilter(help_text="e.g. openai_costs:3")
 
     class Meta:

@@ -57,7 +57,7 @@ def test_member_sees_their_teams_numbers(client, ledger, support_member):
     assert "Target: above 75%" in card(html, "kpi-cache-hit")
     assert "Target: above 0.18" in card(html, "kpi-efficiency")
     assert "Target: below 1.4×" in card(html, "kpi-inflation")
-    assert "Tasks ended" in html and "1 successful, 1 failed, 0 abandoned" in card(html, "tasks")
+    assert "Tasks ended" in html and "1 successful, 1 failed, 0 abandoned, 0 killed" in card(html, "tasks")
     assert EMPTY_STATE not in html
 
 

@@ -58,7 +58,7 @@ def random_traffic(seed: int) -> tuple[list[dict], list[Outcome]]:
                     team=team,
                     task_id=f"run-{number}",
                     agent=agent,
-                    status=rng.choices(["success", "failure", "abandoned"], [7, 2, 1])[0],
+                    status=rng.choices(["success", "failure", "abandoned", "killed"], [7, 2, 1, 1])[0],
                     ended_at=moment + timedelta(seconds=rng.randint(1, 90)),
                     ideal_steps=rng.choice([None, None, 3, 5]),
                 )

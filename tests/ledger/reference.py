@@ -102,6 +102,7 @@ def reference_kpis(
             "successful": len(successful),
             "failed": sum(1 for o in ended if o.status == "failure"),
             "abandoned": sum(1 for o in ended if o.status == "abandoned"),
+            "killed": sum(1 for o in ended if o.status == "killed"),
             "unpriced_calls": task_unpriced,
         },
         # an unknown cost is never $0: null when none of the tasks' calls has a price

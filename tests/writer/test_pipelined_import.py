@@ -8,6 +8,7 @@ import json
 import sys
 import threading
 import time
+import uuid
 from datetime import UTC, datetime
 
 import msgspec
@@ -167,7 +168,8 @@ def test_the_python_copy_row_encoder_matches_psycopgs():
             5,
             0,
         )
-        + (b'{"a": 1}', True, 1200, "ok", None, None, None, "0.0171", None, 10**15, 1, 2, 3, 4, 5, 6),
+        + (b'{"a": 1}', True, 1200, "ok", None, None, None, "0.0171", None, 10**15, 1, 2, 3, 4, 5, 6)
+        + (uuid.UUID("7d9f1a52-4c0e-4b8e-9a51-0c6f2b1d3e4f"),),  # the guard check's reservation_id
         (1, "é-ü", datetime(2026, 10, 1, 12, tzinfo=UTC), 7, 9, None, None, "acme", "x", 0, 0, 0, 0, 0, 0)
         + (
             None,
@@ -179,6 +181,7 @@ def test_the_python_copy_row_encoder_matches_psycopgs():
             b"[]",
             None,
             msgspec.Raw(b'{"k": "v"}'),  # JSON values are passed on as decoded: raw buffers
+            None,
             None,
             None,
             None,

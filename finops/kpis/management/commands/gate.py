@@ -124,7 +124,8 @@ class Command(BaseCommand):
         )
         self.stdout.write(
             f"tasks: {kpis.tasks_ended} ended, {kpis.tasks_successful} successful, {kpis.tasks_failed} failed, "
-            f"{kpis.tasks_abandoned} abandoned; cost of all their calls {usd(kpis.tasks_cost_usd)}"
+            f"{kpis.tasks_abandoned} abandoned, {kpis.tasks_killed} killed; cost of all their calls "
+            f"{usd(kpis.tasks_cost_usd)}"
         )
         if kpis.cost_per_successful_task_usd is None and kpis.tasks_successful:
             # an unknown cost is not a cost within budget: every call of these tasks is unpriced

@@ -1,0 +1,339 @@
+"""The guard check (SPEC.md, "Guardrails"): may this agent make its next LLM call?
+
+It reads no calls table: the agent's kill switch against the task's aggregates (ledger_task, kept by the
+writer), and the allowances against their counters (AllowanceUsage, kept by the writer) plus the open
+reservations. Racing checks on one allowance are serialised by a row lock on its counter for the current
+window, taken in allowance-id order, so their allowed estimates never add up past a limit."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import DatabaseError, connection
+from django.utils import timezone
+
+from finops.guardrails.models import AllowanceAction
+from finops.guardrails.services import task_kill
+from finops.guardrails.windows import window_bounds
+from finops.ledger.models import TaskStatus
+
+ZERO = Decimal(0)
+
+# one round trip: the team, the agent's kill switch, the task's aggregates and the allowances that apply
+_SUBJECT_SQL = """
+SELECT team.id, agent.id, agent.max_steps, agent.max_cost_usd, task.steps, task.cost_usd, task.unpriced_calls,
+    task.status, task.last_call_at,
+    (SELECT coalesce(json_agg(json_build_array(a.id, a.agent_id, a."window", a.limit_tokens, a.limit_usd::text,
+        a.warn_at, a.action) ORDER BY a.id), '[]'::json)
+     FROM guardrails_allowance AS a WHERE a.team_id = team.id AND (a.agent_id IS NULL OR a.agent_id = agent.id))
+FROM accounts_team AS team
+LEFT JOIN ledger_agent AS agent ON agent.team_id = team.id AND agent.name = %(agent)s
+LEFT JOIN ledger_task AS task ON task.team_id = team.id AND task.task_id = %(task)s
+WHERE team.slug = %(team)s
+"""
+
+
+class TeamNotFound(LookupError):
+    """No team of that slug that the principal may check calls for."""
+
+
+# the critical section, in the database (migration 0002): the counters of the current windows locked in
+# allowance-id order, used and reserved read after the lock, and the estimate reserved unless an
+# enforced limit denies it; one statement, so the locks are held for no client round trip
+_CHECK_SQL = """
+SELECT allowance_id, used_tokens, used_usd, unpriced_calls, reserved_tokens, reserved_usd, reserved
+FROM guardrails_check(%(ids)s, %(starts)s, %(enforced)s, %(now)s, %(tokens)s, %(usd)s, %(reserve)s,
+    %(reservation)s, %(team)s, %(agent)s, %(task)s, %(expires)s, %(lock_timeout)s)
+"""
+
+
+@dataclass
+class AllowanceState:
+    id: int
+    scope: str
+    window: str
+    limit_tokens: int | None
+    limit_usd: Decimal | None
+    warn_at: float
+    action: str
+    window_start: datetime
+    resets_at: datetime
+    used_tokens: int = 0
+    used_usd: Decimal = ZERO
+    unpriced_calls: int = 0
+    reserved_tokens: int = 0
+    reserved_usd: Decimal = ZERO
+
+
+@dataclass
+class TaskState:
+    task_id: str
+    steps: int = 0
+    cost_usd: Decimal = ZERO
+    unpriced_calls: int = 0
+    status: str | None = None
+    max_steps: int | None = None
+    max_cost_usd: Decimal | None = None
+
+
+@dataclass
+class GuardDecision:
+    decision: str = "allow"  # allow | warn | deny
+    reasons: list[str] = field(default_factory=list)
+    reservation_id: uuid.UUID | None = None
+    allowances: list[AllowanceState] = field(default_factory=list)
+    task: TaskState | None = None
+
+    def escalate(self, decision: str, reason: str) -> None:
+        order = ("allow", "warn", "deny")
+        if order.index(decision) > order.index(self.decision):
+            self.decision = decision
+        self.reasons.append(reason)
+
+
+def _usd(amount: Decimal) -> str:
+    return f"${amount:,.2f}" if abs(amount) >= Decimal("0.01") or amount == 0 else f"${amount:.6f}"
+
+
+def _passes(*, used, reserved, estimate, limit) -> bool:
+    """Whether a call would take the allowance past its limit: with an estimate, when used + reserved +
+    estimate is over it; without one (its cost is unknown), when nothing is left."""
+    if estimate:
+        return used + reserved + estimate > limit
+    return used + reserved >= limit
+
+
+def _allowance_reasons(
+    state: AllowanceState, *, tokens: int, usd: Decimal, task: TaskState | None, last_call_at
+) -> tuple[str, str] | None:
+    """(decision, reason) for one allowance, or None when it has nothing to say."""
+    label = f"allowance {state.id} ({state.scope}, {state.window})"
+    parts, over, near = [], False, False
+    if state.limit_usd is not None:
+        over_usd = _passes(
+            used=state.used_usd, reserved=state.reserved_usd, estimate=usd, limit=state.limit_usd
+        )
+        over = over or over_usd
+        near = (
+            near or state.used_usd + state.reserved_usd + usd >= Decimal(str(state.warn_at)) * state.limit_usd
+        )
+        text = f"{_usd(state.used_usd)} of {_usd(state.limit_usd)} used"
+        if state.reserved_usd:
+            text += f", {_usd(state.reserved_usd)} reserved"
+        if state.unpriced_calls:
+            text += f" (and {state.unpriced_calls} unpriced call(s) whose cost is unknown, not counted in $)"
+        parts.append(text)
+    if state.limit_tokens is not None:
+        over_tokens = _passes(
+            used=state.used_tokens, reserved=state.reserved_tokens, estimate=tokens, limit=state.limit_tokens
+        )
+        over = over or over_tokens
+        near = (
+            near or state.used_tokens + state.reserved_tokens + tokens >= state.warn_at * state.limit_tokens
+        )
+        text = f"{state.used_tokens:,} of {state.limit_tokens:,} tokens used"
+        if state.reserved_tokens:
+            text += f", {state.reserved_tokens:,} reserved"
+        if state.unpriced_calls and state.limit_usd is None:
+            text += f" (incl. {state.unpriced_calls} unpriced call(s))"
+        parts.append(text)
+    reason = f"{label}: {'; '.join(parts)}"
+    if over:
+        if state.action == AllowanceAction.DENY:
+            return "deny", reason
+        if state.action == AllowanceAction.THROTTLE:
+            if not _running(task and task.task_id, last_call_at, state):
+                return "deny", f"{reason}; throttled: only tasks already running in this window may continue"
+            return "warn", f"{reason}; throttled, but task {task.task_id} is running and may finish"
+        return "warn", f"{reason}; past its limit (action warn)"
+    if near:
+        return "warn", f"{reason}; past {state.warn_at:.0%} of its limit"
+    if state.unpriced_calls and state.limit_usd is not None:
+        return "allow", reason
+    return None
+
+
+def guard_check(
+    *,
+    team_slug: str,
+    team_ids: set[int] | None,
+    agent: str,
+    task_id: str | None = None,
+    estimated_tokens: int | None = None,
+    estimated_cost_usd: Decimal | None = None,
+    now: datetime | None = None,
+) -> GuardDecision:
+    """Decide, and reserve an allowed call's estimate, for a call of a team among `team_ids` (None: any
+    team); else TeamNotFound. When the counters cannot be read (a database error, a lock held too long)
+    the answer is FINOPS_GUARD_FAIL_MODE's, with a reason that says so."""
+    try:
+        return _guard_check(
+            team_slug=team_slug,
+            team_ids=team_ids,
+            agent=agent,
+            task_id=task_id,
+            estimated_tokens=estimated_tokens or 0,
+            estimated_usd=estimated_cost_usd or ZERO,
+            now=now or timezone.now(),
+        )
+    except DatabaseError as error:
+        fail_open = settings.FINOPS_GUARD_FAIL_MODE == "open"
+        what = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return GuardDecision(
+            decision="allow" if fail_open else "deny",
+            reasons=[
+                f"the guard could not reach its counters ({what}); "
+                f"FINOPS_GUARD_FAIL_MODE={settings.FINOPS_GUARD_FAIL_MODE}: "
+                f"{'allowed' if fail_open else 'denied'} without checking"
+            ],
+        )
+
+
+def _guard_check(
+    *,
+    team_slug: str,
+    team_ids: set[int] | None,
+    agent: str,
+    task_id: str | None,
+    estimated_tokens: int,
+    estimated_usd: Decimal,
+    now: datetime,
+) -> GuardDecision:
+    result = GuardDecision()
+    with connection.cursor() as cursor:
+        cursor.execute(_SUBJECT_SQL, {"team": team_slug, "agent": agent, "task": task_id})
+        subject = cursor.fetchone()
+    if subject is None or (team_ids is not None and subject[0] not in team_ids):
+        raise TeamNotFound(team_slug)
+    (team_id, agent_id, max_steps, max_cost, steps, cost, unpriced, status, last_call_at, allowances) = (
+        subject
+    )
+    kill = None
+    if task_id is not None:
+        result.task = task = TaskState(
+            task_id=task_id,
+            steps=steps or 0,
+            cost_usd=cost if cost is not None else ZERO,
+            unpriced_calls=unpriced or 0,
+            status=status,
+            max_steps=max_steps,
+            max_cost_usd=max_cost,
+        )
+        kill = _kill_reason(task, agent=f"{team_slug}/{agent}", estimated_usd=estimated_usd)
+        if kill:
+            result.escalate("deny", kill)
+    states = []
+    for allowance_id, allowance_agent_id, window, limit_tokens, limit_usd, warn_at, action in allowances:
+        start, end = window_bounds(window=window, at=now)
+        states.append(
+            AllowanceState(
+                id=allowance_id,
+                scope=f"{team_slug}/{agent}" if allowance_agent_id else team_slug,
+                window=window,
+                limit_tokens=limit_tokens,
+                limit_usd=None if limit_usd is None else Decimal(limit_usd),
+                warn_at=warn_at,
+                action=action,
+                window_start=start,
+                resets_at=end,
+            )
+        )
+    result.allowances = states
+    if states:
+        _check_allowances(
+            result,
+            states,
+            team_id=team_id,
+            agent_id=agent_id,
+            task_id=task_id,
+            last_call_at=last_call_at,
+            tokens=estimated_tokens,
+            usd=estimated_usd,
+            now=now,
+        )
+    if kill and status != TaskStatus.KILLED:
+        task_kill(team_id=team_id, task_id=task_id)
+        result.task.status = TaskStatus.KILLED
+    return result
+
+
+def _kill_reason(task: TaskState, *, agent: str, estimated_usd: Decimal) -> str | None:
+    label = f"task {task.task_id} ({agent})"
+    if task.status == TaskStatus.KILLED:
+        return f"{label} was killed by its kill switch"
+    if task.max_steps is not None and task.steps >= task.max_steps:
+        return f"{label}: {task.steps} of {task.max_steps} steps (kill switch: max_steps)"
+    if task.max_cost_usd is not None and (
+        task.cost_usd >= task.max_cost_usd
+        or (estimated_usd and task.cost_usd + estimated_usd > task.max_cost_usd)
+    ):
+        text = f"{label}: {_usd(task.cost_usd)} of {_usd(task.max_cost_usd)} spent"
+        if estimated_usd:
+            text += f", this call's estimate {_usd(estimated_usd)}"
+        return text + " (kill switch: max_cost_usd)"
+    return None
+
+
+def _check_allowances(
+    result: GuardDecision,
+    states: list[AllowanceState],
+    *,
+    team_id: int,
+    agent_id: int | None,
+    task_id: str | None,
+    last_call_at,
+    tokens: int,
+    usd: Decimal,
+    now: datetime,
+) -> None:
+    """Lock, read and reserve in the database (guardrails_check), then say why in Python. The function
+    enforces the limits of `deny` allowances and of `throttle` ones for a task not yet running in the
+    window; Python's reasons apply the same rule (_passes) to the numbers it returns."""
+    by_id = {state.id: state for state in states}
+    enforced = [
+        state.id
+        for state in states
+        if state.action == AllowanceAction.DENY
+        or (state.action == AllowanceAction.THROTTLE and not _running(task_id, last_call_at, state))
+    ]
+    reserve = bool(tokens or usd) and result.decision != "deny"
+    reservation_id = uuid.uuid4()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _CHECK_SQL,
+            {
+                "ids": [state.id for state in states],
+                "starts": [state.window_start for state in states],
+                "enforced": enforced,
+                "now": now,
+                "tokens": tokens,
+                "usd": usd,
+                "reserve": reserve,
+                "reservation": reservation_id,
+                "team": team_id,
+                "agent": agent_id,
+                "task": task_id,
+                "expires": now + timedelta(seconds=settings.FINOPS_RESERVATION_TTL),
+                "lock_timeout": f"{int(settings.FINOPS_GUARD_LOCK_TIMEOUT_MS)}ms",
+            },
+        )
+        rows = cursor.fetchall()
+    for allowance_id, used_tokens, used_usd, unpriced, reserved_tokens, reserved_usd, _ in rows:
+        state = by_id[allowance_id]
+        state.used_tokens, state.used_usd, state.unpriced_calls = used_tokens, used_usd, unpriced
+        state.reserved_tokens, state.reserved_usd = int(reserved_tokens), reserved_usd
+    for state in states:
+        said = _allowance_reasons(state, tokens=tokens, usd=usd, task=result.task, last_call_at=last_call_at)
+        if said:
+            result.escalate(*said)
+    if rows and rows[0][6]:  # reserved (the same on every row)
+        result.reservation_id = reservation_id
+
+
+def _running(task_id: str | None, last_call_at, state: AllowanceState) -> bool:
+    """Whether the task has made a call in the allowance's current window (throttle lets it finish)."""
+    return task_id is not None and last_call_at is not None and last_call_at >= state.window_start
