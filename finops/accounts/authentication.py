@@ -52,12 +52,14 @@ class ThrottledModelBackend(ModelBackend):
 
 
 def token_for_request(*, request: HttpRequest, secret: str) -> ApiToken | None:
-    """The live token with this secret, counting an unknown one against the client's address; raises
-    Throttled while that address is past its limit."""
-    address = client_address(request=request)
-    token_attempt_check(address=address)
+    """The live token with this secret. An unknown one counts against the client's address, and raises
+    Throttled while that address is past its limit. A live token is never refused for its address: one
+    stale agent behind a gateway must not lock every other agent's calls (and guard checks) out, and a
+    token is 256 random bits, so what the throttle buys is a noisy guesser's silence, not secrecy."""
     token = token_for_secret(secret)
     if token is None:
+        address = client_address(request=request)
+        token_attempt_check(address=address)
         token_attempt_failed(address=address)
     return token
 

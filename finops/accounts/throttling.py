@@ -164,8 +164,7 @@ def login_attempt_succeeded(*, username: str, address: str) -> None:
 
 
 def token_attempt_check(*, address: str) -> None:
-    """Raises Throttled while the address is past its limit of unknown tokens: checked before the lookup,
-    so a right guess from a throttled address is refused like a wrong one and tells nothing."""
+    """Raises Throttled while the address is past its limit of unknown tokens."""
     retry_at = auth_throttled_until(throttle_key=ThrottleKey(ThrottleKind.TOKEN_ADDRESS, address))
     if retry_at is not None:
         raise Throttled(retry_at)

@@ -192,7 +192,7 @@ def test_a_batch_resolves_its_teams_and_agents_in_a_constant_number_of_queries(
     assert (task.team.slug, task.agent.name, task.agent.team_id) == ("billing", "agent-7", task.team_id)
 
 
-# the token's lookup and last use; the address's token-guessing throttle; team and agent lookup; agents
-# insert and their ids; the tasks upsert in a savepoint (measured 9 for 10 and for 200 outcomes; one per
-# outcome and agent before)
+# the token's lookup and last use; team and agent lookup; agents insert and their ids; in a savepoint, the
+# tasks already killed (a kill stands) and the tasks upsert (measured 9 for 10 and for 200 outcomes; one
+# per outcome and agent before)
 QUERIES_PER_BATCH = 9
