@@ -16,6 +16,17 @@ class AuditAction(models.TextChoices):
     DELETE = "delete", "delete"
 
 
+class AuditQuerySet(TeamOwnedQuerySet):
+    """Seen like the team's data (entries of no team: by those who see every team); changed by no one.
+    The log is only appended to, by audit_record, never edited or deleted through `restrict`: a
+    writer of the team's data (pm, ml, an `ingest` token) must not rewrite who changed what."""
+
+    def _restricted(self, principal, action: str):
+        if action == "change":
+            return self.none()
+        return super()._restricted(principal, action)
+
+
 class AuditEntry(models.Model):
     at = models.DateTimeField(auto_now_add=True)
     user = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
@@ -28,7 +39,7 @@ class AuditEntry(models.Model):
     before = models.JSONField(null=True, blank=True)
     after = models.JSONField(null=True, blank=True)
 
-    objects = TeamOwnedQuerySet.as_manager()
+    objects = AuditQuerySet.as_manager()
 
     class Meta:
         ordering = ["-at", "-id"]

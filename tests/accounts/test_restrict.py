@@ -14,6 +14,10 @@ from django.apps import apps
 from finops.accounts.models import ApiToken, Membership, OrgRole, Team, TeamRole, User
 from finops.accounts.querysets import RestrictedQuerySet
 from finops.accounts.services import api_token_create
+from finops.audit.models import AuditEntry
+from finops.audit.services import audit_record
+from finops.guardrails.models import Allowance, AllowanceUsage, Reservation
+from finops.guardrails.services import allowance_create
 from finops.ledger.models import Agent, Call, DailyRollup, EventKey, Task
 from ingest.connectors.models import Connector, ConnectorRun, StatementLine
 from ingest.connectors.services import connector_create
@@ -34,6 +38,8 @@ VIEW: dict[str, object] = {
     "token of a": {"a"},
     "read-only token of a": {"a"},
     "read-only org-wide token": ALL,
+    "manage token of a": {"a"},
+    "manage org-wide token": ALL,
     "anonymous": set(),
 }
 CHANGE: dict[str, object] = {
@@ -46,6 +52,24 @@ CHANGE: dict[str, object] = {
     "token of a": {"a"},
     "read-only token of a": set(),
     "read-only org-wide token": set(),
+    "manage token of a": set(),  # manage is not ingest: it sends no data
+    "manage org-wide token": set(),
+    "anonymous": set(),
+}
+# the teams whose guardrails (allowances) each principal may change: sre and tech_lead of the team, the
+# admin and finops roles everywhere, `manage` tokens for their team (SPEC.md, roles and "Guardrails")
+GUARD: dict[str, object] = {
+    "superuser": ALL,
+    "admin": ALL,
+    "finops": ALL,
+    **{f"{role} of a": {"a"} for role in (TeamRole.SRE, TeamRole.TECH_LEAD)},
+    **{f"{role} of a": set() for role in (TeamRole.PM, TeamRole.ML, TeamRole.VIEWER)},
+    "org-wide token": set(),
+    "token of a": set(),
+    "read-only token of a": set(),
+    "read-only org-wide token": set(),
+    "manage token of a": {"a"},
+    "manage org-wide token": ALL,
     "anonymous": set(),
 }
 
@@ -93,9 +117,34 @@ def world(db):
         "token of a": api_token_create(name="a", scopes=["ingest", "read"], team=team_a)[0],
         "read-only token of a": api_token_create(name="a-read", scopes=["read"], team=team_a)[0],
         "read-only org-wide token": api_token_create(name="org-read", scopes=["read"])[0],
+        "manage token of a": api_token_create(name="a-manage", scopes=["manage"], team=team_a)[0],
+        "manage org-wide token": api_token_create(name="org-manage", scopes=["manage"])[0],
         "anonymous": None,
     }
     api_token_create(name="b", scopes=["ingest"], team=team_b)
+    api_token_create(name="b-manage", scopes=["manage", "read"], team=team_b)
+    # an allowance per team (each with its counter, and audited), a reservation against each, and an
+    # audit entry of no team
+    for team in (team_a, team_b):
+        allowance = allowance_create(
+            principal=principals["admin"], team=team, window="day", limit_usd=Decimal("25")
+        )
+        Reservation.objects.create(
+            allowance=allowance,
+            team=team,
+            estimated_usd=Decimal("0.1"),
+            created_at=datetime(2026, 11, 2, 10, tzinfo=UTC),
+            expires_at=datetime(2026, 11, 2, 10, 5, tzinfo=UTC),
+        )
+    audit_record(
+        principal=principals["finops"],
+        team_id=None,
+        object_type="month",
+        object_id="2026-11",
+        action="update",
+        before={"closed": False},
+        after={"closed": True},
+    )
     jobs = {
         "a": ImportJob.objects.create(created_by=members["sre of a"], file_name="a.jsonl", stored_path="/a"),
         "b": ImportJob.objects.create(created_by=b_member, file_name="b.jsonl", stored_path="/b"),
@@ -136,6 +185,9 @@ TEAM_OWNED = [
     (DailyRollup, "team_id"),
     (EventKey, "team_id"),
     (QuarantinedRow, "team_id"),
+    # kept by the bulk writer and made by the guard check (scope ingest): written like the team's data
+    (AllowanceUsage, "allowance__team"),
+    (Reservation, "team_id"),
 ]
 
 
@@ -163,6 +215,26 @@ def test_memberships_and_tokens_are_seen_by_team_and_changed_by_org_admins_only(
         assert model.objects.restrict(principal, "change").count() == expected_change, name
 
 
+def test_allowances_are_seen_by_the_team_and_changed_by_its_guards(world):
+    teams = world["teams"]
+    assert set(Allowance.objects.values_list("team_id", flat=True)) == set(teams.values())
+    for action, table in (("view", VIEW), ("change", GUARD)):
+        for name, principal in world["principals"].items():
+            expected = _rows_of_teams(Allowance, "team_id", _team_ids(table[name], teams))
+            got = Counter(Allowance.objects.restrict(principal, action).values_list("team_id", flat=True))
+            assert got == expected, f"Allowance {action} by {name}"
+
+
+def test_the_audit_log_is_seen_by_team_and_changed_by_no_one(world):
+    teams = world["teams"]
+    assert set(AuditEntry.objects.values_list("team_id", flat=True)) == {*teams.values(), None}
+    for name, principal in world["principals"].items():
+        expected = _rows_of_teams(AuditEntry, "team_id", _team_ids(VIEW[name], teams))
+        got = Counter(AuditEntry.objects.restrict(principal).values_list("team_id", flat=True))
+        assert got == expected, f"AuditEntry view by {name}"
+        assert not AuditEntry.objects.restrict(principal, "change").exists(), f"AuditEntry change by {name}"
+
+
 def test_import_jobs_belong_to_their_creator_and_org_roles_see_them_all(world):
     jobs, everything = world["jobs"], {job.pk for job in world["jobs"].values()}
     org_roles = {"superuser", "admin", "finops"}  # tokens upload nothing, so they see no job
@@ -175,7 +247,14 @@ def test_import_jobs_belong_to_their_creator_and_org_roles_see_them_all(world):
 
 @pytest.mark.parametrize("model", [StatementLine, Connector, ConnectorRun])
 def test_org_billing_data_is_for_org_roles_and_org_wide_tokens(world, model):
-    sees = {"superuser", "admin", "finops", "org-wide token", "read-only org-wide token"}
+    sees = {
+        "superuser",
+        "admin",
+        "finops",
+        "org-wide token",
+        "read-only org-wide token",
+        "manage org-wide token",
+    }
     changes = {"superuser", "admin", "finops"}
     assert model.objects.count() == 1
     for name, principal in world["principals"].items():
@@ -189,16 +268,24 @@ def test_an_unknown_action_is_an_error(world):
 
 
 def team_owned_models() -> list:
-    """Every model of finops, ingest and dashboard with a foreign key to Team (and Team itself)."""
-    return [
+    """Every model of finops, ingest and dashboard with a foreign key to Team (and Team itself), or to
+    such a model (an allowance's counter belongs to the allowance's team)."""
+    ours = [
         model
         for model in apps.get_models()
         if model.__module__.split(".")[0] in {"finops", "ingest", "dashboard"}
-        and (
-            model is Team
-            or any(field.related_model is Team for field in model._meta.fields if field.is_relation)
-        )
     ]
+    owned = [Team]
+    while True:
+        more = [
+            model
+            for model in ours
+            if model not in owned
+            and any(field.related_model in owned for field in model._meta.fields if field.is_relation)
+        ]
+        if not more:
+            return owned
+        owned += more
 
 
 def test_every_team_owned_model_has_restrict_and_a_row_test_here():
@@ -208,6 +295,6 @@ def test_every_team_owned_model_has_restrict_and_a_row_test_here():
         model.__name__ for model in models if not isinstance(model._default_manager.all(), RestrictedQuerySet)
     ]
     assert lacking == [], "give these models a restricting manager (finops.accounts.querysets)"
-    tested = {model for model, _ in TEAM_OWNED} | {Membership, ApiToken}
+    tested = {model for model, _ in TEAM_OWNED} | {Membership, ApiToken, Allowance, AuditEntry}
     untested = sorted(model.__name__ for model in models if model not in tested)
     assert untested == [], "add these models to TEAM_OWNED (or a test of their own rule) here"
