@@ -2,7 +2,8 @@
 
 DRF's fields coerce: a CharField takes 5 as "5", an IntegerField takes "5" and 5.0, a BooleanField takes
 "yes" and 1, a DecimalField takes the binary float 0.1. The schema says `string`, `integer`, `boolean`,
-so a client reading it must get a 400 naming the field for a value of another JSON type, not a guess.
+so a client reading it must get a 400 naming the field for a value of another JSON type, not a guess;
+and a string PostgreSQL cannot store (a lone surrogate) is a 400 of its field, not a 500.
 """
 
 from __future__ import annotations
@@ -34,8 +35,21 @@ def json_type_error(field: serializers.Field, value) -> str | None:
         if isinstance(field, field_class):
             if isinstance(value, bool) and bool not in types:
                 return f"must be {name}, not a boolean"
-            return None if isinstance(value, types) else f"must be {name}"
+            if not isinstance(value, types):
+                return f"must be {name}"
+            if isinstance(value, str) and not _storable_text(value):
+                return "must be valid Unicode text: it holds a lone UTF-16 surrogate such as \\ud800"
+            return None
     return None
+
+
+def _storable_text(text: str) -> bool:
+    """PostgreSQL text holds any Unicode but a lone UTF-16 surrogate (JSON's "\\ud800" decodes to one)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class JsonTypes:

@@ -77,3 +77,37 @@ class PageNumberPagination(pagination.PageNumberPagination):
             elif parameter["name"] == self.page_query_param:
                 parameter["schema"]["minimum"] = 1
         return parameters
+
+
+class LimitOffsetPagination(pagination.LimitOffsetPagination):
+    """?limit=&offset= with DRF's page shape; a value the client names is honoured or refused (DRF's own
+    falls back to the default on `offset=null`)."""
+
+    max_offset = 2**62  # within Postgres' bigint OFFSET
+
+    def get_limit(self, request):
+        return self._whole_number(request, self.limit_query_param, self.default_limit, 1, self.max_limit)
+
+    def get_offset(self, request):
+        return self._whole_number(request, self.offset_query_param, 0, 0, self.max_offset)
+
+    @staticmethod
+    def _whole_number(request, name: str, default: int, lowest: int, highest: int) -> int:
+        value = request.query_params.get(name)
+        if value in (None, ""):
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            number = lowest - 1
+        if not lowest <= number <= highest:
+            raise ValidationError({name: [f"must be a whole number from {lowest} to {highest}"]})
+        return number
+
+    def get_schema_operation_parameters(self, view):
+        parameters = super().get_schema_operation_parameters(view)
+        bounds = {self.limit_query_param: (1, self.max_limit), self.offset_query_param: (0, self.max_offset)}
+        for parameter in parameters:
+            lowest, highest = bounds[parameter["name"]]
+            parameter["schema"].update(minimum=lowest, maximum=highest)
+        return parameters

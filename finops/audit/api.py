@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from django_filters import rest_framework as filters
 from rest_framework import mixins, serializers
-from rest_framework.pagination import LimitOffsetPagination
 
 from finops.api.filters import StoredTextFilter
+from finops.api.pagination import LimitOffsetPagination
 from finops.api.permissions import ReadOrManageScope
 from finops.api.viewsets import TeamScopedViewSet
 from finops.audit.models import AuditEntry

@@ -202,7 +202,7 @@ def test_gate(fresh):
     lines = runs["gate"].stdout.splitlines()
     assert lines[0].startswith(f"agent {IMPORT_TEAM}/{IMPORT_AGENT}, tasks ended ")
     assert lines[1:] == [
-        "tasks: 0 ended, 0 successful, 0 failed, 0 abandoned; cost of all their calls $0.000000",
+        "tasks: 0 ended, 0 successful, 0 failed, 0 abandoned, 0 killed; cost of all their calls $0.000000",
         "no successful task ended in the window: nothing to judge",
         "PASS (no data)",
     ]
