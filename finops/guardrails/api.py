@@ -215,7 +215,8 @@ class AllowanceViewSet(
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
     def get_serializer_context(self):
-        return {**super().get_serializer_context(), "live": self._live}
+        # OPTIONS (DRF's metadata) builds a serializer before any action sets _live
+        return {**super().get_serializer_context(), "live": getattr(self, "_live", {})}
 
     def list(self, request, *args, **kwargs):
         allowances = list(self.filter_queryset(self.get_queryset()))

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from decimal import Decimal
+from itertools import combinations
 
 import pytest
 from django.conf import settings
@@ -16,6 +18,9 @@ from django.test.client import ClientHandler
 
 from finops.accounts.models import Membership, OrgRole, Team, TeamRole, TokenScope, User
 from finops.accounts.services import api_token_create
+from finops.audit.models import AuditEntry
+from finops.guardrails.models import Allowance, Reservation
+from finops.guardrails.services import allowance_create
 from finops.ledger.models import Agent, Call, DailyRollup, EventKey, Task
 from ingest.connectors.models import StatementLine
 from ingest.connectors.services import connector_create
@@ -40,6 +45,8 @@ class TeamData:
     quarantined: QuarantinedRow
     quarantine_source: str
     job: ImportJob
+    allowance: Allowance  # on the team's agent, its dollar limit a sentinel
+    audit: AuditEntry  # the allowance's creation, by a member of the team
     sentinels: tuple[str, ...]
 
 
@@ -73,8 +80,8 @@ class World:
     alpha: TeamData
     bravo: TeamData
     principals: dict[str, Principal]
-    # an org-wide token for each scope, holding every scope but that one
-    tokens_lacking: dict[str, Principal] = field(default_factory=dict)
+    # per set of scopes (any of which a request accepts), an org-wide token holding every other scope
+    tokens_lacking: dict[frozenset[str], Principal] = field(default_factory=dict)
     connector_id: int = 0
 
     def team(self, slug: str) -> TeamData:
@@ -92,12 +99,14 @@ class World:
             quarantined=QuarantinedRow(pk=missing, event_id="ghost-rejected"),
             quarantine_source="file:ghost-only.jsonl",
             job=ImportJob(pk=missing, file_name="ghost-upload.jsonl"),
+            allowance=Allowance(pk=missing),
+            audit=AuditEntry(pk=missing),
             sentinels=(),
         )
         return replace(self, bravo=ghost)
 
 
-def _team_data(*, slug: str, uncached_input: int, output: int, uploader: User) -> TeamData:
+def _team_data(*, slug: str, uncached_input: int, output: int, uploader: User, limit_usd: str) -> TeamData:
     name = f"{slug.title()} Sentinel Team"
     team = TeamFactory(slug=slug, name=name)
     agent_name = f"{slug}-sentinel-agent"
@@ -134,15 +143,35 @@ def _team_data(*, slug: str, uncached_input: int, output: int, uploader: User) -
         source=f"file:{slug}-sentinel-upload.jsonl",
         accepted=uncached_input,
     )
+    agent = Agent.objects.get(team=team, name=agent_name)
+    # a month's allowance: today's window holds none of the November calls, so only its limit shows
+    allowance = allowance_create(
+        principal=uploader,
+        created_by=uploader,
+        team=team,
+        agent=agent,
+        window="month",
+        limit_usd=Decimal(limit_usd),
+        action="deny",
+    )
     return TeamData(
         slug=slug,
         name=name,
-        agent=Agent.objects.get(team=team, name=agent_name),
+        agent=agent,
         uncached_input=uncached_input,
         quarantined=quarantined,
         quarantine_source=source,
         job=job,
-        sentinels=(name, agent_name, str(uncached_input), f"{slug}-sentinel-rejected", job.file_name),
+        allowance=allowance,
+        audit=AuditEntry.objects.get(object_type="allowance", object_id=str(allowance.pk)),
+        sentinels=(
+            name,
+            agent_name,
+            str(uncached_input),
+            f"{slug}-sentinel-rejected",
+            job.file_name,
+            limit_usd,
+        ),
     )
 
 
@@ -153,7 +182,19 @@ def _session_key(user: User) -> str:
 
 
 # every table holding a team's rows (api tokens aside: using one stamps its last_used_at)
-TEAM_TABLES = [Team, Membership, Agent, Task, Call, EventKey, DailyRollup, QuarantinedRow]
+TEAM_TABLES = [
+    Team,
+    Membership,
+    Agent,
+    Task,
+    Call,
+    EventKey,
+    DailyRollup,
+    QuarantinedRow,
+    Allowance,
+    Reservation,
+    AuditEntry,
+]
 
 
 def teams_fingerprint(slugs: list[str]) -> list[tuple]:
@@ -181,8 +222,20 @@ def url_world(django_db_setup, django_db_blocker):
         bravo_member = UserFactory(username="walk-bravo-sre")
         for role in (TeamRole.SRE, TeamRole.TECH_LEAD, TeamRole.PM, TeamRole.ML, TeamRole.VIEWER):
             users[str(role)] = UserFactory(username=f"walk-{role}")
-        alpha = _team_data(slug="alpha", uncached_input=3_141_593, output=271_829, uploader=users["sre"])
-        bravo = _team_data(slug="bravo", uncached_input=7_777_331, output=424_243, uploader=bravo_member)
+        alpha = _team_data(
+            slug="alpha",
+            uncached_input=3_141_593,
+            output=271_829,
+            uploader=users["sre"],
+            limit_usd="61.803398",
+        )
+        bravo = _team_data(
+            slug="bravo",
+            uncached_input=7_777_331,
+            output=424_243,
+            uploader=bravo_member,
+            limit_usd="57.721566",
+        )
         alpha_team, bravo_team = Team.objects.get(slug="alpha"), Team.objects.get(slug="bravo")
         MembershipFactory(user=bravo_member, team=bravo_team, role=TeamRole.SRE)
         for role in (TeamRole.SRE, TeamRole.TECH_LEAD, TeamRole.PM, TeamRole.ML, TeamRole.VIEWER):
@@ -198,25 +251,28 @@ def url_world(django_db_setup, django_db_blocker):
             )
             for key, user in users.items()
         }
-        both_scopes = [TokenScope.READ, TokenScope.INGEST]
+        # the tokens hold every scope: what each URL lets a token do, its team bounds (`manage` too)
+        every_scope = list(TokenScope.values)
         principals["org_token"] = Principal(
-            key="org_token", sees=every_team, token_secret=api_token_create(name="org", scopes=both_scopes)[1]
+            key="org_token", sees=every_team, token_secret=api_token_create(name="org", scopes=every_scope)[1]
         )
         principals["team_token"] = Principal(
             key="team_token",
             sees=frozenset({"alpha"}),
-            token_secret=api_token_create(name="alpha", scopes=both_scopes, team=alpha_team)[1],
+            token_secret=api_token_create(name="alpha", scopes=every_scope, team=alpha_team)[1],
         )
         principals["anonymous"] = Principal(key="anonymous", sees=frozenset())
         tokens_lacking = {
-            scope: Principal(
+            frozenset(lacked): Principal(
                 key="scopeless_token",
                 sees=every_team,
                 token_secret=api_token_create(
-                    name=f"without {scope}", scopes=[other for other in TokenScope.values if other != scope]
+                    name=f"without {' '.join(lacked)}",
+                    scopes=[other for other in TokenScope.values if other not in lacked],
                 )[1],
             )
-            for scope in TokenScope.values
+            for size in range(1, len(TokenScope.values))
+            for lacked in combinations(TokenScope.values, size)
         }
         connector = connector_create(
             kind="openai_costs", name="walk-connector", credentials={"api_key": "sk-x"}

@@ -18,17 +18,17 @@ and about team bravo (the foreign one), and the status each principal must get. 
 Where the code gives a wrong answer today the case is marked `xfail(strict=True)` with the bug: fix
 the code and delete the mark.
 
-Adding a URL (say `api:allowance-detail`, GET/PATCH/DELETE `/api/v1/allowances/{id}`) is one entry
-(the method is the key; `get(path, **query)` builds any request without a body, `send` one with JSON):
+Adding a URL is one entry (the method is the key; `get(path, **query)` builds any request without a
+body, `send` one with JSON). `api:allowance-detail` below is a full one:
 
     "api:allowance-detail": Route(
-        scope=READ,
+        scope=READ_OR_MANAGE,  # the token scopes that will do: scopeless_token holds none of them
         methods={
             "GET": Call(each_team(lambda t: get(f"/api/v1/allowances/{t.allowance.pk}")),
                         team_a=API_READ, team_b=API_FOREIGN, shows=of_each(lambda t: [t.agent.name])),
             "PATCH": Call(each_team(lambda t: send(f"/api/v1/allowances/{t.allowance.pk}", {...})),
-                          team_a="200 403 | 200 200 403 403 403 | 200 200 403 | 401", team_b=...),
-            "DELETE": Call(each_team(lambda t: get(f"/api/v1/allowances/{t.allowance.pk}")), ...),
+                          team_a=GUARD_CHANGE, team_b=GUARD_FOREIGN_CHANGE, scope=MANAGE),
+            ...
         },
     ),
 
@@ -56,10 +56,13 @@ from finops.accounts.models import TokenScope
 from tests.api.conftest import CALL_TIME, WINDOW, Principal, TeamData, World, teams_fingerprint
 
 CSRF_TOKEN = re.compile(r'(?<=name="csrfmiddlewaretoken" )value="[^"]*"')
-READ, INGEST = TokenScope.READ.value, TokenScope.INGEST.value
+READ, INGEST, MANAGE = TokenScope.READ.value, TokenScope.INGEST.value, TokenScope.MANAGE.value
+# reading what a `manage` token may change: either scope will do (ReadOrManageScope)
+READ_OR_MANAGE = (READ, MANAGE)
 
-# The columns of every expectation, in order. scopeless_token is an org-wide token holding every scope
-# but the one the URL needs: nothing but the scope check stands between it and every team's data.
+# The columns of every expectation, in order. org_token and team_token hold every scope (team_token is
+# alpha's); scopeless_token is an org-wide token holding every scope but the ones the URL (or the
+# method) accepts: nothing but the scope check stands between it and every team's data.
 PRINCIPALS = (
     "admin",
     "finops",
@@ -99,6 +102,9 @@ PAGE = "200 200 | 200 200 200 200 200 | 302 302 302 | 302"
 PAGE_FOREIGN = "200 200 | 404 404 404 404 404 | 302 302 302 | 302"
 BILLING_PAGE = "200 200 | 403 403 403 403 403 | 302 302 302 | 302"
 AGENT_FOREIGN_CHANGE = "200 403 | 404 404 404 404 404 | 403 404 403 | 401"
+# a guardrail (allowance, kill switch): sre and tech_lead of the team, admin and finops, manage tokens
+GUARD_CHANGE = "200 200 | 200 200 403 403 403 | 200 200 403 | 401"
+GUARD_FOREIGN_CHANGE = "200 200 | 404 404 404 404 404 | 200 404 403 | 401"
 EVERYONE = "200 200 | 200 200 200 200 200 | 200 200 200 | 200"
 
 
@@ -149,6 +155,11 @@ def each_team(build: Callable[[TeamData], Request], what: str = "") -> dict[str,
 
 def of_each(texts: Callable[[TeamData], list[str]]) -> Callable[[list[TeamData]], list[str]]:
     return lambda teams: [text for team in teams for text in texts(team)]
+
+
+def limit(team: TeamData) -> str:
+    """The team's allowance's dollar limit, a sentinel: as the API, the audit log and the page show it."""
+    return str(team.allowance.limit_usd)
 
 
 def about_all(build: Build) -> dict[str, Build]:
@@ -249,6 +260,8 @@ class Call:
     # rows of further requests, named "<target>+<what they vary>" (e.g. team_b+source: by a filter)
     more: dict[str, str] = field(default_factory=dict)
     bugs: tuple[Bug, ...] = ()
+    # the token scope(s) this method accepts, where not the route's (changing needs `manage` alone)
+    scope: str | tuple[str, ...] | None = None
 
     def __post_init__(self):
         for target in self.targets:
@@ -273,7 +286,9 @@ class Call:
 
 @dataclass(frozen=True)
 class Route:
-    scope: str | None  # the token scope it needs; None: no token may use it (a page)
+    # the token scope it needs, or a tuple of scopes any one of which will do; None: no token may use
+    # it (a page)
+    scope: str | tuple[str, ...] | None
     methods: dict[str, Call] = field(default_factory=dict)
     other_methods_bug: str = ""  # why methods it does not list are not a 405 today
 
@@ -315,7 +330,7 @@ ROUTES: dict[str, Route] = {
         ),
     ),
     "api:agent-list": only(
-        READ,
+        READ_OR_MANAGE,
         "GET",
         Call(
             about_all(lambda w: get("/api/v1/agents")),
@@ -324,7 +339,7 @@ ROUTES: dict[str, Route] = {
         ),
     ),
     "api:agent-detail": Route(
-        scope=READ,
+        scope=READ_OR_MANAGE,
         methods={
             "GET": Call(
                 each_team(lambda t: get(f"/api/v1/agents/{t.agent.pk}")),
@@ -332,7 +347,8 @@ ROUTES: dict[str, Route] = {
                 team_b=API_FOREIGN,
                 shows=of_each(lambda t: [t.agent.name]),
             ),
-            # each setting by the roles SPEC gives it (finops has none); API tokens change nothing yet
+            # each setting by the roles SPEC gives it (finops has none); a `manage` token only the kill
+            # switch, of its team's agents (what an sre may)
             "PATCH": Call(
                 {
                     # max_steps, the kill switch: sre and tech_lead
@@ -342,8 +358,9 @@ ROUTES: dict[str, Route] = {
                     ),
                     **each_team(lambda t: send(f"/api/v1/agents/{t.agent.pk}", {"ideal_steps": 9}), "ideal"),
                 },
-                team_a="200 403 | 200 200 403 403 403 | 403 403 403 | 401",
-                team_b=AGENT_FOREIGN_CHANGE,
+                team_a="200 403 | 200 200 403 403 403 | 200 200 403 | 401",
+                team_b="200 403 | 404 404 404 404 404 | 200 404 403 | 401",
+                scope=MANAGE,
                 more={
                     "team_a+slo": "200 403 | 403 403 200 403 403 | 403 403 403 | 401",
                     "team_b+slo": AGENT_FOREIGN_CHANGE,
@@ -352,6 +369,88 @@ ROUTES: dict[str, Route] = {
                 },
             ),
         },
+    ),
+    # --- API: guardrails ---
+    "api:allowance-list": Route(
+        scope=READ_OR_MANAGE,
+        methods={
+            "GET": Call(
+                about_all(lambda w: get("/api/v1/allowances")),
+                all=API_READ,
+                shows=of_each(lambda t: [t.agent.name, limit(t)]),
+            ),
+            # naming a team the principal does not see is a bad field (400), told as of a missing team
+            "POST": Call(
+                each_team(
+                    lambda t: send(
+                        "/api/v1/allowances",
+                        {"team": t.slug, "agent": None, "window": "day", "limit_usd": "5.00"},
+                    )
+                ),
+                team_a="201 201 | 201 201 403 403 403 | 201 201 403 | 401",
+                team_b="201 201 | 400 400 400 400 400 | 201 400 403 | 401",
+                scope=MANAGE,
+            ),
+        },
+    ),
+    "api:allowance-detail": Route(
+        scope=READ_OR_MANAGE,
+        methods={
+            "GET": Call(
+                each_team(lambda t: get(f"/api/v1/allowances/{t.allowance.pk}")),
+                team_a=API_READ,
+                team_b=API_FOREIGN,
+                shows=of_each(lambda t: [t.agent.name, limit(t)]),
+            ),
+            "PATCH": Call(
+                each_team(lambda t: send(f"/api/v1/allowances/{t.allowance.pk}", {"limit_usd": "9.50"})),
+                team_a=GUARD_CHANGE,
+                team_b=GUARD_FOREIGN_CHANGE,
+                scope=MANAGE,
+                shows=of_each(lambda t: [t.agent.name, '"limit_usd":"9.50"']),
+            ),
+            "DELETE": Call(
+                each_team(lambda t: get(f"/api/v1/allowances/{t.allowance.pk}")),
+                team_a="204 204 | 204 204 403 403 403 | 204 204 403 | 401",
+                team_b="204 204 | 404 404 404 404 404 | 204 404 403 | 401",
+                scope=MANAGE,
+            ),
+        },
+    ),
+    "api:audit-list": only(
+        READ_OR_MANAGE,
+        "GET",
+        Call(
+            {
+                **about_all(lambda w: get("/api/v1/audit")),
+                # a team filter only narrows the principal's own entries: bravo's are none of an alpha's
+                **each_team(lambda t: get("/api/v1/audit", team=t.slug), "team"),
+            },
+            all=API_READ,
+            more={"team_a+team": API_READ, "team_b+team": API_READ},
+            shows=of_each(lambda t: [t.agent.name, limit(t)]),
+        ),
+    ),
+    "api:audit-detail": only(
+        READ_OR_MANAGE,
+        "GET",
+        Call(
+            each_team(lambda t: get(f"/api/v1/audit/{t.audit.pk}")),
+            team_a=API_READ,
+            team_b=API_FOREIGN,
+            shows=of_each(lambda t: [t.agent.name, limit(t)]),
+        ),
+    ),
+    # an agent's call may go ahead: who may send its events may ask (a viewer may not)
+    "api:guard-check": only(
+        INGEST,
+        "POST",
+        Call(
+            each_team(lambda t: send("/api/v1/guard/check", {"team": t.slug, "agent": t.agent.name})),
+            team_a=API_WRITE,
+            team_b="200 200 | 404 404 404 404 403 | 200 404 403 | 401",
+            shows=of_each(lambda t: [f"{t.slug}/{t.agent.name}", limit(t)]),
+        ),
     ),
     # --- API: KPIs ---
     "api:kpis": only(
@@ -470,6 +569,45 @@ ROUTES: dict[str, Route] = {
             all=PAGE,
             more={"team_b+agent": PAGE_FOREIGN},
             shows=of_each(lambda t: [t.name, t.agent.name]),
+        ),
+    ),
+    "dashboard:guardrails": Route(
+        scope=None,
+        methods={
+            "GET": Call(
+                about_all(lambda w: get("/guardrails/")),
+                all=PAGE,
+                shows=of_each(lambda t: [t.agent.name, limit(t)]),
+            ),
+            # a team the person may not guard is not among the form's choices: the page again (200, so
+            # the form's 302 is the only answer that added one), with the form only for those who may
+            "POST": Call(
+                each_team(
+                    lambda t: form(
+                        "/guardrails/",
+                        {
+                            "team": t.slug,
+                            "agent": "",
+                            "window": "day",
+                            "limit_usd": "5",
+                            "warn_at": "0.8",
+                            "action": "deny",
+                        },
+                    )
+                ),
+                team_a="302 302 | 302 302 200 200 200 | 302 302 302 | 302",
+                team_b="302 302 | 200 200 200 200 200 | 302 302 302 | 302",
+            ),
+        },
+    ),
+    # an allowance the person may not change is not found, seen or not (the API says 403 when seen)
+    "dashboard:allowance-remove": only(
+        None,
+        "POST",
+        Call(
+            each_team(lambda t: form(f"/guardrails/allowances/{t.allowance.pk}/delete", {})),
+            team_a="302 302 | 302 302 404 404 404 | 302 302 302 | 302",
+            team_b="302 302 | 404 404 404 404 404 | 302 302 302 | 302",
         ),
     ),
     "ingest:upload": Route(
@@ -654,8 +792,13 @@ def matrix() -> Iterator:
                     )
 
 
-def principal_for(world: World, route: Route, key: str) -> Principal:
-    return world.principals.get(key) or world.tokens_lacking[route.scope or READ]
+def scopes_of(route: Route, call: Call) -> frozenset[str]:
+    scope = call.scope or route.scope or READ
+    return frozenset((scope,) if isinstance(scope, str) else scope)
+
+
+def principal_for(world: World, route: Route, call: Call, key: str) -> Principal:
+    return world.principals.get(key) or world.tokens_lacking[scopes_of(route, call)]
 
 
 def respond(principal: Principal, method: str, request: Request) -> tuple[int, str, HttpResponse]:
@@ -671,7 +814,7 @@ def test_each_principal_gets_its_answer(url_world, db, name, method, target, pri
     route = ROUTES[name]
     call = route.methods[method]
     request = call.targets[target](url_world)
-    principal = principal_for(url_world, route, principal_key)
+    principal = principal_for(url_world, route, call, principal_key)
     asked = f"{method} {request.path} as {principal_key}"
     refused = expected >= 400 or (expected == 302 and principal.session_key is None)
     # the teams this request may not change (GET is safe: it changes nothing by HTTP's definition)
@@ -724,5 +867,5 @@ def test_methods_not_listed_are_refused(url_world, db, name, method):
     target = next(iter(call.targets))
     request = call.targets[target](url_world)
     principal_key = "org_token" if call.expected(target)["admin"] == 401 else "admin"
-    status, _, _ = respond(principal_for(url_world, route, principal_key), method, request)
+    status, _, _ = respond(principal_for(url_world, route, call, principal_key), method, request)
     assert status == 405, f"{method} {request.path}: {status}"
