@@ -8,7 +8,7 @@ from decimal import Decimal
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
@@ -52,6 +52,10 @@ def guardrails(request):
     principal = request.user
     guarding = guarding_team_ids(principal=principal)
     guarded_teams = Team.objects.all() if guarding is None else Team.objects.filter(pk__in=guarding)
+    if request.method == "POST" and not guarded_teams.exists():
+        raise PermissionDenied(
+            "adding an allowance needs the sre or tech_lead role of a team, or admin or finops"
+        )
     form = AllowanceForm(request.POST or None, teams=guarded_teams)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
@@ -96,7 +100,12 @@ def guardrails(request):
 @login_required
 @require_POST
 def allowance_remove(request, allowance_id: int):
-    allowance = get_object_or_404(Allowance.objects.restrict(request.user, "change"), pk=allowance_id)
+    # one you cannot see is a 404; one you see but may not change (a viewer's team's) a 403, as in the API
+    allowance = get_object_or_404(Allowance.objects.restrict(request.user, "view"), pk=allowance_id)
+    if not Allowance.objects.restrict(request.user, "change").filter(pk=allowance.pk).exists():
+        raise PermissionDenied(
+            "deleting an allowance needs the sre or tech_lead role of its team, or admin or finops"
+        )
     allowance_delete(principal=request.user, allowance=allowance)
     messages.success(request, f"Allowance {allowance_id} deleted.")
     return redirect("dashboard:guardrails")

@@ -12,6 +12,7 @@ from rest_framework.response import Response
 
 from finops.accounts.models import Team
 from finops.accounts.selectors import guarding_team_ids, principal_is_token
+from finops.api.fields import JsonTypes
 from finops.api.permissions import IngestScope, ReadOrManageScope
 from finops.api.viewsets import ScopedAPIView, TeamScopedViewSet
 from finops.guardrails.check import AllowanceState, GuardDecision, TeamNotFound, guard_check
@@ -35,7 +36,7 @@ def limit_text(amount: Decimal | None) -> str | None:
     return f"{normalized:f}" if -normalized.as_tuple().exponent > 2 else f"{amount:.2f}"
 
 
-class GuardCheckSerializer(serializers.Serializer):
+class GuardCheckSerializer(JsonTypes, serializers.Serializer):
     team = serializers.SlugField(max_length=64)
     agent = serializers.CharField(max_length=128)
     task_id = serializers.CharField(max_length=256, required=False, allow_null=True, allow_blank=True)
@@ -123,7 +124,7 @@ class GuardCheckView(ScopedAPIView):
         return Response(guard_decision_json(result))
 
 
-class AllowanceSerializer(serializers.ModelSerializer):
+class AllowanceSerializer(JsonTypes, serializers.ModelSerializer):
     team = serializers.SlugField(max_length=64)
     agent = serializers.CharField(max_length=128, allow_null=True, required=False)
     window = serializers.ChoiceField(choices=AllowanceWindow.choices)
@@ -162,6 +163,18 @@ class AllowanceSerializer(serializers.ModelSerializer):
             "resets_at",
         ]
         read_only_fields = ["id"]
+
+    @property
+    def schema_rules(self) -> dict:
+        # validate()'s "at least one limit", stated for clients; a PATCH keeps the limits it leaves out
+        if self.partial:
+            return {}
+        return {
+            "anyOf": [
+                {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
+                for name in ("limit_tokens", "limit_usd")
+            ]
+        }
 
     def validate(self, attrs):
         instance = self.instance
@@ -243,8 +256,8 @@ class AllowanceViewSet(
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         team = Team.objects.restrict(self.principal, "view").filter(slug=data["team"]).first()
-        if team is None:
-            raise exceptions.ValidationError({"team": [f"no team {data['team']!r} that you may see"]})
+        if team is None:  # outside your teams, as everywhere: a 404 that reads the same as no such team
+            raise exceptions.NotFound(f"no team {data['team']!r} that you may see")
         guarded = guarding_team_ids(principal=self.principal)
         if guarded is not None and team.pk not in guarded:
             raise exceptions.PermissionDenied(f"you may not change the guardrails of team {team.slug!r}")

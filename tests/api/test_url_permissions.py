@@ -379,7 +379,7 @@ ROUTES: dict[str, Route] = {
                 all=API_READ,
                 shows=of_each(lambda t: [t.agent.name, limit(t)]),
             ),
-            # naming a team the principal does not see is a bad field (400), told as of a missing team
+            # naming a team the principal does not see is a 404, told as of a missing team
             "POST": Call(
                 each_team(
                     lambda t: send(
@@ -388,7 +388,7 @@ ROUTES: dict[str, Route] = {
                     )
                 ),
                 team_a="201 201 | 201 201 403 403 403 | 201 201 403 | 401",
-                team_b="201 201 | 400 400 400 400 400 | 201 400 403 | 401",
+                team_b="201 201 | 404 404 404 404 404 | 201 404 403 | 401",
                 scope=MANAGE,
             ),
         },
@@ -595,18 +595,18 @@ ROUTES: dict[str, Route] = {
                         },
                     )
                 ),
-                team_a="302 302 | 302 302 200 200 200 | 302 302 302 | 302",
-                team_b="302 302 | 200 200 200 200 200 | 302 302 302 | 302",
+                team_a="302 302 | 302 302 403 403 403 | 302 302 302 | 302",
+                team_b="302 302 | 200 200 403 403 403 | 302 302 302 | 302",
             ),
         },
     ),
-    # an allowance the person may not change is not found, seen or not (the API says 403 when seen)
+    # an allowance the person sees but may not change is a 403, as in the API; one it cannot see a 404
     "dashboard:allowance-remove": only(
         None,
         "POST",
         Call(
             each_team(lambda t: form(f"/guardrails/allowances/{t.allowance.pk}/delete", {})),
-            team_a="302 302 | 302 302 404 404 404 | 302 302 302 | 302",
+            team_a="302 302 | 302 302 403 403 403 | 302 302 302 | 302",
             team_b="302 302 | 404 404 404 404 404 | 302 302 302 | 302",
         ),
     ),
