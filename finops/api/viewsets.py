@@ -48,6 +48,16 @@ class PrincipalScope:
     def writable_team_ids(self) -> set[int] | None:
         return writable_team_ids(principal=self.principal)
 
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        # every query parameter of this API takes one value: of `?team=a&team=b` Django would quietly
+        # read the last, answering a question the client did not ask
+        repeated = sorted(name for name, values in request.query_params.lists() if len(values) > 1)
+        if repeated:
+            raise exceptions.ParseError(
+                f"give each query parameter once: {', '.join(repeated)} came more than once"
+            )
+
 
 class TeamScopedViewSet(PrincipalScope, viewsets.GenericViewSet):
     filter_backends = [DjangoFilterBackend]  # a no-op without a filterset_class

@@ -35,3 +35,15 @@ def test_bad_parameters_are_a_400_with_the_field_named(api, params):
 
     assert response.status_code == 400
     assert response.json()["message"] == "Validation error"
+
+
+@pytest.mark.parametrize("path", ["/api/v1/kpis", "/api/v1/quarantine", "/api/v1/audit", "/api/v1/agents"])
+def test_a_query_parameter_given_twice_is_a_400_naming_it(api, path):
+    # Django would read the last value: a client asking about two teams would get one team's numbers
+    response = api.client.get(f"{path}?team=support&team=coding")
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "message": "give each query parameter once: team came more than once",
+        "extra": {},
+    }
