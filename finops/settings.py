@@ -25,6 +25,11 @@ def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    return int(value) if value else default
+
+
 DEBUG = env_bool("DEBUG")
 
 
@@ -132,11 +137,6 @@ WHITENOISE_AUTOREFRESH = DEBUG
 
 
 # --- security: HTTPS, cookies, response headers, login and token throttling -----------------------------
-def env_int(name: str, default: int) -> int:
-    value = os.environ.get(name, "").strip()
-    return int(value) if value else default
-
-
 # Plain HTTP on purpose (set by `finops up`, which serves 127.0.0.1 only): cookies without the Secure flag
 FINOPS_PLAIN_HTTP = env_bool("FINOPS_PLAIN_HTTP")
 _served_over_https = not DEBUG and not FINOPS_PLAIN_HTTP
@@ -200,13 +200,13 @@ FINOPS_ENCRYPTION_KEY = os.environ.get("FINOPS_ENCRYPTION_KEY") or None
 # Allowance windows are calendar windows in this zone (weeks start on Monday).
 FINOPS_TIME_ZONE = os.environ.get("FINOPS_TIME_ZONE", "UTC")
 # An allowed guard check with an estimate holds it this many seconds unless its usage event settles it.
-FINOPS_RESERVATION_TTL = int(os.environ.get("FINOPS_RESERVATION_TTL", "300"))
+FINOPS_RESERVATION_TTL = env_int("FINOPS_RESERVATION_TTL", 300)
 # The guard check's answer when it cannot read its counters (a database error): "open" allows, "closed" denies.
 FINOPS_GUARD_FAIL_MODE = os.environ.get("FINOPS_GUARD_FAIL_MODE", "open")
 if FINOPS_GUARD_FAIL_MODE not in {"open", "closed"}:
     raise ValueError(f"FINOPS_GUARD_FAIL_MODE must be open or closed, not {FINOPS_GUARD_FAIL_MODE!r}")
 # How long a guard check waits for an allowance's counter row held by another check or a writer.
-FINOPS_GUARD_LOCK_TIMEOUT_MS = int(os.environ.get("FINOPS_GUARD_LOCK_TIMEOUT_MS", "2000"))
+FINOPS_GUARD_LOCK_TIMEOUT_MS = env_int("FINOPS_GUARD_LOCK_TIMEOUT_MS", 2000)
 
 # --- API -------------------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
