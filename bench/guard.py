@@ -20,16 +20,15 @@ import json
 import multiprocessing
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 from decimal import Decimal
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
+from scratch import free_port, scratch_database_create
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
@@ -39,12 +38,6 @@ CONNECTIONS = 8  # kept-alive connections per driver, each sending its share of 
 
 def say(message: str) -> None:
     print(message, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def drive(
@@ -177,15 +170,8 @@ def main() -> None:
     env["DJANGO_SETTINGS_MODULE"] = "finops.settings"
     os.environ.update(env)
     sys.path.insert(0, str(ROOT))
-    from finops import embedded
-
-    server_url = os.environ.get("DATABASE_URL") or embedded.ensure_postgres()
-    database = f"finops_bench_guard_{os.getpid()}"
-    server = urlsplit(server_url)
-    admin_url = urlunsplit(server._replace(path="/postgres"))
-    url = urlunsplit(server._replace(path=f"/{database}"))
-    with psycopg.connect(admin_url, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{database}"')
+    scratch = scratch_database_create(prefix="finops_bench_guard")
+    database, url = scratch.name, scratch.url
     env["DATABASE_URL"] = url
     # reservations outlive the run (nothing settles them here), so allowed spend is comparable to the limit
     env["FINOPS_RESERVATION_TTL"] = "86400"
@@ -310,8 +296,7 @@ def main() -> None:
         if gunicorn is not None:
             gunicorn.send_signal(signal.SIGTERM)
             gunicorn.wait(timeout=30)
-        with psycopg.connect(admin_url, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        scratch.drop()
 
 
 if __name__ == "__main__":

@@ -34,10 +34,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from queue import Empty
-from urllib.parse import urlsplit, urlunsplit
 
 import psutil
 import psycopg
+from scratch import free_port, scratch_database_create
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
@@ -269,12 +269,6 @@ def run_import(env: dict, path: Path, count: int) -> ImportRun:
     )
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _send(port: int, token: str, path: str, batch: int, part: int, parts: int, queue, endpoint: str) -> None:
     """POST every `parts`-th batch of the file, starting at batch `part`, one request at a time: as
     NDJSON to /api/v1/events, as a JSON array to /api/v1/tasks."""
@@ -431,15 +425,8 @@ def main() -> None:
     env.setdefault("FINOPS_DATA_DIR", str(OUT / "data"))
     os.environ.update(env)
     sys.path.insert(0, str(ROOT))
-    from finops import embedded
-
-    server_url = os.environ.get("DATABASE_URL") or embedded.ensure_postgres()
-    database = f"finops_bench_{os.getpid()}"
-    server = urlsplit(server_url)
-    admin_url = urlunsplit(server._replace(path="/postgres"))
-    url = urlunsplit(server._replace(path=f"/{database}"))
-    with psycopg.connect(admin_url, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{database}"')
+    scratch = scratch_database_create(prefix="finops_bench")
+    database, url = scratch.name, scratch.url
     env["DATABASE_URL"] = url
     try:
         say(f"== database {database}; migrating")
@@ -502,8 +489,7 @@ def main() -> None:
         if args.tasks:
             run_tasks(env, url, args)
     finally:
-        with psycopg.connect(admin_url, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        scratch.drop()
 
 
 if __name__ == "__main__":
