@@ -76,6 +76,7 @@ INSTALLED_APPS = [
     "finops.kpis",
     "finops.audit",
     "finops.guardrails",
+    "finops.alerts",
     "finops.core",
     "ingest",
     "ingest.connectors",
