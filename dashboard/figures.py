@@ -8,6 +8,7 @@ tables format the exact Decimal.
 from __future__ import annotations
 
 import json
+import zlib
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -104,7 +105,29 @@ def _top_stacks(series: SpendSeries) -> dict[str, list[Decimal]]:
     return kept
 
 
-def spend_chart(series: SpendSeries) -> Chart:
+OTHER_COLOUR = PALETTE[-1]  # grey: the "other (N)" stack
+
+
+def stable_colour(key: int) -> str:
+    """The colour of a team or agent by its id: the same on every page and in every window (ids are
+    given in order, so up to eight teams made one after another never share one)."""
+    return PALETTE[(key - 1) % (len(PALETTE) - 1)]
+
+
+def _stack_colour(label: str, position: int, *, stack_by: str, colours: dict[str, str]) -> str:
+    if stack_by == "token_type":
+        return TOKEN_TYPE_COLOURS[label]
+    if label in colours:
+        return colours[label]
+    if label.startswith("other ("):
+        return OTHER_COLOUR
+    if stack_by == "model":  # no id: the name's checksum, stable across windows
+        return PALETTE[zlib.crc32(label.encode()) % (len(PALETTE) - 1)]
+    return PALETTE[position % (len(PALETTE) - 1)]
+
+
+def spend_chart(series: SpendSeries, *, colours: dict[str, str] | None = None) -> Chart:
+    """Spend per day, stacked; `colours` maps a stack's label (team slug, "team/agent") to its colour."""
     stacks = _top_stacks(series)
     x_days = [day.isoformat() for day in series.days]
     figure = go.Figure(
@@ -113,17 +136,14 @@ def spend_chart(series: SpendSeries) -> Chart:
                 name=stack_label(label, series.stack_by),
                 x=x_days,
                 y=[float(amount) for amount in amounts],
-                marker_color=(
-                    TOKEN_TYPE_COLOURS[label]
-                    if series.stack_by == "token_type"
-                    else PALETTE[position % len(PALETTE)]
-                ),
+                marker_color=_stack_colour(label, position, stack_by=series.stack_by, colours=colours or {}),
                 hovertemplate="%{fullData.name}: $%{y:,.4f}<extra></extra>",
             )
             for position, (label, amounts) in enumerate(stacks.items())
         ],
         layout=_base_layout(
             barmode="stack",
+            showlegend=True,  # also for one stack: the legend names whose spend it is
             height=340,
             xaxis={"type": "date", "gridcolor": "#e5e7eb", "tickformat": "%d %b"},
             yaxis={"tickprefix": "$", "gridcolor": "#e5e7eb", "rangemode": "tozero"},
