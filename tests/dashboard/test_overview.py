@@ -347,3 +347,9 @@ def test_names_from_events_are_escaped(client, ledger, finops_user):
     html = page(client, finops_user, **MARCH, stack_by="agent")
     assert "<script>alert(1)" not in html
     assert "&lt;/script&gt;&lt;script&gt;alert(1)" in html  # the dropdown shows it, escaped
+
+
+def test_the_heading_names_the_team_of_a_one_team_person(client, ledger, support_member, finops_user):
+    heading = re.compile(r'<span class="scope">(.*?)</span>', re.S)
+    assert heading.search(page(client, support_member, **MARCH)).group(1).strip() == "support"
+    assert heading.search(page(client, finops_user, **MARCH)).group(1).strip() == "all your teams"
