@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 
 from dashboard.formatting import count, percent, usd_column
 from finops.kpis.series import DailyUsage, SpendSeries
+from finops.kpis.trace import TaskTrace
 from finops.ledger.tokens import INPUT_TOKEN_TYPES, TOKEN_TYPES
 
 STACK_LIMIT = 8  # more bars than this in one stack cannot be told apart; the rest become "other"
@@ -316,3 +317,111 @@ def kpi_bullet(
     return _figure_json(figure, config={"displayModeBar": False, "staticPlot": True}) | {
         "data_id": f"{chart_id}-data"
     }
+
+
+def trace_context_chart(trace: TaskTrace) -> Chart:
+    """The quadratic curve of a run that resends its context every step, beside the straight line a
+    context kept at the first call's size (compaction) would give."""
+    positions = [step.position for step in trace.steps]
+    figure = go.Figure(
+        data=[
+            go.Scatter(
+                name="tokens sent so far",
+                x=positions,
+                y=[step.cumulative_context_tokens for step in trace.steps],
+                mode="lines+markers",
+                line={"color": PALETTE[0], "width": 2},
+                hovertemplate="call %{x}: %{y:,} input tokens so far<extra></extra>",
+            ),
+            go.Scatter(
+                name="with compaction (first call's context each step)",
+                x=positions,
+                y=[step.compacted_cumulative_tokens for step in trace.steps],
+                mode="lines",
+                line={"color": PALETTE[2], "width": 2, "dash": "dash"},
+                hovertemplate="call %{x}: %{y:,} with compaction<extra></extra>",
+            ),
+            go.Bar(
+                name="context of this call",
+                x=positions,
+                y=[step.context_tokens for step in trace.steps],
+                marker_color="#93c5fd",
+                yaxis="y2",
+                hovertemplate="call %{x}: %{y:,} input tokens<extra></extra>",
+            ),
+        ],
+        layout=_base_layout(
+            height=320,
+            showlegend=True,
+            xaxis={"title": {"text": "call"}, "gridcolor": "#e5e7eb", "dtick": max(1, len(positions) // 20)},
+            yaxis={"title": {"text": "input tokens so far"}, "gridcolor": "#e5e7eb", "rangemode": "tozero"},
+            yaxis2={"overlaying": "y", "side": "right", "showgrid": False, "rangemode": "tozero"},
+        ),
+    )
+    return Chart(
+        chart_id="trace-context",
+        title="Context sent per call and so far",
+        figure=_figure_json(figure),
+        table_caption="Input tokens (all four input types) per call, so far, and so far with compaction",
+        table_head=["Call", "Context", "So far", "With compaction"],
+        table_rows=[
+            [
+                str(step.position),
+                count(step.context_tokens),
+                count(step.cumulative_context_tokens),
+                count(step.compacted_cumulative_tokens),
+            ]
+            for step in trace.steps
+        ],
+    )
+
+
+def trace_cost_chart(trace: TaskTrace) -> Chart:
+    positions = [step.position for step in trace.steps]
+    figure = go.Figure(
+        data=[
+            go.Bar(
+                name="cost of this call",
+                x=positions,
+                y=[None if step.cost_usd is None else float(step.cost_usd) for step in trace.steps],
+                marker_color=PALETTE[1],
+                hovertemplate="call %{x}: $%{y:,.4f}<extra></extra>",
+            ),
+            go.Scatter(
+                name="cost so far",
+                x=positions,
+                y=[float(step.cumulative_cost_usd) for step in trace.steps],
+                mode="lines",
+                line={"color": PALETTE[4], "width": 2},
+                yaxis="y2",
+                hovertemplate="call %{x}: $%{y:,.4f} so far<extra></extra>",
+            ),
+        ],
+        layout=_base_layout(
+            height=300,
+            showlegend=True,
+            xaxis={"title": {"text": "call"}, "gridcolor": "#e5e7eb", "dtick": max(1, len(positions) // 20)},
+            yaxis={"tickprefix": "$", "gridcolor": "#e5e7eb", "rangemode": "tozero"},
+            yaxis2={
+                "overlaying": "y",
+                "side": "right",
+                "tickprefix": "$",
+                "showgrid": False,
+                "rangemode": "tozero",
+            },
+        ),
+    )
+    amounts = usd_column(
+        [amount for step in trace.steps for amount in (step.cost_usd or Decimal(0), step.cumulative_cost_usd)]
+    )
+    return Chart(
+        chart_id="trace-cost",
+        title="Cost per call and so far",
+        figure=_figure_json(figure),
+        table_caption="Cost per call (— unpriced) and cost so far of the priced calls",
+        table_head=["Call", "Cost", "So far"],
+        table_rows=[
+            [str(step.position), "—" if step.cost_usd is None else amounts[2 * index], amounts[2 * index + 1]]
+            for index, step in enumerate(trace.steps)
+        ],
+    )

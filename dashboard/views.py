@@ -12,7 +12,7 @@ from django.views.decorators.http import require_GET
 from dashboard import figures
 from dashboard.forms import PERIODS, STACK_BY_LABELS, OverviewFilterForm, overview_filters
 from finops.accounts.models import Team
-from finops.kpis.selectors import Scope, agents_in_scope, kpis_for_scope
+from finops.kpis.selectors import Scope, agents_in_scope, kpis_for_scope, tasks_most_expensive
 from finops.kpis.series import (
     kpi_targets,
     kpis_on_target,
@@ -73,7 +73,7 @@ def overview(request):
     visible = Scope(team_ids=frozenset(option.pk for option in team_options))
     targets = kpi_targets(agent=resolved.single_agent)
     has_data = bool(kpis.calls or kpis.tasks_ended)
-    charts = {}
+    charts, expensive_tasks = {}, []
     if has_data:
         spend = spend_by_day(
             scope=resolved.scope, start=filters.start, end=filters.end_exclusive, stack_by=filters.stack_by
@@ -87,6 +87,7 @@ def overview(request):
             "cache_hit": figures.cache_hit_chart(usage, target=targets.cache_hit_rate),
             "tokens": figures.token_chart(kpis.tokens),
         }
+        expensive_tasks = tasks_most_expensive(scope=resolved.scope, start=window_start, end=window_end)
     status = kpis_on_target(kpis=kpis, targets=targets)
     cost_slo = targets.cost_per_successful_task_usd
     bullets = {
@@ -142,6 +143,7 @@ def overview(request):
         "targets": targets,
         "has_data": has_data,
         "charts": charts,
+        "expensive_tasks": expensive_tasks,
         "bullets": bullets,
         "status": status,
     }

@@ -47,6 +47,7 @@ class TeamData:
     job: ImportJob
     allowance: Allowance  # on the team's agent, its dollar limit a sentinel
     audit: AuditEntry  # the allowance's creation, by a member of the team
+    task: Task  # the run of the team's one call
     sentinels: tuple[str, ...]
 
 
@@ -101,6 +102,7 @@ class World:
             job=ImportJob(pk=missing, file_name="ghost-upload.jsonl"),
             allowance=Allowance(pk=missing),
             audit=AuditEntry(pk=missing),
+            task=Task(pk=missing),
             sentinels=(),
         )
         return replace(self, bravo=ghost)
@@ -164,6 +166,7 @@ def _team_data(*, slug: str, uncached_input: int, output: int, uploader: User, l
         job=job,
         allowance=allowance,
         audit=AuditEntry.objects.get(object_type="allowance", object_id=str(allowance.pk)),
+        task=Task.objects.get(team=team, task_id=f"{slug}-sentinel-task"),
         sentinels=(
             name,
             agent_name,

@@ -600,6 +600,16 @@ ROUTES: dict[str, Route] = {
             ),
         },
     ),
+    "dashboard:task": only(
+        None,
+        "GET",
+        Call(
+            each_team(lambda t: get(f"/tasks/{t.task.pk}/")),
+            team_a=PAGE,
+            team_b=PAGE_FOREIGN,
+            shows=of_each(lambda t: [t.agent.name, f"{t.slug}-sentinel-task"]),
+        ),
+    ),
     # an allowance the person sees but may not change is a 403, as in the API; one it cannot see a 404
     "dashboard:allowance-remove": only(
         None,

@@ -330,7 +330,7 @@ def test_overview_query_count_does_not_grow_with_teams_and_agents(client, ledger
 
 def test_overview_query_budget(client, ledger, support_member, django_assert_max_num_queries):
     client.force_login(support_member)
-    with django_assert_max_num_queries(12):
+    with django_assert_max_num_queries(13):  # 12 + the most expensive tasks
         assert client.get("/", {**MARCH, "team": "support", "agent": "triage"}).status_code == 200
 
 
