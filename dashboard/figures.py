@@ -14,7 +14,8 @@ from decimal import Decimal
 
 import plotly.graph_objects as go
 
-from dashboard.formatting import count, percent, usd_column
+from dashboard.formatting import count, percent, usd, usd_column
+from finops.kpis.agents import AgentReport
 from finops.kpis.series import DailyUsage, SpendSeries
 from finops.kpis.trace import TaskTrace
 from finops.ledger.tokens import INPUT_TOKEN_TYPES, TOKEN_TYPES
@@ -424,4 +425,116 @@ def trace_cost_chart(trace: TaskTrace) -> Chart:
             [str(step.position), "—" if step.cost_usd is None else amounts[2 * index], amounts[2 * index + 1]]
             for index, step in enumerate(trace.steps)
         ],
+    )
+
+
+def cost_per_success_chart(report: AgentReport, *, slo: Decimal | None) -> Chart:
+    """$/successful task per UTC day of the runs' end, against the agent's cost SLO."""
+    shapes, annotations = [], []
+    if slo is not None:
+        shape, annotation = _target_line(float(slo), f"cost SLO {usd(slo)}")
+        shapes, annotations = [shape], [annotation]
+    figure = go.Figure(
+        data=[
+            go.Scatter(
+                name="$ per successful task",
+                x=[day.day.isoformat() for day in report.days],
+                y=[
+                    None
+                    if day.cost_per_successful_task_usd is None
+                    else float(day.cost_per_successful_task_usd)
+                    for day in report.days
+                ],
+                mode="lines+markers",
+                connectgaps=False,
+                line={"color": PALETTE[0], "width": 2},
+                hovertemplate="%{x}: $%{y:,.4f} per successful task<extra></extra>",
+            )
+        ],
+        layout=_base_layout(
+            height=300,
+            showlegend=False,
+            shapes=shapes,
+            annotations=annotations,
+            xaxis={"type": "date", "gridcolor": "#e5e7eb", "tickformat": "%d %b"},
+            yaxis={"tickprefix": "$", "gridcolor": "#e5e7eb", "rangemode": "tozero"},
+        ),
+    )
+    costs = usd_column([day.cost_usd for day in report.days])
+    per_success = [day.cost_per_successful_task_usd for day in report.days]
+    shown = usd_column([value for value in per_success if value is not None])
+    shown_iter = iter(shown)
+    return Chart(
+        chart_id="cost-per-success",
+        title="$ per successful task per day",
+        figure=_figure_json(figure),
+        table_caption="Runs ended per UTC day: their cost over the successful ones (— none succeeded)",
+        table_head=["Day", "Runs", "Successful", "Cost", "$ per successful task"],
+        table_rows=[
+            [
+                day.day.isoformat(),
+                count(day.tasks),
+                count(day.successful),
+                costs[index],
+                "—" if per_success[index] is None else next(shown_iter),
+            ]
+            for index, day in enumerate(report.days)
+        ],
+    )
+
+
+def steps_chart(report: AgentReport, *, ideal_steps: int | None) -> Chart:
+    """How many calls the agent's runs took, against the ideal run."""
+    shapes, annotations = [], []
+    if ideal_steps:
+        shapes = [
+            {
+                "type": "line",
+                "xref": "x",
+                "x0": ideal_steps,
+                "x1": ideal_steps,
+                "yref": "paper",
+                "y0": 0,
+                "y1": 1,
+                "line": {"color": TARGET_COLOUR, "width": 2, "dash": "dash"},
+            }
+        ]
+        annotations = [
+            {
+                "xref": "x",
+                "x": ideal_steps,
+                "yref": "paper",
+                "y": 1,
+                "text": f"ideal {ideal_steps}",
+                "showarrow": False,
+                "xanchor": "left",
+                "font": {"color": TARGET_COLOUR, "size": 11},
+            }
+        ]
+    figure = go.Figure(
+        data=[
+            go.Bar(
+                name="runs",
+                x=list(report.steps),
+                y=list(report.steps.values()),
+                marker_color=PALETTE[0],
+                hovertemplate="%{x} steps: %{y} runs<extra></extra>",
+            )
+        ],
+        layout=_base_layout(
+            height=280,
+            showlegend=False,
+            shapes=shapes,
+            annotations=annotations,
+            xaxis={"title": {"text": "steps (calls) per run"}, "gridcolor": "#e5e7eb"},
+            yaxis={"title": {"text": "runs"}, "gridcolor": "#e5e7eb", "rangemode": "tozero"},
+        ),
+    )
+    return Chart(
+        chart_id="steps-per-run",
+        title="Steps per run",
+        figure=_figure_json(figure),
+        table_caption="Ended runs by how many calls they made",
+        table_head=["Steps", "Runs"],
+        table_rows=[[str(steps), count(runs)] for steps, runs in report.steps.items()],
     )

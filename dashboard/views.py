@@ -35,7 +35,7 @@ def _agent_options(*, scope: Scope, team_selected: bool) -> list[tuple[str, str,
     ]
 
 
-def _query(request, **changes) -> str:
+def query_string_with(request, **changes) -> str:
     """This page's query string with `changes` (None removes a parameter)."""
     query = request.GET.copy()
     for name, value in changes.items():
@@ -129,7 +129,7 @@ def overview(request):
     context = {
         "form": form,
         "periods": [
-            (name, label, _query(request, period=name, start=None, end=None))
+            (name, label, query_string_with(request, period=name, start=None, end=None))
             for name, label in PERIODS.items()
         ],
         "filters": filters,
