@@ -22,7 +22,11 @@ from finops.pricing.models import ModelPriceOverride
 from finops.pricing.tasks import reprice_unpriced_calls
 from ingest.writer import events_ingest
 
-MODELS = [("anthropic", "claude-sonnet-4-5"), ("openai", "gpt-4o"), ("acme", "acme-large-2")]  # acme: unpriced
+MODELS = [
+    ("anthropic", "claude-sonnet-4-5"),
+    ("openai", "gpt-4o"),
+    ("acme", "acme-large-2"),
+]  # acme: unpriced
 SCOPES = [("support", "triage"), ("support", "refunds"), ("search", "ranker")]
 
 
@@ -37,7 +41,9 @@ def expected_cutoff(now: datetime, zone_name: str) -> datetime:
     return now - timedelta(days=8)
 
 
-def random_events(rng: random.Random, *, now: datetime, count: int, prefix: str, cutoff: datetime) -> list[dict]:
+def random_events(
+    rng: random.Random, *, now: datetime, count: int, prefix: str, cutoff: datetime
+) -> list[dict]:
     events = []
     while len(events) < count:
         age = timedelta(seconds=rng.randrange(0, 60 * 60 * 24 * 45))  # some weeks ago, past the retention
@@ -92,7 +98,9 @@ def version_brute_force() -> dict:
     totals: dict = {}
     for call in Call.objects.filter(prompt_version__isnull=False):
         key = (call.team_id, call.agent_id, call.prompt_version)
-        first, last, calls, cache_read, input_tokens = totals.get(key, (call.timestamp, call.timestamp, 0, 0, 0))
+        first, last, calls, cache_read, input_tokens = totals.get(
+            key, (call.timestamp, call.timestamp, 0, 0, 0)
+        )
         totals[key] = (
             min(first, call.timestamp),
             max(last, call.timestamp),
@@ -125,7 +133,8 @@ def test_the_rollups_equal_a_brute_force_sum_over_the_calls(zone_name):
     with override_settings(FINOPS_TIME_ZONE=zone_name):
         assert abs(recent_cutoff(now=now) - cutoff) < timedelta(seconds=1)
         batches = [
-            random_events(rng, now=now, count=rng.randint(1, 150), prefix=f"b{n}", cutoff=cutoff) for n in range(10)
+            random_events(rng, now=now, count=rng.randint(1, 150), prefix=f"b{n}", cutoff=cutoff)
+            for n in range(10)
         ]
         for batch in batches:
             events_ingest(raw_events=batch, principal=None, source="test")
