@@ -17,6 +17,7 @@ class CeleryQueue(enum.StrEnum):
     DEFAULT = "default"
     INGEST = "ingest"
     PRICING = "pricing"
+    ALERTS = "alerts"
 
 
 app = Celery("finops")

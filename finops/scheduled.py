@@ -30,4 +30,16 @@ BEAT_SCHEDULE = {
         "schedule": crontab(minute="3-59/10"),
         "options": {"expires": 15 * 60},
     },
+    # Alert rules, judged from the rollups every minute (SPEC.md, "Alerts"); a late run is stale at once.
+    "evaluate-alerts": {
+        "task": "finops.alerts.tasks.evaluate_alerts",
+        "schedule": crontab(),
+        "options": {"queue": "alerts", "expires": 90},
+    },
+    # The minute rollup past its retention (finops/ledger/rollups.py): nothing reads it.
+    "purge-recent-rollups": {
+        "task": "finops.ledger.tasks.purge_recent_rollups",
+        "schedule": crontab(minute="17"),
+        "options": {"queue": "default", "expires": 90 * 60},
+    },
 }

@@ -209,6 +209,10 @@ if FINOPS_GUARD_FAIL_MODE not in {"open", "closed"}:
 # How long a guard check waits for an allowance's counter row held by another check or a writer.
 FINOPS_GUARD_LOCK_TIMEOUT_MS = env_int("FINOPS_GUARD_LOCK_TIMEOUT_MS", 2000)
 
+# --- alerts (SPEC.md, "Alerts") ---------------------------------------------------------------------------
+# Where people open finops: alert notifications link to {FINOPS_BASE_URL}/alerts/<id>/.
+FINOPS_BASE_URL = os.environ.get("FINOPS_BASE_URL", "http://localhost:8000")
+
 # --- API -------------------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -257,6 +261,7 @@ CELERY_TASK_ROUTES = {
     "ingest.tasks.*": {"queue": "ingest"},
     "ingest.connectors.tasks.*": {"queue": "ingest"},
     "finops.pricing.tasks.*": {"queue": "pricing"},
+    "finops.alerts.tasks.*": {"queue": "alerts"},
 }
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"

@@ -41,6 +41,7 @@ from finops.accounts.selectors import (
 )
 from finops.guardrails.sql import WRITER_LOCK_SQL, guard_ctes, guard_params
 from finops.ledger.models import Agent
+from finops.ledger.rollups import rollup_ctes, rollup_params
 from finops.ledger.services import call_partitions_ensure
 from finops.ledger.tokens import TOKEN_TYPES
 from finops.pricing.fast import PicoPricer
@@ -132,9 +133,10 @@ _add_type_costs = ", ".join(
 def _write_sql(*, rows: str, ctes: str = "") -> str:
     """Writes the calls, daily rollups and task aggregates of the stage rows named by `rows` (a table
     or one of the `ctes` before them) and answers how many rows that was. The guardrails' CTEs
-    (allowance counters, reservations settled) take the parameters of guard_params()."""
+    (allowance counters, reservations settled) and the alert rollups' (recent minutes, prompt
+    versions) take the parameters of _write_params()."""
     return f"""
-WITH {ctes}{guard_ctes(rows=rows)}calls AS (
+WITH {ctes}{guard_ctes(rows=rows)}{rollup_ctes(rows=rows)}calls AS (
     INSERT INTO ledger_call (timestamp, team_id, agent_id, event_id, task_id, step, provider, model,
         {_tokens}, input_breakdown, batch, latency_ms, status, prompt_version, max_tokens, tool_calls,
         reported_cost_usd, tags, cost_usd, ingested_at)
@@ -187,6 +189,10 @@ SELECT count(*) FROM {rows}
 #
 # Fast path: every key is new (a first delivery), so the keys go in with a plain INSERT, which fails
 # at the first key already stored (or repeated in the batch), and the stage rows are the new rows.
+def _write_params() -> list:
+    return [*guard_params(), *rollup_params()]
+
+
 _KEYS_INSERT_SQL = "INSERT INTO ledger_eventkey (team_id, event_id, timestamp) SELECT team_id, event_id, ts FROM ingest_stage"
 _WRITE_ALL_SQL = _write_sql(rows="ingest_stage")
 # Otherwise (a re-delivery, or an event repeated within the batch): the first stage row of each key,
@@ -635,9 +641,9 @@ def _stage_write(
                 with transaction.atomic():  # a savepoint: a key already stored undoes only the key insert
                     cursor.execute(_KEYS_INSERT_SQL)
             except IntegrityError:
-                cursor.execute(_WRITE_NEW_SQL, guard_params())
+                cursor.execute(_WRITE_NEW_SQL, _write_params())
                 return cursor.fetchone()[0]
-        cursor.execute(_WRITE_ALL_SQL, guard_params())
+        cursor.execute(_WRITE_ALL_SQL, _write_params())
         return cursor.fetchone()[0]
 
 

@@ -28,7 +28,7 @@ from finops import embedded
 DEFAULT_PORT = 8000
 WEB_HOST = "127.0.0.1"
 WEB_WORKERS = 2
-WORKER_QUEUES = ("default", "ingest", "pricing")
+WORKER_QUEUES = ("default", "ingest", "pricing", "alerts")
 WEB_READY_TIMEOUT_SECONDS = 90.0
 CHILD_STOP_TIMEOUT_SECONDS = 20.0
 # set by `up_environment_prepare` when it started (or reused) the embedded server, so `up` stops it

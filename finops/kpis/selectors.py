@@ -122,30 +122,35 @@ def call_totals(*, scope: Scope, start: datetime, end: datetime) -> dict:
     return totals
 
 
-def task_totals(*, scope: Scope, start: datetime, end: datetime) -> dict:
-    """Sums over the tasks that ended in [start, end), with all of their calls."""
-    tasks = scoped(Task.objects.filter(ended_at__gte=start, ended_at__lt=end, status__isnull=False), scope)
+def task_sums() -> dict:
+    """The sums task_totals takes over tasks (a queryset of Task), named: the alert evaluator groups the
+    same sums by team and agent, so its task KPIs are these."""
     total_tokens = sum((F(token_type) for token_type in TOKEN_TYPES[1:]), F(TOKEN_TYPES[0]))
     success = Q(status=TaskStatus.SUCCESS)
     known_ideal = Q(ideal_steps__isnull=False) | Q(agent__ideal_steps__isnull=False)
-    return _aggregate(
-        tasks,
-        {
-            "ended": Count("id"),
-            "successful": Count("id", filter=success),
-            "failed": Count("id", filter=Q(status=TaskStatus.FAILURE)),
-            "abandoned": Count("id", filter=Q(status=TaskStatus.ABANDONED)),
-            "killed": Count("id", filter=Q(status=TaskStatus.KILLED)),
-            "cost_usd": Coalesce(Sum("cost_usd"), Decimal(0)),
-            "unpriced_calls": Coalesce(Sum("unpriced_calls"), 0),
-            "useful_output": Coalesce(Sum("output", filter=success), 0),
-            "all_tokens": Coalesce(Sum(total_tokens), 0),
-            "actual_steps": Coalesce(Sum("steps", filter=known_ideal), 0),
-            "ideal_steps": Coalesce(
-                Sum(Coalesce("ideal_steps", "agent__ideal_steps"), filter=known_ideal), 0
-            ),
-        },
-    )
+    return {
+        "ended": Count("id"),
+        "successful": Count("id", filter=success),
+        "failed": Count("id", filter=Q(status=TaskStatus.FAILURE)),
+        "abandoned": Count("id", filter=Q(status=TaskStatus.ABANDONED)),
+        "killed": Count("id", filter=Q(status=TaskStatus.KILLED)),
+        "cost_usd": Coalesce(Sum("cost_usd"), Decimal(0)),
+        "unpriced_calls": Coalesce(Sum("unpriced_calls"), 0),
+        "useful_output": Coalesce(Sum("output", filter=success), 0),
+        "all_tokens": Coalesce(Sum(total_tokens), 0),
+        "actual_steps": Coalesce(Sum("steps", filter=known_ideal), 0),
+        "ideal_steps": Coalesce(Sum(Coalesce("ideal_steps", "agent__ideal_steps"), filter=known_ideal), 0),
+    }
+
+
+def tasks_ended(*, start: datetime, end: datetime):
+    """The tasks that ended in [start, end), with an outcome."""
+    return Task.objects.filter(ended_at__gte=start, ended_at__lt=end, status__isnull=False)
+
+
+def task_totals(*, scope: Scope, start: datetime, end: datetime) -> dict:
+    """Sums over the tasks that ended in [start, end), with all of their calls."""
+    return _aggregate(scoped(tasks_ended(start=start, end=end), scope), task_sums())
 
 
 def _cost_per_successful_task(tasks: dict) -> Decimal | None:
@@ -160,8 +165,17 @@ def _cost_per_successful_task(tasks: dict) -> Decimal | None:
 
 
 def kpis_for_scope(*, scope: Scope, start: datetime, end: datetime) -> Kpis:
-    calls = call_totals(scope=scope, start=start, end=end)
-    tasks = task_totals(scope=scope, start=start, end=end)
+    return kpis_from_totals(
+        start=start,
+        end=end,
+        calls=call_totals(scope=scope, start=start, end=end),
+        tasks=task_totals(scope=scope, start=start, end=end),
+    )
+
+
+def kpis_from_totals(*, start: datetime, end: datetime, calls: dict, tasks: dict) -> Kpis:
+    """The KPIs from the sums of call_totals and task_totals (or the same sums read another way, as
+    the alert evaluator reads them from the minute rollups): the one place their formulas live."""
     total_input = sum(calls[token_type] for token_type in INPUT_TOKEN_TYPES)
     return Kpis(
         start=start,
@@ -170,7 +184,7 @@ def kpis_for_scope(*, scope: Scope, start: datetime, end: datetime) -> Kpis:
         calls=calls["calls"],
         unpriced_calls=calls["unpriced_calls"],
         calls_not_in_task=calls["calls_not_in_task"],
-        cost_not_in_task_usd=calls["cost_not_in_task_usd"],
+        cost_not_in_task_usd=calls.get("cost_not_in_task_usd", Decimal(0)),
         tokens={token_type: calls[token_type] for token_type in TOKEN_TYPES},
         tasks_ended=tasks["ended"],
         tasks_successful=tasks["successful"],

@@ -10,6 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.db import models
+from django.db.models import Q
 
 from finops.accounts.models import Team
 from finops.accounts.querysets import TeamOwnedQuerySet
@@ -93,7 +94,11 @@ class Task(TokenCounts):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["team", "task_id"], name="task_team_task_id_unique")]
-        indexes = [models.Index(fields=["team", "ended_at"], name="task_team_ended_idx")]
+        indexes = [
+            models.Index(fields=["team", "ended_at"], name="task_team_ended_idx"),
+            # the runaway-task alert's candidates: tasks with no outcome yet, by their latest call
+            models.Index(fields=["last_call_at"], condition=Q(status__isnull=True), name="task_running_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.team_id}:{self.task_id}"
@@ -174,3 +179,57 @@ class DailyRollup(TokenCounts):
             )
         ]
         indexes = [models.Index(fields=["team", "day"], name="rollup_team_day_idx")]
+
+
+class RecentRollup(TokenCounts):
+    """Per minute x team x agent, for the calls of the last days only (see finops/ledger/rollups.py):
+    alert rules judge trailing windows (15 minutes to 7 days, and the partial UTC day at the start of
+    a calendar month in the organisation's time zone) from these and the daily rollups, never from
+    the calls. Kept by the writer with the calls; rows past the retention are purged by beat."""
+
+    minute = models.DateTimeField()
+    # no database foreign keys: checked per inserted row, they cost the writer; the ids are its own
+    team = models.ForeignKey(
+        Team, on_delete=models.CASCADE, related_name="+", db_constraint=False, db_index=False
+    )
+    agent = models.ForeignKey(
+        Agent, on_delete=models.CASCADE, related_name="+", db_constraint=False, db_index=False
+    )
+    calls = models.IntegerField(default=0)
+    unpriced_calls = models.IntegerField(default=0)
+    calls_not_in_task = models.IntegerField(default=0)
+    cost_usd = models.DecimalField(**MONEY, default=Decimal(0))
+
+    objects = TeamOwnedQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["minute", "team", "agent"], name="recent_rollup_minute_unique")
+        ]
+
+
+class PromptVersionRollup(models.Model):
+    """Per agent x prompt version, over all of the version's calls: when it was first and last called
+    and its cache hit rate's terms, for the cache-collapse alert (the newest version against the one
+    before it). Kept by the writer with the calls; one small row per version."""
+
+    team = models.ForeignKey(
+        Team, on_delete=models.CASCADE, related_name="+", db_constraint=False, db_index=False
+    )
+    agent = models.ForeignKey(
+        Agent, on_delete=models.CASCADE, related_name="+", db_constraint=False, db_index=False
+    )
+    prompt_version = models.CharField(max_length=128, db_collation="C")
+    first_call_at = models.DateTimeField()
+    last_call_at = models.DateTimeField()
+    calls = models.BigIntegerField(default=0)
+    cache_read = models.BigIntegerField(default=0)
+    input_tokens = models.BigIntegerField(default=0, help_text="the four input token types")
+
+    objects = TeamOwnedQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["agent", "prompt_version"], name="prompt_version_rollup_unique")
+        ]
+        indexes = [models.Index(fields=["team", "agent"], name="prompt_version_team_idx")]

@@ -111,6 +111,7 @@ def fresh_folder_runs(data_dir: Path) -> dict[str, subprocess.CompletedProcess]:
     )
     runs["gate"] = finops(data_dir, "gate", "--agent", IMPORT_AGENT, "--budget-per-task", "0.30")
     runs["demo"] = finops(data_dir, "demo", "--days", "4")
+    runs["alerts"] = finops(data_dir, "alerts", "evaluate")
     return runs
 
 
@@ -215,6 +216,13 @@ def test_demo(fresh):
     accepted = int(re.search(r"([\d,]+) calls accepted", runs["demo"].stdout).group(1).replace(",", ""))
     [(calls,)] = fresh_query(data_dir, "SELECT count(*) FROM ledger_call")
     assert accepted > 0 and calls == accepted + 3  # the demo's calls beside the imported three
+
+
+def test_alerts_evaluate(fresh):
+    _, runs = fresh
+
+    assert runs["alerts"].returncode == 0, runs["alerts"].stderr
+    assert re.match(r"evaluated \d+ rule\(s\) at .* UTC: \d+ breach\(es\)", runs["alerts"].stdout)
 
 
 def test_importing_the_settings_starts_nothing(tmp_path):
