@@ -77,12 +77,15 @@ class Answer:
 
 class WebhookReceiver:
     """ThreadingHTTPServer on 127.0.0.1:<ephemeral>. With a `secret` it answers 401 to a request whose
-    signature does not verify; otherwise it plays `answers` in order (then 204), recording every request."""
+    signature does not verify; otherwise it plays `answers` in order (then `default`, a 204), recording
+    every request."""
 
     def __init__(self, *, secret: str | None = None) -> None:
         self.secret = secret
         self.requests: list[Received] = []
         self.answers: deque[Answer] = deque()
+        self.default = Answer()  # once `answers` is used up
+        self.clock = time.time  # the receiver's now, for the timestamp tolerance
         self.release = threading.Event()  # ends a delayed answer early at teardown
         receiver = self
 
@@ -94,7 +97,7 @@ class WebhookReceiver:
                 if receiver.secret is not None:
                     try:
                         standard_webhook_verify(
-                            secret=receiver.secret, headers=headers, body=body, now=time.time()
+                            secret=receiver.secret, headers=headers, body=body, now=receiver.clock()
                         )
                     except SignatureInvalid as error:
                         verify_error = str(error)
@@ -102,7 +105,7 @@ class WebhookReceiver:
                 answer = (
                     Answer(401, b"signature: " + verify_error.encode())
                     if verify_error
-                    else (receiver.answers.popleft() if receiver.answers else Answer())
+                    else (receiver.answers.popleft() if receiver.answers else receiver.default)
                 )
                 if answer.delay:
                     receiver.release.wait(answer.delay)
