@@ -12,6 +12,7 @@ from email.header import decode_header, make_header
 
 import pytest
 from django.utils import timezone
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from finops.alerts.delivery import delivery_attempt
 from finops.alerts.models import ChannelKind, Delivery, DeliveryStatus
@@ -64,6 +65,9 @@ def test_a_signed_webhook_is_verified_by_an_independent_receiver_and_recorded_as
     assert received.headers["webhook-timestamp"] == str(int(now.timestamp()))
     assert json.loads(received.body) == delivery.payload
     assert json.loads(received.body)["rule"]["name"] == RULE_NAME  # the UTF-8 dash survived, signed
+    assert (
+        Webhook(secret).verify(received.body, received.headers) == delivery.payload
+    )  # the reference library
     assert outcome.status == DeliveryStatus.SENT
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts, delivery.last_status_code, delivery.last_error) == (
@@ -99,6 +103,8 @@ def test_the_verifier_refuses_another_secret_a_changed_body_and_a_stale_timestam
     headers = dict(received.headers)
     with pytest.raises(SignatureInvalid, match="no v1"):
         standard_webhook_verify(secret=secret, headers=headers, body=received.body, now=time.time())
+    with pytest.raises(WebhookVerificationError, match="No matching signature"):
+        Webhook(secret).verify(received.body, headers)
     stale = int(headers["webhook-timestamp"]) + 301
     with pytest.raises(SignatureInvalid, match="more than 300 s"):
         standard_webhook_verify(secret=secret, headers=headers, body=received.body, now=stale)
