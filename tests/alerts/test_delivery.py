@@ -148,7 +148,7 @@ def test_after_the_last_try_the_delivery_fails_and_the_channel_shows_failing(tea
     assert (failing.deliveries_retrying, failing.deliveries_failed) == (0, 1)
 
 
-def test_channels_failing_is_scoped_and_newest_failure_first(team, admin):
+def test_channels_failing_is_scoped_and_newest_failure_first(team, admin, django_assert_num_queries):
     now = timezone.now()
     other = TeamFactory(slug="research")
     support_channel = AlertChannel.objects.create(
@@ -173,10 +173,14 @@ def test_channels_failing_is_scoped_and_newest_failure_first(team, admin):
     )  # failed once, then succeeded: healthy
     support_sre = MembershipFactory(team=team, role="sre").user
 
-    assert [channel.pk for channel in channels_failing(principal=admin)] == [
-        org_channel.pk,
-        support_channel.pk,
-        research_channel.pk,
+    with django_assert_num_queries(1):  # the page lists them with their teams and counts in one query
+        listed = [
+            (channel.pk, channel.team and channel.team.slug) for channel in channels_failing(principal=admin)
+        ]
+    assert listed == [
+        (org_channel.pk, None),
+        (support_channel.pk, "support"),
+        (research_channel.pk, "research"),
     ]
     assert [channel.pk for channel in channels_failing(principal=support_sre)] == [support_channel.pk]
     assert list(channels_failing(principal=None)) == []
