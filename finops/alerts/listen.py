@@ -70,7 +70,9 @@ def listener(
                 except ValueError:
                     line = "a body that is not JSON"
                 print(
-                    f"{when}  ✓ signature verified  {self.headers.get('webhook-id')}  {line}", file=out, flush=True
+                    f"{when}  ✓ signature verified  {self.headers.get('webhook-id')}  {line}",
+                    file=out,
+                    flush=True,
                 )
             else:
                 print(f"{when}  ✗ refused: {error}", file=out, flush=True)
