@@ -1,0 +1,75 @@
+"""Reads of the alerts for the pages and the API, each through `restrict(principal, "view")`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
+from django.utils import timezone
+
+from finops.accounts.selectors import Principal
+from finops.alerts.models import Alert, AlertChannel, AlertRule, AlertState, Silence
+
+# --- alerts, rules, silences (h-api) --------------------------------------------------------------
+
+OPEN_STATES = (AlertState.PENDING, AlertState.FIRING)
+
+
+def alerts_visible(*, principal: Principal) -> QuerySet[Alert]:
+    """Every alert the principal may see, with what a list shows of it."""
+    return Alert.objects.restrict(principal, "view").select_related("rule", "team", "acknowledged_by")
+
+
+def alerts_open(*, principal: Principal) -> QuerySet[Alert]:
+    """Open alerts (firing, then pending), unacknowledged first, newest first within each: what needs
+    someone now."""
+    return (
+        alerts_visible(principal=principal)
+        .filter(state__in=OPEN_STATES)
+        .annotate(
+            firing_first=Case(
+                When(state=AlertState.FIRING, then=Value(0)), default=Value(1), output_field=IntegerField()
+            )
+        )
+        .order_by("firing_first", "acknowledged_at", "-started_at", "-id")
+    )
+
+
+def alerts_since(queryset: QuerySet[Alert], *, since: datetime) -> QuerySet[Alert]:
+    """The alerts open at some moment at or after `since`: still open, or resolved at or after it."""
+    return queryset.filter(Q(resolved_at__isnull=True) | Q(resolved_at__gte=since))
+
+
+def alerts_recent(*, principal: Principal, since: datetime | None = None, limit: int = 50) -> list[Alert]:
+    """The latest alerts of any state (resolved ones too: the history), newest first; with `since`, only
+    those open at some moment since then."""
+    queryset = alerts_visible(principal=principal)
+    if since is not None:
+        queryset = alerts_since(queryset, since=since)
+    return list(queryset.order_by("-started_at", "-id")[:limit])
+
+
+def rules_visible(*, principal: Principal) -> QuerySet[AlertRule]:
+    return (
+        AlertRule.objects.restrict(principal, "view")
+        .select_related("team", "agent")
+        .prefetch_related("channels")
+    )
+
+
+def channels_visible(*, principal: Principal) -> QuerySet[AlertChannel]:
+    return AlertChannel.objects.restrict(principal, "view").select_related("team")
+
+
+def silences_active(*, principal: Principal, now: datetime | None = None) -> QuerySet[Silence]:
+    """Silences in force now or still to come, soonest ending first."""
+    now = now or timezone.now()
+    return (
+        Silence.objects.restrict(principal, "view")
+        .filter(ends_at__gt=now)
+        .select_related("team", "agent", "rule", "created_by")
+        .order_by("ends_at", "id")
+    )
+
+
+# --- end of h-api's block -------------------------------------------------------------------------
