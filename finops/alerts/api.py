@@ -131,7 +131,9 @@ def team_named(principal, slug: str | None) -> Team | None:
 def agent_named(team: Team | None, name: str | None) -> Agent | None:
     if not name:
         return None
-    agent = Agent.objects.filter(team=team, name=name).first() if team is not None else None
+    if team is None:  # agents live in teams: an organisation-wide rule names none
+        raise exceptions.NotFound(f"no agent {name!r} outside a team: name the agent's team")
+    agent = Agent.objects.filter(team=team, name=name).first()
     if agent is None:
         raise exceptions.NotFound(f"no agent {name!r} in team {team.slug!r}")
     return agent
@@ -753,6 +755,18 @@ class SilenceSerializer(JsonTypes, serializers.ModelSerializer):
                 {"anyOf": [*absent_or_null("agent"), not_null("team")]},
             ]
         }
+
+    def validate(self, attrs):
+        # the scope rules of schema_rules, as a 400 of the field
+        if attrs.get("rule") is not None:
+            for name in ("team", "agent"):
+                if attrs.get(name) is not None:
+                    raise serializers.ValidationError(
+                        {name: [f"a rule's silence names no {name}: it is the rule's"]}
+                    )
+        elif attrs.get("agent") is not None and attrs.get("team") is None:
+            raise serializers.ValidationError({"agent": ["an agent belongs to a team: give the team too"]})
+        return attrs
 
     def to_representation(self, silence: Silence) -> dict:
         return {
