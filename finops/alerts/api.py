@@ -128,12 +128,12 @@ def team_named(principal, slug: str | None) -> Team | None:
     return team
 
 
-def agent_named(team: Team | None, name: str | None) -> Agent | None:
+def agent_named(principal, team: Team | None, name: str | None) -> Agent | None:
     if not name:
         return None
     if team is None:  # agents live in teams: an organisation-wide rule names none
         raise exceptions.NotFound(f"no agent {name!r} outside a team: name the agent's team")
-    agent = Agent.objects.filter(team=team, name=name).first()
+    agent = Agent.objects.restrict(principal, "view").filter(team=team, name=name).first()
     if agent is None:
         raise exceptions.NotFound(f"no agent {name!r} in team {team.slug!r}")
     return agent
@@ -555,7 +555,7 @@ class AlertRuleViewSet(
     def _fields(self, data: dict, team: Team | None) -> dict:
         fields = {name: value for name, value in data.items() if name not in {"team", "agent"}}
         if "agent" in data:
-            fields["agent"] = agent_named(team, data["agent"])
+            fields["agent"] = agent_named(self.principal, team, data["agent"])
         return fields
 
     def create(self, request, *args, **kwargs):
@@ -591,9 +591,9 @@ class AlertRuleViewSet(
             data["team"] = team
         changes = {name: value for name, value in data.items() if name != "agent"}
         if "agent" in data:
-            changes["agent"] = agent_named(team, data["agent"])
+            changes["agent"] = agent_named(self.principal, team, data["agent"])
         elif "team" in data and rule.agent_id and team != rule.team:
-            changes["agent"] = agent_named(team, rule.agent.name)
+            changes["agent"] = agent_named(self.principal, team, rule.agent.name)
         if "channels" in changes:
             changes["channels"] = self._channels(changes["channels"])
         with service_errors(conflict=True):
@@ -824,7 +824,7 @@ class SilenceViewSet(
             if rule is None:
                 raise exceptions.NotFound(f"no alert rule {data['rule']} that you may see")
         team = team_named(self.principal, data.get("team"))
-        agent = agent_named(team, data.get("agent"))
+        agent = agent_named(self.principal, team, data.get("agent"))
         with service_errors():
             silence = silence_create(
                 principal=self.principal,
