@@ -67,7 +67,7 @@ from finops.alerts.models import (
     RuleWindow,
     Silence,
 )
-from finops.alerts.selectors import (
+from finops.alerts.readings import (
     AgentKey,
     Range,
     call_sums_by_agent,

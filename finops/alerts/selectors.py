@@ -1,165 +1,78 @@
-"""What alert rules read: call sums over windows from the rollups (never the calls table), task sums
-from the per-task aggregates, running tasks, prompt versions and allowances. Every read takes many
-windows or rules at once, grouped by team and agent, so one evaluation of any number of rules makes a
-fixed, small number of queries.
-
-A window [start, end) (minute-aligned) is read as its whole UTC days from the daily rollups and its
-partial days at either edge from the minute rollup (`RecentRollup`), which holds what those edges can
-reach (finops/ledger/rollups.py): so its sums equal those of the calls whose timestamp is in it.
-"""
+"""Reads of the alerts for the pages and the API, each through `restrict(principal, "view")`."""
 
 from __future__ import annotations
 
-from collections import defaultdict
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal
+from datetime import datetime
 
-from django.db import connection
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Case, Count, F, IntegerField, Q, QuerySet, Value, When
+from django.utils import timezone
 
 from finops.accounts.selectors import Principal
-from finops.alerts.models import AlertChannel, DeliveryStatus
-from finops.kpis.selectors import task_sums, tasks_ended
-from finops.ledger.models import DailyRollup, PromptVersionRollup, RecentRollup, Task
-from finops.ledger.tokens import TOKEN_TYPES
+from finops.alerts.models import Alert, AlertChannel, AlertRule, AlertState, DeliveryStatus, Silence
 
-CALL_SUM_FIELDS: tuple[str, ...] = ("calls", "unpriced_calls", "calls_not_in_task", "cost_usd", *TOKEN_TYPES)
-TASK_SUM_FIELDS: tuple[str, ...] = tuple(task_sums())
+# --- alerts, rules, silences (h-api) --------------------------------------------------------------
 
-Range = tuple[datetime, datetime]
-AgentKey = tuple[int, int]  # (team_id, agent_id)
+OPEN_STATES = (AlertState.PENDING, AlertState.FIRING)
 
 
-def call_sums_empty() -> dict:
-    return {name: Decimal(0) if name == "cost_usd" else 0 for name in CALL_SUM_FIELDS}
+def alerts_visible(*, principal: Principal) -> QuerySet[Alert]:
+    """Every alert the principal may see, with what a list shows of it."""
+    return Alert.objects.restrict(principal, "view").select_related("rule", "team", "acknowledged_by")
 
 
-def task_sums_empty() -> dict:
-    return {name: Decimal(0) if name == "cost_usd" else 0 for name in TASK_SUM_FIELDS}
-
-
-def sums_add(total: dict, other: dict) -> dict:
-    for name, value in other.items():
-        total[name] += value
-    return total
-
-
-def _midnight(day: date) -> datetime:
-    return datetime.combine(day, time(0), tzinfo=UTC)
-
-
-def range_pieces(start: datetime, end: datetime) -> tuple[list[Range], tuple[date, date] | None]:
-    """[start, end) as its partial-day edges (minute rollup) and its whole UTC days [first, last)."""
-    start, end = start.astimezone(UTC), end.astimezone(UTC)
-    first_whole = (
-        _midnight(start.date())
-        if start == _midnight(start.date())
-        else _midnight(start.date()) + timedelta(days=1)
-    )
-    last_whole = _midnight(end.date())
-    if first_whole >= last_whole:
-        return ([(start, end)] if start < end else []), None
-    edges = [
-        (edge_start, edge_end)
-        for edge_start, edge_end in ((start, first_whole), (last_whole, end))
-        if edge_start < edge_end
-    ]
-    return edges, (first_whole.date(), last_whole.date())
-
-
-_sum_columns = ", ".join(f"sum(r.{name})" for name in CALL_SUM_FIELDS)
-_RECENT_SQL = f"""
-SELECT p.idx, r.team_id, r.agent_id, {_sum_columns}
-FROM unnest(%s::int4[], %s::timestamptz[], %s::timestamptz[]) AS p (idx, piece_start, piece_end)
-JOIN {RecentRollup._meta.db_table} AS r ON r.minute >= p.piece_start AND r.minute < p.piece_end
-GROUP BY 1, 2, 3
-"""
-_DAILY_SQL = f"""
-SELECT p.idx, r.team_id, r.agent_id, {_sum_columns}
-FROM unnest(%s::int4[], %s::date[], %s::date[]) AS p (idx, first_day, last_day)
-JOIN {DailyRollup._meta.db_table} AS r ON r.day >= p.first_day AND r.day < p.last_day
-GROUP BY 1, 2, 3
-"""
-
-
-def call_sums_by_agent(*, ranges: list[Range]) -> list[dict[AgentKey, dict]]:
-    """For each range, the sums of the calls in it per (team_id, agent_id): two queries however many
-    ranges (one over the minute rollup, one over the daily rollup)."""
-    minute_pieces: list[tuple[int, datetime, datetime]] = []
-    day_pieces: list[tuple[int, date, date]] = []
-    for index, (start, end) in enumerate(ranges):
-        edges, days = range_pieces(start, end)
-        minute_pieces.extend((index, edge_start, edge_end) for edge_start, edge_end in edges)
-        if days:
-            day_pieces.append((index, *days))
-    results: list[dict[AgentKey, dict]] = [defaultdict(call_sums_empty) for _ in ranges]
-    with connection.cursor() as cursor:
-        for sql, pieces in ((_RECENT_SQL, minute_pieces), (_DAILY_SQL, day_pieces)):
-            if not pieces:
-                continue
-            cursor.execute(sql, [list(column) for column in zip(*pieces, strict=True)])
-            for index, team_id, agent_id, *values in cursor.fetchall():
-                sums_add(results[index][team_id, agent_id], dict(zip(CALL_SUM_FIELDS, values, strict=True)))
-    return results
-
-
-def task_sums_by_agent(*, ranges: list[Range], team_ids: list[int] | None) -> list[dict[AgentKey, dict]]:
-    """For each range, the KPI sums of the tasks that ended in it per (team_id, agent_id) (the same sums
-    as finops.kpis.selectors.task_totals): one query per range."""
-    results = []
-    for start, end in ranges:
-        tasks = tasks_ended(start=start, end=end)
-        if team_ids is not None:
-            tasks = tasks.filter(team_id__in=team_ids)  # the (team, ended_at) index, per team
-        rows = tasks.values("team_id", "agent_id").annotate(**task_sums()).order_by()
-        results.append(
-            {(row["team_id"], row["agent_id"]): {name: row[name] for name in TASK_SUM_FIELDS} for row in rows}
+def alerts_open(*, principal: Principal) -> QuerySet[Alert]:
+    """Open alerts (firing, then pending), unacknowledged first, newest first within each: what needs
+    someone now."""
+    return (
+        alerts_visible(principal=principal)
+        .filter(state__in=OPEN_STATES)
+        .annotate(
+            firing_first=Case(
+                When(state=AlertState.FIRING, then=Value(0)), default=Value(1), output_field=IntegerField()
+            )
         )
-    return results
-
-
-@dataclass(frozen=True)
-class RunningTask:
-    team_id: int
-    agent_id: int
-    task_id: str
-    steps: int
-    cost_usd: Decimal
-    unpriced_calls: int
-    last_call_at: datetime
-
-
-def running_tasks(
-    *, active_since: datetime, over_cost_usd: Decimal | None, over_steps: int | None
-) -> list[RunningTask]:
-    """Tasks with no outcome yet whose last call is at or after `active_since`, past either bound (one
-    query, on the partial index of tasks without an outcome)."""
-    from django.db.models import Q
-
-    past = Q(pk__in=[])
-    if over_cost_usd is not None:
-        past |= Q(cost_usd__gt=over_cost_usd)
-    if over_steps is not None:
-        past |= Q(steps__gt=over_steps)
-    rows = Task.objects.filter(past, status__isnull=True, last_call_at__gte=active_since).values_list(
-        "team_id", "agent_id", "task_id", "steps", "cost_usd", "unpriced_calls", "last_call_at"
+        .order_by("firing_first", F("acknowledged_at").asc(nulls_first=True), "-started_at", "-id")
     )
-    return [RunningTask(*row) for row in rows]
 
 
-def prompt_versions_in_use(*, used_since: datetime) -> dict[int, list[PromptVersionRollup]]:
-    """Per agent that called a prompt version at or after `used_since`: all of its versions, newest
-    first (by first call). One query."""
-    in_use = PromptVersionRollup.objects.filter(last_call_at__gte=used_since).values("agent_id")
-    versions: dict[int, list[PromptVersionRollup]] = defaultdict(list)
-    for version in PromptVersionRollup.objects.filter(agent_id__in=in_use).order_by(
-        "agent_id", "-first_call_at", "prompt_version"
-    ):
-        versions[version.agent_id].append(version)
-    return versions
+def alerts_since(queryset: QuerySet[Alert], *, since: datetime) -> QuerySet[Alert]:
+    """The alerts open at some moment at or after `since`: still open, or resolved at or after it."""
+    return queryset.filter(Q(resolved_at__isnull=True) | Q(resolved_at__gte=since))
 
 
+def alerts_recent(*, principal: Principal, since: datetime | None = None, limit: int = 50) -> list[Alert]:
+    """The latest alerts of any state (resolved ones too: the history), newest first; with `since`, only
+    those open at some moment since then."""
+    queryset = alerts_visible(principal=principal)
+    if since is not None:
+        queryset = alerts_since(queryset, since=since)
+    return list(queryset.order_by("-started_at", "-id")[:limit])
+
+
+def rules_visible(*, principal: Principal) -> QuerySet[AlertRule]:
+    return (
+        AlertRule.objects.restrict(principal, "view")
+        .select_related("team", "agent")
+        .prefetch_related("channels")
+    )
+
+
+def channels_visible(*, principal: Principal) -> QuerySet[AlertChannel]:
+    return AlertChannel.objects.restrict(principal, "view").select_related("team")
+
+
+def silences_active(*, principal: Principal, now: datetime | None = None) -> QuerySet[Silence]:
+    """Silences in force now or still to come, soonest ending first."""
+    now = now or timezone.now()
+    return (
+        Silence.objects.restrict(principal, "view")
+        .filter(ends_at__gt=now)
+        .select_related("team", "agent", "rule", "created_by")
+        .order_by("ends_at", "id")
+    )
+
+
+# --- end of h-api's block -------------------------------------------------------------------------
 # --- channel health (finops/alerts/delivery.py keeps it) -------------------------------------------------
 
 

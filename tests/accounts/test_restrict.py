@@ -14,6 +14,8 @@ from django.apps import apps
 from finops.accounts.models import ApiToken, Membership, OrgRole, Team, TeamRole, User
 from finops.accounts.querysets import RestrictedQuerySet
 from finops.accounts.services import api_token_create
+from finops.alerts.models import Alert, AlertChannel, AlertRule, Delivery, Silence
+from finops.alerts.services import channel_create, rule_create, silence_create
 from finops.audit.models import AuditEntry
 from finops.audit.services import audit_record
 from finops.guardrails.models import Allowance, AllowanceUsage, Reservation
@@ -145,6 +147,26 @@ def world(db):
         before={"closed": False},
         after={"closed": True},
     )
+    # alerting of each team and of the organisation (team null): a channel, a rule using it, an alert of
+    # the rule with a delivery to the channel, and a silence
+    for team in (team_a, team_b, None):
+        channel, _ = channel_create(
+            principal=principals["admin"], team=team, kind="webhook", target="https://example.com/hook"
+        )
+        rule = rule_create(
+            principal=principals["admin"],
+            name="forecast",
+            team=team,
+            kind="forecast",
+            value=Decimal(100),
+            channels=[channel],
+        )
+        moment = datetime(2026, 11, 2, 10, tzinfo=UTC)
+        alert = Alert.objects.create(
+            rule=rule, team=team, subject="team", state="firing", started_at=moment, last_evaluated_at=moment
+        )
+        Delivery.objects.create(alert=alert, channel=channel, team=team, event="alert.firing", payload={})
+        silence_create(principal=principals["admin"], team=team, ends_at=datetime(2099, 1, 1, tzinfo=UTC))
     jobs = {
         "a": ImportJob.objects.create(created_by=members["sre of a"], file_name="a.jsonl", stored_path="/a"),
         "b": ImportJob.objects.create(created_by=b_member, file_name="b.jsonl", stored_path="/b"),
@@ -225,6 +247,22 @@ def test_allowances_are_seen_by_the_team_and_changed_by_its_guards(world):
             assert got == expected, f"Allowance {action} by {name}"
 
 
+ALERTING = [AlertChannel, AlertRule, Alert, Silence, Delivery]
+
+
+@pytest.mark.parametrize("model", ALERTING, ids=[model.__name__ for model in ALERTING])
+def test_alerting_is_seen_by_the_team_and_changed_by_its_guards(world, model):
+    # sre and tech_lead change their team's alerting (SPEC.md, roles), manage tokens too; rows of no team
+    # (the organisation's) are seen and changed only by those who see every team
+    teams = world["teams"]
+    assert set(model.objects.values_list("team_id", flat=True)) == {*teams.values(), None}
+    for action, table in (("view", VIEW), ("change", GUARD)):
+        for name, principal in world["principals"].items():
+            expected = _rows_of_teams(model, "team_id", _team_ids(table[name], teams))
+            got = Counter(model.objects.restrict(principal, action).values_list("team_id", flat=True))
+            assert got == expected, f"{model.__name__} {action} by {name}"
+
+
 def test_the_audit_log_is_seen_by_team_and_changed_by_no_one(world):
     teams = world["teams"]
     assert set(AuditEntry.objects.values_list("team_id", flat=True)) == {*teams.values(), None}
@@ -295,6 +333,6 @@ def test_every_team_owned_model_has_restrict_and_a_row_test_here():
         model.__name__ for model in models if not isinstance(model._default_manager.all(), RestrictedQuerySet)
     ]
     assert lacking == [], "give these models a restricting manager (finops.accounts.querysets)"
-    tested = {model for model, _ in TEAM_OWNED} | {Membership, ApiToken, Allowance, AuditEntry}
+    tested = {model for model, _ in TEAM_OWNED} | {Membership, ApiToken, Allowance, AuditEntry, *ALERTING}
     untested = sorted(model.__name__ for model in models if model not in tested)
     assert untested == [], "add these models to TEAM_OWNED (or a test of their own rule) here"

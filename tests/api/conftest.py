@@ -18,6 +18,8 @@ from django.test.client import ClientHandler
 
 from finops.accounts.models import Membership, OrgRole, Team, TeamRole, TokenScope, User
 from finops.accounts.services import api_token_create
+from finops.alerts.models import Alert, AlertChannel, AlertRule, Delivery, Silence
+from finops.alerts.services import channel_create, rule_create, silence_create
 from finops.audit.models import AuditEntry
 from finops.guardrails.models import Allowance, Reservation
 from finops.guardrails.services import allowance_create
@@ -48,6 +50,10 @@ class TeamData:
     allowance: Allowance  # on the team's agent, its dollar limit a sentinel
     audit: AuditEntry  # the allowance's creation, by a member of the team
     task: Task  # the run of the team's one call
+    channel: AlertChannel  # a webhook, its name a sentinel
+    rule: AlertRule  # a runaway_task rule on the agent, sending to the channel, its name a sentinel
+    alert: Alert  # the rule's, firing, with a delivery (its message id a sentinel)
+    silence: Silence  # of the agent, its reason a sentinel
     sentinels: tuple[str, ...]
 
 
@@ -103,12 +109,18 @@ class World:
             allowance=Allowance(pk=missing),
             audit=AuditEntry(pk=missing),
             task=Task(pk=missing),
+            channel=AlertChannel(pk=missing),
+            rule=AlertRule(pk=missing),
+            alert=Alert(pk=missing),
+            silence=Silence(pk=missing),
             sentinels=(),
         )
         return replace(self, bravo=ghost)
 
 
-def _team_data(*, slug: str, uncached_input: int, output: int, uploader: User, limit_usd: str) -> TeamData:
+def _team_data(
+    *, slug: str, uncached_input: int, output: int, uploader: User, limit_usd: str, guard: User
+) -> TeamData:
     name = f"{slug.title()} Sentinel Team"
     team = TeamFactory(slug=slug, name=name)
     agent_name = f"{slug}-sentinel-agent"
@@ -156,6 +168,51 @@ def _team_data(*, slug: str, uncached_input: int, output: int, uploader: User, l
         limit_usd=Decimal(limit_usd),
         action="deny",
     )
+    # alerting: made by `guard` (who may change every team's), as the services insist
+    channel, _ = channel_create(
+        principal=guard,
+        team=team,
+        kind="webhook",
+        target=f"https://{slug}-sentinel-hook.example/alerts",
+        name=f"{slug}-sentinel-channel",
+    )
+    rule = rule_create(
+        principal=guard,
+        name=f"{slug}-sentinel-rule",
+        team=team,
+        agent=agent,
+        kind="runaway_task",
+        metric="cost_usd",
+        value=Decimal(5),
+        channels=[channel],
+    )
+    fired = datetime(2026, 11, 2, 10, 5, tzinfo=UTC)
+    alert = Alert.objects.create(
+        rule=rule,
+        team=team,
+        subject=f"task:{slug}/{slug}-sentinel-task",
+        state="firing",
+        value=Decimal("5.5"),
+        threshold=Decimal(5),
+        started_at=fired,
+        fired_at=fired,
+        last_evaluated_at=fired,
+    )
+    Delivery.objects.create(
+        alert=alert,
+        channel=channel,
+        team=team,
+        event="alert.firing",
+        payload={},
+        message_id=f"msg_{slug}_sentinel",
+    )
+    silence = silence_create(
+        principal=guard,
+        team=team,
+        agent=agent,
+        ends_at=datetime(2099, 1, 1, tzinfo=UTC),
+        reason=f"{slug}-sentinel-silence",
+    )
     return TeamData(
         slug=slug,
         name=name,
@@ -167,6 +224,10 @@ def _team_data(*, slug: str, uncached_input: int, output: int, uploader: User, l
         allowance=allowance,
         audit=AuditEntry.objects.get(object_type="allowance", object_id=str(allowance.pk)),
         task=Task.objects.get(team=team, task_id=f"{slug}-sentinel-task"),
+        channel=channel,
+        rule=rule,
+        alert=alert,
+        silence=silence,
         sentinels=(
             name,
             agent_name,
@@ -174,6 +235,11 @@ def _team_data(*, slug: str, uncached_input: int, output: int, uploader: User, l
             f"{slug}-sentinel-rejected",
             job.file_name,
             limit_usd,
+            f"{slug}-sentinel-hook",
+            f"{slug}-sentinel-channel",
+            f"{slug}-sentinel-rule",
+            f"msg_{slug}_sentinel",
+            f"{slug}-sentinel-silence",
         ),
     )
 
@@ -197,6 +263,11 @@ TEAM_TABLES = [
     Allowance,
     Reservation,
     AuditEntry,
+    AlertChannel,
+    AlertRule,
+    Alert,
+    Silence,
+    Delivery,
 ]
 
 
@@ -231,6 +302,7 @@ def url_world(django_db_setup, django_db_blocker):
             output=271_829,
             uploader=users["sre"],
             limit_usd="61.803398",
+            guard=users["admin"],
         )
         bravo = _team_data(
             slug="bravo",
@@ -238,6 +310,7 @@ def url_world(django_db_setup, django_db_blocker):
             output=424_243,
             uploader=bravo_member,
             limit_usd="57.721566",
+            guard=users["admin"],
         )
         alpha_team, bravo_team = Team.objects.get(slug="alpha"), Team.objects.get(slug="bravo")
         MembershipFactory(user=bravo_member, team=bravo_team, role=TeamRole.SRE)
