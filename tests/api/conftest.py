@@ -18,6 +18,8 @@ from django.test.client import ClientHandler
 
 from finops.accounts.models import Membership, OrgRole, Team, TeamRole, TokenScope, User
 from finops.accounts.services import api_token_create
+from finops.alerts.models import Alert, AlertChannel, AlertRule, Delivery, Silence
+from finops.alerts.services import channel_create, rule_create, silence_create
 from finops.audit.models import AuditEntry
 from finops.guardrails.models import Allowance, Reservation
 from finops.guardrails.services import allowance_create
@@ -48,6 +50,12 @@ class TeamData:
     allowance: Allowance  # on the team's agent, its dollar limit a sentinel
     audit: AuditEntry  # the allowance's creation, by a member of the team
     sentinels: tuple[str, ...]
+    # the team's alerting: a channel, a rule using it, a firing alert of the rule with a delivery, a
+    # silence (the rule's name a sentinel)
+    channel: AlertChannel | None = None
+    rule: AlertRule | None = None
+    alert: Alert | None = None
+    silence: Silence | None = None
 
 
 @dataclass(frozen=True)
@@ -102,11 +110,48 @@ class World:
             allowance=Allowance(pk=missing),
             audit=AuditEntry(pk=missing),
             sentinels=(),
+            channel=AlertChannel(pk=missing),
+            rule=AlertRule(pk=missing, name="ghost-sentinel-rule"),
+            alert=Alert(pk=missing, subject="task:ghost/sentinel-loop"),
+            silence=Silence(pk=missing),
         )
         return replace(self, bravo=ghost)
 
 
-def _team_data(*, slug: str, uncached_input: int, output: int, uploader: User, limit_usd: str) -> TeamData:
+def _team_alerting(*, team: Team, agent: Agent, guard: User) -> dict:
+    channel, _ = channel_create(
+        principal=guard, team=team, kind="webhook", target=f"https://{team.slug}.example/hook"
+    )
+    rule = rule_create(
+        principal=guard,
+        name=f"{team.slug}-sentinel-rule",
+        team=team,
+        agent=agent,
+        kind="runaway_task",
+        metric="cost_usd",
+        value=Decimal(5),
+        channels=[channel],
+    )
+    moment = datetime(2026, 11, 2, 10, tzinfo=UTC)
+    alert = Alert.objects.create(
+        rule=rule,
+        team=team,
+        subject=f"task:{team.slug}/sentinel-loop",
+        state="firing",
+        value=Decimal("7.5"),
+        threshold=Decimal(5),
+        started_at=moment,
+        fired_at=moment,
+        last_evaluated_at=moment,
+    )
+    Delivery.objects.create(alert=alert, channel=channel, team=team, event="alert.firing", payload={})
+    silence = silence_create(principal=guard, team=team, ends_at=datetime(2099, 1, 1, tzinfo=UTC))
+    return {"channel": channel, "rule": rule, "alert": alert, "silence": silence}
+
+
+def _team_data(
+    *, slug: str, uncached_input: int, output: int, uploader: User, limit_usd: str, guard: User
+) -> TeamData:
     name = f"{slug.title()} Sentinel Team"
     team = TeamFactory(slug=slug, name=name)
     agent_name = f"{slug}-sentinel-agent"
@@ -171,7 +216,9 @@ def _team_data(*, slug: str, uncached_input: int, output: int, uploader: User, l
             f"{slug}-sentinel-rejected",
             job.file_name,
             limit_usd,
+            f"{slug}-sentinel-rule",
         ),
+        **_team_alerting(team=team, agent=agent, guard=guard),
     )
 
 
@@ -194,6 +241,11 @@ TEAM_TABLES = [
     Allowance,
     Reservation,
     AuditEntry,
+    AlertChannel,
+    AlertRule,
+    Alert,
+    Silence,
+    Delivery,
 ]
 
 
@@ -228,6 +280,7 @@ def url_world(django_db_setup, django_db_blocker):
             output=271_829,
             uploader=users["sre"],
             limit_usd="61.803398",
+            guard=users["admin"],
         )
         bravo = _team_data(
             slug="bravo",
@@ -235,6 +288,7 @@ def url_world(django_db_setup, django_db_blocker):
             output=424_243,
             uploader=bravo_member,
             limit_usd="57.721566",
+            guard=users["admin"],
         )
         alpha_team, bravo_team = Team.objects.get(slug="alpha"), Team.objects.get(slug="bravo")
         MembershipFactory(user=bravo_member, team=bravo_team, role=TeamRole.SRE)
