@@ -30,4 +30,11 @@ BEAT_SCHEDULE = {
         "schedule": crontab(minute="3-59/10"),
         "options": {"expires": 15 * 60},
     },
+    # Alert deliveries whose retry is due (backoff in finops/alerts/delivery.py), and any whose first
+    # enqueue was lost; two sweeps at once are safe, each attempt claims its row first.
+    "retry-due-deliveries": {
+        "task": "finops.alerts.tasks.retry_due_deliveries",
+        "schedule": crontab(minute="*"),
+        "options": {"expires": 90},
+    },
 }

@@ -209,6 +209,20 @@ if FINOPS_GUARD_FAIL_MODE not in {"open", "closed"}:
 # How long a guard check waits for an allowance's counter row held by another check or a writer.
 FINOPS_GUARD_LOCK_TIMEOUT_MS = env_int("FINOPS_GUARD_LOCK_TIMEOUT_MS", 2000)
 
+# --- alert channels (SPEC.md, "Alerts"; finops/alerts/channels.py) ------------------------------------
+# A webhook or Slack delivery attempt fails when connecting and reading the answer take longer than this.
+FINOPS_ALERT_HTTP_TIMEOUT_SECONDS = env_int("FINOPS_ALERT_HTTP_TIMEOUT_SECONDS", 5)
+# Email channels go through Django's mail backend: an SMTP server from these (Django's own names).
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS")  # STARTTLS, usually port 587
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL")  # TLS from the start, usually port 465
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "finops@localhost")
+
 # --- API -------------------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -37,6 +37,14 @@ class WorkerProcess:
         return log_tail(self.log_path)
 
 
+def app_broker_forget() -> None:
+    """Drop the app's broker connections *and* its producer pool: `app.close()` alone keeps the producers
+    of the broker it first sent to, so a second worker fixture in one run would send into the first's
+    (gone) queue folder."""
+    app.close()
+    app.amqp._producer_pool = None
+
+
 @pytest.fixture
 def celery_worker_process(transactional_db, tmp_path):
     """A `celery -A finops worker` on the test database: committed rows (transactional_db) are what it sees.
@@ -56,7 +64,7 @@ def celery_worker_process(transactional_db, tmp_path):
     }
     # the test sends through its own app: point it at the same broker as the worker
     saved_conf = {key: app.conf[key] for key in ("broker_url", "broker_transport_options")}
-    app.close()
+    app_broker_forget()
     app.conf.broker_url = broker_url
     if broker_url == "filesystem://":
         broker_dir = data_dir / "broker"
@@ -107,7 +115,7 @@ def celery_worker_process(transactional_db, tmp_path):
         yield worker
     finally:
         process_group_stop(process)
-        app.close()
+        app_broker_forget()
         app.conf.update(saved_conf)
         # ledger_call is partitioned and unmanaged, so the transactional flush does not empty it
         with connection.cursor() as cursor:
