@@ -66,3 +66,11 @@ def duration_text(delta) -> str:
     if hours:
         return f"{hours} h {minutes} min"
     return f"{minutes} min" if minutes else f"{seconds} s"
+
+
+def number(value: Decimal | None) -> str:
+    """A rule's value or an alert's figure as stored, without trailing zeros: 100, 0.25, 1,234.5."""
+    if value is None:
+        return "—"
+    text = format(value.normalize(), ",f")
+    return text

@@ -3,6 +3,7 @@ tech_lead, admin, finops), delete, and the audit log of the teams you see."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 
 from django import forms
@@ -13,12 +14,13 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
+from dashboard.alert_forms import MICRO, errors_onto
 from finops.accounts.models import Team
 from finops.accounts.selectors import guarding_team_ids
 from finops.audit.models import AuditEntry
 from finops.guardrails.models import Allowance, AllowanceAction, AllowanceWindow
-from finops.guardrails.selectors import allowances_live
-from finops.guardrails.services import allowance_create, allowance_delete
+from finops.guardrails.selectors import AllowanceLive, allowances_live
+from finops.guardrails.services import allowance_create, allowance_delete, allowance_update
 from finops.ledger.services import agent_get_or_create
 
 
@@ -42,8 +44,53 @@ class AllowanceForm(forms.Form):
         return data
 
 
-def _bar(used, limit) -> int | None:
-    return None if not limit else min(100, int(used * 100 / limit))
+@dataclass(frozen=True)
+class Bar:
+    """A usage bar: used and reserved as percents of the limit (together at most 100, as drawn), and
+    the warn_at mark; `over` when used + reserved reach the limit."""
+
+    used: int
+    reserved: int
+    warn_at: int
+    over: bool
+
+
+def _bar(*, used, reserved, limit, warn_at: float) -> Bar | None:
+    if limit is None:
+        return None
+    if not limit:
+        return Bar(used=100 if used else 0, reserved=0, warn_at=0, over=bool(used or reserved))
+    used_percent = min(100, int(used * 100 / limit))
+    reserved_percent = min(100 - used_percent, int((used + reserved) * 100 / limit) - used_percent)
+    return Bar(
+        used=used_percent,
+        reserved=max(0, reserved_percent),
+        warn_at=min(100, round(warn_at * 100)),
+        over=used + reserved >= limit,
+    )
+
+
+def _row(allowance: Allowance, live: AllowanceLive, *, may_change: bool) -> dict:
+    now = timezone.now()
+    return {
+        "allowance": allowance,
+        "live": live,
+        "usd_bar": _bar(
+            used=live.used_usd,
+            reserved=live.reserved_usd,
+            limit=allowance.limit_usd,
+            warn_at=allowance.warn_at,
+        ),
+        "tokens_bar": _bar(
+            used=live.used_tokens,
+            reserved=live.reserved_tokens,
+            limit=allowance.limit_tokens,
+            warn_at=allowance.warn_at,
+        ),
+        "resets_in": live.resets_at - now,
+        "as_of": now,
+        "may_change": may_change,
+    }
 
 
 @login_required
@@ -75,25 +122,20 @@ def guardrails(request):
         return redirect("dashboard:guardrails")
     allowances = list(Allowance.objects.restrict(principal, "view").select_related("team", "agent"))
     live = allowances_live(allowances=allowances)
-    now = timezone.now()
     rows = [
-        {
-            "allowance": allowance,
-            "live": live[allowance.pk],
-            "usd_bar": _bar(
-                live[allowance.pk].used_usd + live[allowance.pk].reserved_usd, allowance.limit_usd
-            ),
-            "tokens_bar": _bar(live[allowance.pk].used_tokens, allowance.limit_tokens),
-            "resets_in": live[allowance.pk].resets_at - now,
-            "may_change": guarding is None or allowance.team_id in guarding,
-        }
+        _row(allowance, live[allowance.pk], may_change=guarding is None or allowance.team_id in guarding)
         for allowance in allowances
     ]
     audit = AuditEntry.objects.restrict(principal, "view").select_related("team")[:50]
     return render(
         request,
         "dashboard/guardrails.html",
-        {"rows": rows, "form": form if guarded_teams.exists() else None, "audit": audit},
+        {
+            "rows": rows,
+            "form": form if guarded_teams.exists() else None,
+            "audit": audit,
+            "now": timezone.now(),
+        },
     )
 
 
@@ -109,3 +151,56 @@ def allowance_remove(request, allowance_id: int):
     allowance_delete(principal=request.user, allowance=allowance)
     messages.success(request, f"Allowance {allowance_id} deleted.")
     return redirect("dashboard:guardrails")
+
+
+def _allowance_initial(allowance: Allowance) -> dict:
+    return {
+        "team": allowance.team.slug,
+        "agent": allowance.agent.name if allowance.agent_id else "",
+        "window": allowance.window,
+        "limit_usd": allowance.limit_usd,
+        "limit_tokens": allowance.limit_tokens,
+        "warn_at": allowance.warn_at,
+        "action": allowance.action,
+    }
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def allowance_edit(request, allowance_id: int):
+    """One allowance: its live usage, and its settings in a form for those who may change it (the
+    changes audited by allowance_update; a new scope or window is counted again from the ledger)."""
+    principal = request.user
+    allowance = get_object_or_404(
+        Allowance.objects.restrict(principal, "view").select_related("team", "agent"), pk=allowance_id
+    )
+    may_change = Allowance.objects.restrict(principal, "change").filter(pk=allowance.pk).exists()
+    if request.method == "POST" and not may_change:
+        raise PermissionDenied(
+            "changing an allowance needs the sre or tech_lead role of its team, or admin or finops"
+        )
+    guarding = guarding_team_ids(principal=principal)
+    guarded_teams = Team.objects.all() if guarding is None else Team.objects.filter(pk__in=guarding)
+    form = None
+    if may_change:
+        form = AllowanceForm(request.POST or None, teams=guarded_teams, initial=_allowance_initial(allowance))
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        agent = agent_get_or_create(team=data["team"], name=data["agent"]) if data["agent"] else None
+        changes = {name: data[name] for name in ("team", "window", "limit_tokens", "warn_at", "action")}
+        # as the database keeps it (six places), so the audit's before and after read alike
+        changes["limit_usd"] = None if data["limit_usd"] is None else data["limit_usd"].quantize(MICRO)
+        try:
+            allowance_update(principal=principal, allowance=allowance, changes={**changes, "agent": agent})
+        except ValidationError as error:
+            errors_onto(form, error)
+        else:
+            messages.success(request, f"Allowance {allowance.pk} saved.")
+            return redirect("dashboard:guardrails")
+        allowance.refresh_from_db()
+    live = allowances_live(allowances=[allowance])[allowance.pk]
+    return render(
+        request,
+        "dashboard/allowance.html",
+        {"row": _row(allowance, live, may_change=may_change), "form": form},
+    )

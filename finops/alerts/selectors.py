@@ -73,6 +73,8 @@ def silences_active(*, principal: Principal, now: datetime | None = None) -> Que
 
 
 # --- end of h-api's block -------------------------------------------------------------------------
+
+
 # --- channel health (finops/alerts/delivery.py keeps it) -------------------------------------------------
 
 

@@ -110,8 +110,8 @@ class World:
             audit=AuditEntry(pk=missing),
             task=Task(pk=missing),
             channel=AlertChannel(pk=missing),
-            rule=AlertRule(pk=missing),
-            alert=Alert(pk=missing),
+            rule=AlertRule(pk=missing, name="ghost-sentinel-rule"),
+            alert=Alert(pk=missing, subject="task:ghost/ghost-sentinel-task"),
             silence=Silence(pk=missing),
             sentinels=(),
         )

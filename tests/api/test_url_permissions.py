@@ -110,6 +110,10 @@ GUARD_FOREIGN_CREATE = "201 201 | 404 404 404 404 404 | 201 404 403 | 401"
 GUARD_DELETE = "204 204 | 204 204 403 403 403 | 204 204 403 | 401"
 GUARD_FOREIGN_DELETE = "204 204 | 404 404 404 404 404 | 204 404 403 | 401"
 EVERYONE = "200 200 | 200 200 200 200 200 | 200 200 200 | 200"
+# a page's form changing a guardrail or alerting (a 302 when done): sre and tech_lead of the team, admin
+# and finops; a row seen but not changeable a 403, one not seen a 404
+PAGE_GUARD_CHANGE = "302 302 | 302 302 403 403 403 | 302 302 302 | 302"
+PAGE_GUARD_FOREIGN = "302 302 | 404 404 404 404 404 | 302 302 302 | 302"
 
 
 def billing_api_change(status: int) -> str:
@@ -164,6 +168,20 @@ def of_each(texts: Callable[[TeamData], list[str]]) -> Callable[[list[TeamData]]
 def limit(team: TeamData) -> str:
     """The team's allowance's dollar limit, a sentinel: as the API, the audit log and the page show it."""
     return str(team.allowance.limit_usd)
+
+
+def rule_form(team: TeamData) -> dict:
+    """The rule editor's fields for a forecast rule of the team (the alerts pages)."""
+    return {
+        "name": f"{team.slug} month end",
+        "team": team.slug,
+        "kind": "forecast",
+        "op": "gt",
+        "value": "900",
+        "for_minutes": "0",
+        "repeat_minutes": "240",
+        "enabled": "on",
+    }
 
 
 def about_all(build: Build) -> dict[str, Build]:
@@ -828,6 +846,171 @@ ROUTES: dict[str, Route] = {
             each_team(lambda t: form(f"/guardrails/allowances/{t.allowance.pk}/delete", {})),
             team_a="302 302 | 302 302 403 403 403 | 302 302 302 | 302",
             team_b="302 302 | 404 404 404 404 404 | 302 302 302 | 302",
+        ),
+    ),
+    # --- pages: an allowance's own page, the alerts, the rules and channels, the audit log ---
+    "dashboard:allowance-edit": Route(
+        scope=None,
+        methods={
+            "GET": Call(
+                each_team(lambda t: get(f"/guardrails/allowances/{t.allowance.pk}/")),
+                team_a=PAGE,
+                team_b=PAGE_FOREIGN,
+                shows=of_each(lambda t: [t.agent.name]),
+            ),
+            "POST": Call(
+                each_team(
+                    lambda t: form(
+                        f"/guardrails/allowances/{t.allowance.pk}/",
+                        {
+                            "team": t.slug,
+                            "agent": t.agent.name,
+                            "window": "day",
+                            "limit_usd": "9.5",
+                            "warn_at": "0.8",
+                            "action": "deny",
+                        },
+                    )
+                ),
+                team_a=PAGE_GUARD_CHANGE,
+                team_b=PAGE_GUARD_FOREIGN,
+            ),
+        },
+    ),
+    "dashboard:alerts": only(
+        None,
+        "GET",
+        Call(
+            {
+                **about_all(lambda w: get("/alerts/")),
+                **each_team(lambda t: get("/alerts/", team=t.slug), "team"),
+            },
+            all=PAGE,
+            more={"team_a+team": PAGE, "team_b+team": PAGE_FOREIGN},
+            shows=of_each(lambda t: [t.alert.subject, t.rule.name]),
+        ),
+    ),
+    "dashboard:alert-detail": only(
+        None,
+        "GET",
+        Call(
+            each_team(lambda t: get(f"/alerts/{t.alert.pk}/")),
+            team_a=PAGE,
+            team_b=PAGE_FOREIGN,
+            shows=of_each(lambda t: [t.alert.subject, t.rule.name]),
+        ),
+    ),
+    "dashboard:alert-ack": only(
+        None,
+        "POST",
+        Call(
+            each_team(lambda t: form(f"/alerts/{t.alert.pk}/ack", {})),
+            team_a=PAGE_GUARD_CHANGE,
+            team_b=PAGE_GUARD_FOREIGN,
+        ),
+    ),
+    # a team the person may not guard is not among the form's choices: the form again (200)
+    "dashboard:silence-create": only(
+        None,
+        "POST",
+        Call(
+            each_team(lambda t: form("/alerts/silences/", {"team": t.slug, "ends_at": "2099-01-01T00:00"})),
+            team_a=PAGE_GUARD_CHANGE,
+            team_b="302 302 | 200 200 403 403 403 | 302 302 302 | 302",
+        ),
+    ),
+    "dashboard:silence-expire": only(
+        None,
+        "POST",
+        Call(
+            each_team(lambda t: form(f"/alerts/silences/{t.silence.pk}/expire", {})),
+            team_a=PAGE_GUARD_CHANGE,
+            team_b=PAGE_GUARD_FOREIGN,
+        ),
+    ),
+    "dashboard:rules": Route(
+        scope=None,
+        methods={
+            "GET": Call(
+                about_all(lambda w: get("/alerts/rules/")),
+                all=PAGE,
+                shows=of_each(lambda t: [t.rule.name]),
+            ),
+            "POST": Call(
+                each_team(lambda t: form("/alerts/rules/", rule_form(t))),
+                team_a=PAGE_GUARD_CHANGE,
+                team_b="302 302 | 200 200 403 403 403 | 302 302 302 | 302",
+            ),
+        },
+    ),
+    "dashboard:rule-edit": Route(
+        scope=None,
+        methods={
+            "GET": Call(
+                each_team(lambda t: get(f"/alerts/rules/{t.rule.pk}/")),
+                team_a=PAGE,
+                team_b=PAGE_FOREIGN,
+                shows=of_each(lambda t: [t.rule.name, t.alert.subject]),
+            ),
+            "POST": Call(
+                each_team(lambda t: form(f"/alerts/rules/{t.rule.pk}/", rule_form(t))),
+                team_a=PAGE_GUARD_CHANGE,
+                team_b=PAGE_GUARD_FOREIGN,
+            ),
+        },
+    ),
+    "dashboard:rule-enabled": only(
+        None,
+        "POST",
+        Call(
+            each_team(lambda t: form(f"/alerts/rules/{t.rule.pk}/enabled", {})),
+            team_a=PAGE_GUARD_CHANGE,
+            team_b=PAGE_GUARD_FOREIGN,
+        ),
+    ),
+    "dashboard:rule-remove": only(
+        None,
+        "POST",
+        Call(
+            each_team(lambda t: form(f"/alerts/rules/{t.rule.pk}/delete", {})),
+            team_a=PAGE_GUARD_CHANGE,
+            team_b=PAGE_GUARD_FOREIGN,
+        ),
+    ),
+    # a created channel is answered with the page itself (200), its secret shown once, never redirected
+    "dashboard:channel-create": only(
+        None,
+        "POST",
+        Call(
+            each_team(
+                lambda t: form(
+                    "/alerts/channels/", {"team": t.slug, "kind": "email", "target": "oncall@example.com"}
+                )
+            ),
+            team_a="200 200 | 200 200 403 403 403 | 302 302 302 | 302",
+            team_b="200 200 | 200 200 403 403 403 | 302 302 302 | 302",
+        ),
+    ),
+    "dashboard:channel-remove": only(
+        None,
+        "POST",
+        Call(
+            each_team(lambda t: form(f"/alerts/channels/{t.channel.pk}/delete", {})),
+            team_a=PAGE_GUARD_CHANGE,
+            team_b=PAGE_GUARD_FOREIGN,
+        ),
+    ),
+    "dashboard:audit": only(
+        None,
+        "GET",
+        Call(
+            {
+                **about_all(lambda w: get("/audit/")),
+                **each_team(lambda t: get("/audit/", team=t.slug), "team"),
+            },
+            all=PAGE,
+            more={"team_a+team": PAGE, "team_b+team": PAGE_FOREIGN},
+            shows=of_each(lambda t: [limit(t), t.rule.name]),
         ),
     ),
     "ingest:upload": Route(
