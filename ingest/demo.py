@@ -42,10 +42,11 @@ from finops.kpis.selectors import Scope, kpis_for_scope
 from finops.ledger.models import Agent, DailyRollup, TaskStatus
 from finops.ledger.services import agent_settings_update, task_outcomes_record
 from finops.ledger.tokens import TOKEN_TYPES
+from finops.pricing.fast import PicoPricer
 from finops.pricing.services import PriceBook
 from ingest.connectors.models import StatementKind
 from ingest.connectors.services import StatementWrite, statement_lines_replace
-from ingest.writer import IngestResult, Resolver, TeamPolicy, events_ingest
+from ingest.writer import IngestResult, Resolver, TeamPolicy, events_ingest, heap_frozen
 
 DEFAULT_SEED = 42
 DEFAULT_DAYS = 30
@@ -599,10 +600,6 @@ class DemoGuarded:
     denied_windows: set[datetime] = field(default_factory=set)  # the windows in which it denied a call
 
 
-def _parse_instant(text: str) -> datetime:
-    return datetime.fromisoformat(text)
-
-
 def demo_guard(
     *, runs: list[DemoTask], guardrails: DemoGuardrails, cost: Callable[[dict], Decimal | None]
 ) -> DemoGuarded:
@@ -614,7 +611,7 @@ def demo_guard(
     event settles the reservation), in the window of its timestamp. The calls from the first denial of
     a task on are never made; a task denied its first call has no calls and only its outcome."""
     calls = sorted(
-        (_parse_instant(event["timestamp"]), number, step)
+        (datetime.fromisoformat(event["timestamp"]), number, step)
         for number, run in enumerate(runs)
         for step, event in enumerate(run.events)
     )
@@ -622,6 +619,8 @@ def demo_guard(
     spent = [Decimal(0)] * len(runs)
     stopped: dict[int, tuple[datetime, str]] = {}
     in_flight: list[tuple[datetime, Decimal, datetime]] = []  # (end, cost, window start), a heap
+    held = Decimal(0)  # what in_flight holds
+    window: tuple[datetime, datetime] | None = None  # the allowance's window of the latest call
     guarded = DemoGuarded(runs=[])
     used = guarded.used_usd
     limit = guardrails.allowance_limit_usd
@@ -632,6 +631,7 @@ def demo_guard(
         while in_flight and in_flight[0][0] <= at:
             _, settled, start = heapq.heappop(in_flight)
             used[start] = used.get(start, Decimal(0)) + settled
+            held -= settled
         estimate = cost(event) or Decimal(0)
         max_steps, max_cost = guardrails.kill_switches.get(event["agent"], (None, None))
         steps, task_cost = len(kept[number]), spent[number]
@@ -643,12 +643,14 @@ def demo_guard(
             )
         )
         window_start = None
+        over = False
         if limit is not None:
-            window_start = window_bounds(window=guardrails.allowance_window, at=at)[0]
-            held = used.get(window_start, Decimal(0)) + sum(amount for _, amount, _ in in_flight)
-            over = held + estimate > limit if estimate else held >= limit
-        else:
-            over = False
+            if window is None or not window[0] <= at < window[1]:
+                window = window_bounds(window=guardrails.allowance_window, at=at)
+            window_start = window[0]
+            # used in this window + every open reservation, as guardrails_check sums them
+            taken = used.get(window_start, Decimal(0)) + held
+            over = taken + estimate > limit if estimate else taken >= limit
         if killed or over:
             stopped[number] = (at, TaskStatus.KILLED if killed else TaskStatus.FAILURE)
             if over and not killed:
@@ -660,6 +662,7 @@ def demo_guard(
             heapq.heappush(
                 in_flight, (at + timedelta(milliseconds=event["latency_ms"]), estimate, window_start)
             )
+            held += estimate
     for _, settled, start in in_flight:
         used[start] = used.get(start, Decimal(0)) + settled
     for number, run in enumerate(runs):
@@ -937,16 +940,21 @@ def demo_load(
         else:
             add(run)
 
+    pricer = PicoPricer(price_book)  # the writer's pricing, to the picodollar
+
     def cost(event: dict) -> Decimal | None:
-        return price_book.price(
+        usage = event["usage"]
+        priced = pricer.price(
             provider=event["provider"],
             model=event["model"],
-            tokens=event["usage"],
-            at=_parse_instant(event["timestamp"]),
+            tokens=tuple(usage.get(name, 0) for name in TOKEN_TYPES),
+            at=datetime.fromisoformat(event["timestamp"]),
             batch=event["batch"],
-        ).total_usd
+        )
+        return None if priced is None else Decimal(priced[0]).scaleb(-12)
 
-    result.guarded = demo_guard(runs=guarded_runs, guardrails=guardrails, cost=cost)
+    with heap_frozen():  # thousands of runs stay alive while they are replayed: no full collections
+        result.guarded = demo_guard(runs=guarded_runs, guardrails=guardrails, cost=cost)
     result.guardrails = guardrails
     for run in result.guarded.runs:
         add(run)
