@@ -9,12 +9,18 @@ provider bill with a variance: Anthropic's statement for the window's complete d
 equals the ledger's own telemetry, except that on the prompt-change day it bills 4% more uncached input
 tokens of the triage agent's model than the agents reported.
 
+Guardrails: the runaway agent has a kill switch (max steps and max cost per task) and its team a day
+allowance with action deny, set by the team's sre, and the team's agents check before each call as
+`POST /api/v1/guard/check` would answer (demo_guard): so the runaway loops stop where the guard denied
+them (their tasks `killed`), and on the runaway days the allowance's usage ends near its limit.
+
 Traffic is generated per calendar day, agent and seed with its own random stream, and every id derives
 from those, so loading again adds nothing; `end` only decides which tasks have already finished.
 """
 
 from __future__ import annotations
 
+import heapq
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -28,14 +34,19 @@ from django.utils import timezone
 
 from finops.accounts.models import Membership, OrgRole, Team, TeamRole, User
 from finops.accounts.services import team_get_or_create
+from finops.alerts.models import AlertRule, RuleKind, RuleOp
+from finops.guardrails.models import Allowance, AllowanceAction
+from finops.guardrails.services import allowance_create
+from finops.guardrails.windows import window_bounds
 from finops.kpis.selectors import Scope, kpis_for_scope
 from finops.ledger.models import Agent, DailyRollup, TaskStatus
-from finops.ledger.services import task_outcomes_record
+from finops.ledger.services import agent_settings_update, task_outcomes_record
 from finops.ledger.tokens import TOKEN_TYPES
+from finops.pricing.fast import PicoPricer
 from finops.pricing.services import PriceBook
 from ingest.connectors.models import StatementKind
 from ingest.connectors.services import StatementWrite, statement_lines_replace
-from ingest.writer import IngestResult, Resolver, TeamPolicy, events_ingest
+from ingest.writer import IngestResult, Resolver, TeamPolicy, events_ingest, heap_frozen
 
 DEFAULT_SEED = 42
 DEFAULT_DAYS = 30
@@ -288,6 +299,16 @@ COMPACTION_THRESHOLD = 150_000  # context size at which agents summarise their h
 COMPACTED_HISTORY_TOKENS = 6000
 RUNAWAY_SHARE = 0.6
 RUNAWAY_STEPS = (40, 80)
+# the runaway agent's kill switch and its team's allowance, as its sre sets them on first load. The kill
+# switch is above every ordinary run (at most 26 steps, under $4) and below what the runaway loops reach
+# (its steps stop the cheaper model's loops, its cost the dearer one's). The day allowance is 1.7 times
+# an ordinary weekday of the team (about $50, never past $68, where it would warn): the loops the kill
+# switch lets run still take a runaway day past it
+KILL_SWITCH_MAX_STEPS = 40
+KILL_SWITCH_MAX_COST_USD = Decimal("6.00")
+ALLOWANCE_WINDOW = "day"
+ALLOWANCE_LIMIT_USD = Decimal("85.00")
+ALLOWANCE_WARN_AT = 0.8
 
 
 @dataclass(frozen=True)
@@ -557,6 +578,115 @@ def demo_traffic(*, story: DemoStory, seed: int) -> Iterator[DemoTask]:
 
 
 @dataclass(frozen=True)
+class DemoGuardrails:
+    """What the guard check enforces on one team's calls: its agents' kill switches and the team's
+    allowance with action deny (if any), as the database holds them."""
+
+    team: str
+    kill_switches: dict[str, tuple[int | None, Decimal | None]]  # agent name: (max_steps, max_cost_usd)
+    allowance_id: int | None = None
+    allowance_window: str | None = None
+    allowance_limit_usd: Decimal | None = None
+
+
+@dataclass
+class DemoGuarded:
+    """The runs as the guard let them happen, and what it stopped."""
+
+    runs: list[DemoTask]
+    killed: list[str] = field(default_factory=list)  # task ids stopped by their kill switch
+    denied: list[str] = field(default_factory=list)  # task ids stopped by the allowance
+    used_usd: dict[datetime, Decimal] = field(default_factory=dict)  # the allowance's windows, by start
+    denied_windows: set[datetime] = field(default_factory=set)  # the windows in which it denied a call
+
+
+def demo_guard(
+    *, runs: list[DemoTask], guardrails: DemoGuardrails, cost: Callable[[dict], Decimal | None]
+) -> DemoGuarded:
+    """Replay one team's runs in time order through the guard check's rules (finops/guardrails/check.py):
+    before each call its agent checks with the call's cost as its estimate (the demo's agents know it);
+    a task at its agent's max_steps, or whose cost would pass max_cost_usd, is denied and `killed`; a
+    call that would take the allowance's used + reserved past its limit is denied, and its task ends as
+    a failure. An allowed call is reserved from its start and counts as used from its end (when its
+    event settles the reservation), in the window of its timestamp. The calls from the first denial of
+    a task on are never made; a task denied its first call has no calls and only its outcome."""
+    calls = sorted(
+        (datetime.fromisoformat(event["timestamp"]), number, step)
+        for number, run in enumerate(runs)
+        for step, event in enumerate(run.events)
+    )
+    kept: list[list[dict]] = [[] for _ in runs]
+    spent = [Decimal(0)] * len(runs)
+    stopped: dict[int, tuple[datetime, str]] = {}
+    in_flight: list[tuple[datetime, Decimal, datetime]] = []  # (end, cost, window start), a heap
+    held = Decimal(0)  # what in_flight holds
+    window: tuple[datetime, datetime] | None = None  # the allowance's window of the latest call
+    guarded = DemoGuarded(runs=[])
+    used = guarded.used_usd
+    limit = guardrails.allowance_limit_usd
+    for at, number, step in calls:
+        if number in stopped:
+            continue
+        event = runs[number].events[step]
+        while in_flight and in_flight[0][0] <= at:
+            _, settled, start = heapq.heappop(in_flight)
+            used[start] = used.get(start, Decimal(0)) + settled
+            held -= settled
+        estimate = cost(event) or Decimal(0)
+        max_steps, max_cost = guardrails.kill_switches.get(event["agent"], (None, None))
+        steps, task_cost = len(kept[number]), spent[number]
+        killed = "task_id" in event and (
+            (max_steps is not None and steps >= max_steps)
+            or (
+                max_cost is not None
+                and (task_cost >= max_cost or (estimate and task_cost + estimate > max_cost))
+            )
+        )
+        window_start = None
+        over = False
+        if limit is not None:
+            if window is None or not window[0] <= at < window[1]:
+                window = window_bounds(window=guardrails.allowance_window, at=at)
+            window_start = window[0]
+            # used in this window + every open reservation, as guardrails_check sums them
+            taken = used.get(window_start, Decimal(0)) + held
+            over = taken + estimate > limit if estimate else taken >= limit
+        if killed or over:
+            stopped[number] = (at, TaskStatus.KILLED if killed else TaskStatus.FAILURE)
+            if over and not killed:
+                guarded.denied_windows.add(window_start)
+            continue
+        kept[number].append(event)
+        spent[number] += estimate
+        if window_start is not None:
+            heapq.heappush(
+                in_flight, (at + timedelta(milliseconds=event["latency_ms"]), estimate, window_start)
+            )
+            held += estimate
+    for _, settled, start in in_flight:
+        used[start] = used.get(start, Decimal(0)) + settled
+    for number, run in enumerate(runs):
+        if number not in stopped:
+            guarded.runs.append(run)
+            continue
+        at, status = stopped[number]
+        if run.outcome is None:  # a call not in a task: denied, so never made
+            if kept[number]:
+                guarded.runs.append(DemoTask(kept[number], None, run.started_at, at))
+            continue
+        (guarded.killed if status == TaskStatus.KILLED else guarded.denied).append(run.outcome["task_id"])
+        guarded.runs.append(
+            DemoTask(
+                events=kept[number],
+                outcome={**run.outcome, "status": status, "ended_at": at},
+                started_at=run.started_at,
+                finished_at=at,
+            )
+        )
+    return guarded
+
+
+@dataclass(frozen=True)
 class DemoBatchProgress:
     number: int
     events_sent: int
@@ -581,7 +711,38 @@ class DemoLoadResult:
     bill_amount_usd: Decimal = Decimal(0)
     bill_variance_tokens: int = 0
     bill_variance_usd: Decimal = Decimal(0)
+    guardrails: DemoGuardrails | None = None
+    guarded: DemoGuarded | None = None  # the guarded team's runs, as the guard let them happen
     seconds: float = 0.0
+
+    @property
+    def guardrails_summary(self) -> str:
+        """The story's guardrails and what they stopped, for the demo's summary."""
+        guardrails, guarded = self.guardrails, self.guarded
+        if guardrails is None or guarded is None:
+            return "none"
+        parts = []
+        for agent, (max_steps, max_cost) in sorted(guardrails.kill_switches.items()):
+            limits = [
+                f"{max_steps} steps" if max_steps is not None else "",
+                f"${max_cost:,.2f}" if max_cost else "",
+            ]
+            parts.append(
+                f"kill switch {guardrails.team}/{agent} ({' or '.join(filter(None, limits))} a task): "
+                f"{len(guarded.killed):,} runaway tasks killed"
+            )
+        if guardrails.allowance_limit_usd is not None:
+            limit = guardrails.allowance_limit_usd
+            full = [
+                f"{start:%Y-%m-%d %H:%M} ${guarded.used_usd[start]:,.2f}"
+                for start in sorted(guarded.denied_windows)
+            ]
+            parts.append(
+                f"allowance {guardrails.allowance_id} ({guardrails.team}, {guardrails.allowance_window}, deny at "
+                f"${limit:,.2f}): {len(guarded.denied):,} tasks denied"
+                + (f" (used in the windows from {', '.join(full)})" if full else "")
+            )
+        return "; ".join(parts) or "none"
 
     @property
     def bill_summary(self) -> str:
@@ -612,18 +773,92 @@ def demo_logins_ensure(*, teams: dict[str, Team]) -> list[User]:
     return users
 
 
-def _teams_and_agents_ensure() -> tuple[dict[str, Team], dict[tuple[str, str], Agent]]:
+def _teams_and_agents_ensure() -> tuple[dict[str, Team], dict[tuple[str, str], Agent], set[tuple[str, str]]]:
+    """The demo's teams and agents, and which agents this call created."""
     teams = {slug: team_get_or_create(slug=slug, name=name) for slug, name in TEAMS.items()}
     agents = {}
+    created = set()
     for profile in PROFILES:
         # settings only on creation: someone may have tuned the SLO or ideal steps since
-        agent, _ = Agent.objects.get_or_create(
+        agent, new = Agent.objects.get_or_create(
             team=teams[profile.team],
             name=profile.name,
             defaults={"cost_slo_usd": profile.cost_slo_usd, "ideal_steps": profile.ideal_steps},
         )
         agents[(profile.team, profile.name)] = agent
-    return teams, agents
+        if new:
+            created.add((profile.team, profile.name))
+    return teams, agents, created
+
+
+def demo_guardrails_ensure(
+    *, story: DemoStory, teams: dict[str, Team], agents: dict[tuple[str, str], Agent], created: set
+) -> DemoGuardrails:
+    """The runaway agent's kill switch (set when the demo creates the agent) and its team's day allowance
+    (created when the team has none of that window), both by the team's sre, so the audit log says who;
+    then what the database holds, which is what the guard check enforces. Someone may have tuned either
+    since: the demo's traffic follows what they hold now."""
+    team = teams[story.runaway_team]
+    sre = User.objects.get(username=f"{story.runaway_team}-sre")
+    key = (story.runaway_team, story.runaway_agent)
+    if key in created:
+        agent_settings_update(
+            agent=agents[key],
+            role=TeamRole.SRE,
+            changes={"max_steps": KILL_SWITCH_MAX_STEPS, "max_cost_usd": KILL_SWITCH_MAX_COST_USD},
+            principal=sre,
+        )
+    allowance = Allowance.objects.filter(team=team, agent=None, window=ALLOWANCE_WINDOW).first()
+    if allowance is None:
+        allowance = allowance_create(
+            principal=sre,
+            created_by=sre,
+            team=team,
+            agent=None,
+            window=ALLOWANCE_WINDOW,
+            limit_usd=ALLOWANCE_LIMIT_USD,
+            warn_at=ALLOWANCE_WARN_AT,
+            action=AllowanceAction.DENY,
+        )
+    denies = allowance.action == AllowanceAction.DENY and allowance.limit_usd is not None
+    return DemoGuardrails(
+        team=team.slug,
+        kill_switches={
+            agent.name: (agent.max_steps, agent.max_cost_usd)
+            for agent in Agent.objects.filter(team=team)
+            if agent.max_steps is not None or agent.max_cost_usd is not None
+        },
+        allowance_id=allowance.pk,
+        allowance_window=allowance.window,
+        allowance_limit_usd=allowance.limit_usd if denies else None,
+    )
+
+
+def _demo_alerts(
+    *, story: DemoStory, teams: dict[str, Team], agents: dict[tuple[str, str], Agent]
+) -> AlertRule:
+    """The runaway story's alert rule: a runaway_task rule on the runaway agent, firing for a task still
+    running past half its kill switch's max cost (so someone hears of it before the switch stops it).
+    No channels: a new user adds one (README, "Alert channels"). Created once, by the team's sre.
+
+    TODO(lead): once the alert engine has merged, evaluate the rules here so the demo shows a fired
+    alert on first start (its `finops alerts evaluate` entry point, at a moment inside a runaway day)."""
+    agent = agents[(story.runaway_team, story.runaway_agent)]
+    sre = User.objects.get(username=f"{story.runaway_team}-sre")
+    max_cost = agent.max_cost_usd or KILL_SWITCH_MAX_COST_USD
+    rule, _ = AlertRule.objects.get_or_create(
+        team=teams[story.runaway_team],
+        agent=agent,
+        kind=RuleKind.RUNAWAY_TASK,
+        defaults={
+            "name": f"{story.runaway_agent} runaway task",
+            "metric": "cost_usd",
+            "op": RuleOp.GT,
+            "value": max_cost / 2,
+            "created_by": sre,
+        },
+    )
+    return rule
 
 
 def demo_load(
@@ -638,8 +873,10 @@ def demo_load(
     clock = time.monotonic()
     story = demo_story(days=days, end=end or datetime.now(UTC))
     with transaction.atomic():
-        teams, agents = _teams_and_agents_ensure()
+        teams, agents, created = _teams_and_agents_ensure()
         demo_logins_ensure(teams=teams)
+        guardrails = demo_guardrails_ensure(story=story, teams=teams, agents=agents, created=created)
+        _demo_alerts(story=story, teams=teams, agents=agents)
     result = DemoLoadResult(
         story=story, teams=sorted(teams), agents=sorted(f"{team}/{name}" for team, name in agents)
     )
@@ -689,12 +926,38 @@ def demo_load(
         events.clear()
         outcomes.clear()
 
-    for run in demo_traffic(story=story, seed=seed):
+    def add(run: DemoTask) -> None:
         events.extend(run.events)
         if run.outcome:
             outcomes.append(run.outcome)
         if len(events) >= batch_size:
             flush()
+
+    guarded_runs = []
+    for run in demo_traffic(story=story, seed=seed):
+        if run.events and run.events[0]["team"] == guardrails.team:
+            guarded_runs.append(run)  # its calls interleave with the team's other runs': replayed together
+        else:
+            add(run)
+
+    pricer = PicoPricer(price_book)  # the writer's pricing, to the picodollar
+
+    def cost(event: dict) -> Decimal | None:
+        usage = event["usage"]
+        priced = pricer.price(
+            provider=event["provider"],
+            model=event["model"],
+            tokens=tuple(usage.get(name, 0) for name in TOKEN_TYPES),
+            at=datetime.fromisoformat(event["timestamp"]),
+            batch=event["batch"],
+        )
+        return None if priced is None else Decimal(priced[0]).scaleb(-12)
+
+    with heap_frozen():  # thousands of runs stay alive while they are replayed: no full collections
+        result.guarded = demo_guard(runs=guarded_runs, guardrails=guardrails, cost=cost)
+    result.guardrails = guardrails
+    for run in result.guarded.runs:
+        add(run)
     if events:
         flush()
 

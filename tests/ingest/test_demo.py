@@ -17,12 +17,16 @@ from django.db.models import Count, F, Q, Sum
 from django.db.models.functions import Coalesce
 
 from finops.accounts.models import Membership, OrgRole, Team, TeamRole, User
+from finops.alerts.models import AlertRule
+from finops.audit.models import AuditEntry
+from finops.guardrails.check import guard_check
+from finops.guardrails.models import Allowance, AllowanceUsage
 from finops.kpis.selectors import Scope, kpis_for_scope
 from finops.ledger.models import Agent, Call, DailyRollup, Task, TaskStatus
 from finops.ledger.tokens import INPUT_TOKEN_TYPES, TOKEN_TYPES
 from finops.pricing.services import call_price
 from ingest.connectors.models import StatementLine
-from ingest.demo import DEMO_LOGINS, demo_load, demo_story, demo_traffic
+from ingest.demo import DEMO_LOGINS, DemoTask, demo_load, demo_story, demo_traffic
 
 DAYS = 7
 SEED = 42
@@ -51,6 +55,22 @@ def whole_days(story):
     while day < story.end.date():
         yield day
         day += timedelta(days=1)
+
+
+_traffic: dict[tuple, dict[str, DemoTask]] = {}
+
+
+def traffic(story) -> dict[str, DemoTask]:
+    """The runaway agent's runs as the demo generates them, before any guard: by task id."""
+    key = (story.start, story.end)
+    if key not in _traffic:
+        _traffic[key] = {
+            run.outcome["task_id"]: run
+            for run in demo_traffic(story=story, seed=SEED)
+            if run.outcome
+            and (run.outcome["team"], run.outcome["agent"]) == (story.runaway_team, story.runaway_agent)
+        }
+    return _traffic[key]
 
 
 def input_tokens(calls) -> int:
@@ -84,13 +104,21 @@ def test_runaway_days_inflate_steps_and_cost_per_successful_task(demo, db):
     runaway_start = day_window(story.runaway_days[0])[0]
     runaway_end = day_window(story.runaway_days[-1])[1]
     runaway = kpis_for_scope(scope=scope, start=runaway_start, end=runaway_end)
-    assert runaway.step_inflation_ratio > 2 * max(inflation[day] for day in ordinary_days)
+    assert runaway.step_inflation_ratio > max(inflation[day] for day in ordinary_days)
     assert runaway.cost_per_successful_task_usd > 2 * max(cost_per_success[day] for day in ordinary_days)
     assert runaway.cost_per_successful_task_usd > agent.cost_slo_usd
-    # the spinning runs are the ones that were abandoned after 40 steps or more
+    # the loops tried to make more than twice the ordinary days' steps; the kill switch and the team's
+    # allowance cut that short, so the ledger holds fewer
+    ended = Task.objects.filter(agent=agent, ended_at__gte=runaway_start, ended_at__lt=runaway_end)
+    attempted_steps = {run.outcome["task_id"]: len(run.events) for run in traffic(story).values()}
+    ideal = sum(task.ideal_steps or agent.ideal_steps for task in ended)
+    attempted = sum(attempted_steps[task.task_id] for task in ended) / ideal
+    assert attempted > 2 * max(inflation[day] for day in ordinary_days)
+    assert runaway.step_inflation_ratio < attempted
+    # the spinning runs are the ones that ran 40 steps or more: killed, or abandoned by whoever watched
     spun = Task.objects.filter(agent=agent, steps__gte=40)
     assert spun.exists()
-    assert set(spun.values_list("status", flat=True)) == {TaskStatus.ABANDONED}
+    assert set(spun.values_list("status", flat=True)) <= {TaskStatus.KILLED, TaskStatus.ABANDONED}
     assert {task.first_call_at.date() for task in spun} <= set(story.runaway_days)
 
 
@@ -192,6 +220,8 @@ def test_loading_again_with_the_same_seed_adds_nothing(demo, db):
     assert again.cost_usd == demo.cost_usd
     assert again.tasks_recorded == 0
     assert again.tasks_in_window == demo.tasks_in_window
+    assert Allowance.objects.count() == AlertRule.objects.count() == 1
+    assert again.guarded.killed == demo.guarded.killed and again.guarded.denied == demo.guarded.denied
 
 
 def test_traffic_is_deterministic_per_seed():
@@ -231,6 +261,7 @@ def test_command_prints_progress_and_summary(db):
     calls = Call.objects.filter(event_id__startswith="demo3-").count()
     assert calls > 0
     assert "batch 1:" in output
+    assert "guardrails    kill switch coding/code-review (40 steps or $6.00 a task): " in output
     assert f"{calls:,} calls accepted" in output
     assert "admin / admin" in output
     with pytest.raises(CommandError):
@@ -299,3 +330,136 @@ def test_loading_again_leaves_the_bill_as_it_was(demo, db):
     assert (again.bill.created, again.bill.updated, again.bill.removed) == (0, 0, 0)
     assert again.bill.unchanged == demo.bill.created == len(before)
     assert again.bill_amount_usd == demo.bill_amount_usd
+
+
+def event_price(event: dict) -> Decimal:
+    at = datetime.fromisoformat(event["timestamp"])
+    return call_price(
+        provider=event["provider"], model=event["model"], tokens=event["usage"], at=at
+    ).total_usd
+
+
+def test_the_kill_switch_stops_the_runaway_loops_where_the_guard_check_denies(demo, db):
+    story = demo.story
+    agent = Agent.objects.get(team__slug=story.runaway_team, name=story.runaway_agent)
+    assert (agent.max_steps, agent.max_cost_usd) == (40, Decimal("6.00"))
+    set_by = AuditEntry.objects.get(object_type="agent", object_id=str(agent.pk))
+    assert (set_by.who, set_by.after) == ("coding-sre", {"max_steps": 40, "max_cost_usd": "6.00"})
+    runs = traffic(story)
+    killed = list(Task.objects.filter(agent=agent, status=TaskStatus.KILLED))
+    assert killed
+    assert {task.first_call_at.date() for task in killed} <= set(story.runaway_days)
+    stopped_by = {"max_steps": [], "max_cost_usd": []}
+    for task in killed:
+        attempted = runs[task.task_id].events
+        calls = list(Call.objects.filter(team_id=task.team_id, task_id=task.task_id).order_by("step"))
+        # it made its first calls exactly as the loop generated them, and not one more
+        assert [call.event_id for call in calls] == [event["event_id"] for event in attempted[: task.steps]]
+        spent = sum(call.cost_usd for call in calls)
+        assert spent == task.cost_usd <= agent.max_cost_usd
+        # the call it was denied: at max_steps, or its cost would have taken the task past max_cost_usd
+        denied = attempted[task.steps]
+        assert task.ended_at == datetime.fromisoformat(denied["timestamp"])
+        if task.steps == agent.max_steps:
+            stopped_by["max_steps"].append(task)
+        else:
+            assert spent + event_price(denied) > agent.max_cost_usd
+            stopped_by["max_cost_usd"].append(task)
+    assert stopped_by["max_steps"] and stopped_by["max_cost_usd"]
+    # no run of an ordinary day comes near it
+    ordinary = Task.objects.filter(agent=agent).exclude(first_call_at__date__in=story.runaway_days)
+    assert ordinary.exists()
+    assert all(task.steps < agent.max_steps and task.cost_usd < agent.max_cost_usd for task in ordinary)
+    assert kpis_for_scope(
+        scope=agent_scope(story.runaway_team, story.runaway_agent), start=story.start, end=story.end
+    ).tasks_killed == len(killed)
+
+    # the guard check itself answers so: for each kind, the task as it stood before its denied call
+    # (not yet killed) is denied that call, and as it stood before its last call was allowed that one
+    for reason, tasks in stopped_by.items():
+        task = tasks[0]
+        attempted = runs[task.task_id].events
+        last, denied = attempted[task.steps - 1], attempted[task.steps]
+        Task.objects.filter(pk=task.pk).update(status=None)
+        answer = guard_check(
+            team_slug=story.runaway_team,
+            team_ids=None,
+            agent=story.runaway_agent,
+            task_id=task.task_id,
+            estimated_cost_usd=event_price(denied),
+            now=datetime.fromisoformat(denied["timestamp"]),
+        )
+        assert answer.decision == "deny"
+        assert answer.reasons[0].startswith(
+            f"task {task.task_id} ({story.runaway_team}/{story.runaway_agent}): "
+        )
+        assert answer.reasons[0].endswith(f"(kill switch: {reason})")
+        assert Task.objects.get(pk=task.pk).status == TaskStatus.KILLED
+        Task.objects.filter(pk=task.pk).update(
+            status=None, steps=task.steps - 1, cost_usd=task.cost_usd - event_price(last)
+        )
+        before = guard_check(
+            team_slug=story.runaway_team,
+            team_ids=None,
+            agent=story.runaway_agent,
+            task_id=task.task_id,
+            estimated_cost_usd=event_price(last),
+            now=datetime.fromisoformat(last["timestamp"]),
+        )
+        assert not any("kill switch" in text for text in before.reasons)
+
+
+def test_the_team_allowance_holds_the_runaway_days_near_its_limit(demo, db):
+    story = demo.story
+    team = Team.objects.get(slug=story.runaway_team)
+    allowance = Allowance.objects.get(team=team)
+    assert (allowance.agent, allowance.window, allowance.action, allowance.limit_usd) == (
+        None,
+        "day",
+        "deny",
+        Decimal("85.00"),
+    )
+    assert allowance.created_by.username == "coding-sre"
+    created = AuditEntry.objects.get(object_type="allowance", object_id=str(allowance.pk))
+    assert (created.who, created.action) == ("coding-sre", "create")
+    runs = traffic(story)
+    tasks = {task.task_id: task for task in Task.objects.filter(team=team)}
+    # a task the allowance stopped made fewer calls than its loop generated, and did not get killed
+    stopped = [
+        task
+        for task in tasks.values()
+        if task.status == TaskStatus.FAILURE and len(runs[task.task_id].events) > task.steps
+    ]
+    denied_days = {task.ended_at.date() for task in stopped}
+    assert denied_days and denied_days <= set(story.runaway_days)
+    for day in denied_days:
+        start, end = day_window(day)
+        used = Call.objects.filter(team=team, timestamp__gte=start, timestamp__lt=end).aggregate(
+            total=Sum("cost_usd")
+        )["total"]
+        counter = AllowanceUsage.objects.get(allowance=allowance, window_start=start)
+        assert counter.used_usd == used <= allowance.limit_usd
+        # near its limit: what is left is less than any call it denied that day
+        denied = [
+            event_price(runs[task.task_id].events[task.steps])
+            for task in stopped
+            if task.ended_at.date() == day
+        ]
+        assert allowance.limit_usd - used < min(denied)
+    # on the other days every run of the team made every call its loop generated
+    for task_id, run in runs.items():
+        if run.started_at.date() not in story.runaway_days:
+            assert tasks[task_id].steps == len(run.events)
+
+
+def test_the_runaway_alert_rule_is_there_for_the_alert_engine(demo, db):
+    story = demo.story
+    rule = AlertRule.objects.get(kind="runaway_task")
+    agent = Agent.objects.get(team__slug=story.runaway_team, name=story.runaway_agent)
+    assert (rule.team_id, rule.agent_id, rule.metric, rule.value) == (
+        agent.team_id,
+        agent.pk,
+        "cost_usd",
+        agent.max_cost_usd / 2,
+    )
+    assert not rule.channels.exists()

@@ -44,6 +44,7 @@ class Command(BaseCommand):
             f"  prompt change {story.prompt_change_team}/{story.prompt_change_agent} "
             f"{story.prompt_version_before} → {story.prompt_version_after} at {story.prompt_change_at:%Y-%m-%d %H:%M} UTC"
         )
+        self.stdout.write(f"  guardrails    {result.guardrails_summary}")
         self.stdout.write(f"  batch jobs    {story.batch_team}/{story.batch_agent}")
         self.stdout.write(f"  unpriced      {story.unpriced_provider}/{story.unpriced_model}")
         self.stdout.write(f"  provider bill {result.bill_summary}")
