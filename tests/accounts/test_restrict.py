@@ -4,7 +4,7 @@ for each kind of principal, with data in two teams (and rows of no team where a 
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from itertools import count
 
@@ -20,7 +20,7 @@ from finops.audit.models import AuditEntry
 from finops.audit.services import audit_record
 from finops.guardrails.models import Allowance, AllowanceUsage, Reservation
 from finops.guardrails.services import allowance_create
-from finops.ledger.models import Agent, Call, DailyRollup, EventKey, Task
+from finops.ledger.models import Agent, Call, DailyRollup, EventKey, PromptVersionRollup, RecentRollup, Task
 from ingest.connectors.models import Connector, ConnectorRun, StatementLine
 from ingest.connectors.services import connector_create
 from ingest.models import ImportJob, QuarantinedRow
@@ -79,7 +79,9 @@ GUARD: dict[str, object] = {
 def _event(team: str, number: int) -> dict:
     return {
         "event_id": f"{team}-{number}",
-        "timestamp": "2026-11-02T10:00:00Z",
+        # recent, so the minute rollup holds it too; a prompt version, so the version rollup does
+        "timestamp": (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "prompt_version": "bot@1",
         "team": team,
         "agent": "bot",
         "task_id": f"run-{team}",
@@ -205,6 +207,8 @@ TEAM_OWNED = [
     (Task, "team_id"),
     (Call, "team_id"),
     (DailyRollup, "team_id"),
+    (RecentRollup, "team_id"),
+    (PromptVersionRollup, "team_id"),
     (EventKey, "team_id"),
     (QuarantinedRow, "team_id"),
     # kept by the bulk writer and made by the guard check (scope ingest): written like the team's data
