@@ -34,6 +34,8 @@ from django.utils import timezone
 
 from finops.accounts.models import Membership, OrgRole, Team, TeamRole, User
 from finops.accounts.services import team_get_or_create
+from finops.alerts.evaluate import Summary as AlertsSummary
+from finops.alerts.evaluate import alerts_evaluate
 from finops.alerts.models import AlertRule, RuleKind, RuleOp
 from finops.guardrails.models import Allowance, AllowanceAction
 from finops.guardrails.services import allowance_create
@@ -713,6 +715,7 @@ class DemoLoadResult:
     bill_variance_usd: Decimal = Decimal(0)
     guardrails: DemoGuardrails | None = None
     guarded: DemoGuarded | None = None  # the guarded team's runs, as the guard let them happen
+    alerts: AlertsSummary | None = None  # the evaluation after loading
     seconds: float = 0.0
 
     @property
@@ -836,29 +839,42 @@ def demo_guardrails_ensure(
 
 def _demo_alerts(
     *, story: DemoStory, teams: dict[str, Team], agents: dict[tuple[str, str], Agent]
-) -> AlertRule:
-    """The runaway story's alert rule: a runaway_task rule on the runaway agent, firing for a task still
-    running past half its kill switch's max cost (so someone hears of it before the switch stops it).
-    No channels: a new user adds one (README, "Alert channels"). Created once, by the team's sre.
-
-    TODO(lead): once the alert engine has merged, evaluate the rules here so the demo shows a fired
-    alert on first start (its `finops alerts evaluate` entry point, at a moment inside a runaway day)."""
-    agent = agents[(story.runaway_team, story.runaway_agent)]
-    sre = User.objects.get(username=f"{story.runaway_team}-sre")
-    max_cost = agent.max_cost_usd or KILL_SWITCH_MAX_COST_USD
-    rule, _ = AlertRule.objects.get_or_create(
-        team=teams[story.runaway_team],
-        agent=agent,
-        kind=RuleKind.RUNAWAY_TASK,
-        defaults={
-            "name": f"{story.runaway_agent} runaway task",
-            "metric": "cost_usd",
-            "op": RuleOp.GT,
-            "value": max_cost / 2,
-            "created_by": sre,
-        },
-    )
-    return rule
+) -> list[AlertRule]:
+    """The stories' alert rules, made once by each team's sre, with no channels (a new user adds one:
+    README, "Alerts"): a runaway_task rule on the runaway agent, firing for a task still running past
+    half its kill switch's max cost (so someone hears of it before the switch stops it), and a
+    cache_collapse rule on the agent whose prompt change collapsed its cache hit rate, which fires when
+    the demo is loaded (demo_load evaluates the rules last)."""
+    runaway = agents[(story.runaway_team, story.runaway_agent)]
+    max_cost = runaway.max_cost_usd or KILL_SWITCH_MAX_COST_USD
+    rules = []
+    for team, agent, kind, fields in (
+        (
+            story.runaway_team,
+            runaway,
+            RuleKind.RUNAWAY_TASK,
+            {"name": f"{story.runaway_agent} runaway task", "metric": "cost_usd", "value": max_cost / 2},
+        ),
+        (
+            story.prompt_change_team,
+            agents[(story.prompt_change_team, story.prompt_change_agent)],
+            RuleKind.CACHE_COLLAPSE,
+            # a drop of more than 20 points of cache hit rate from one prompt version to the next
+            {"name": f"{story.prompt_change_agent} cache collapse", "value": Decimal("0.2")},
+        ),
+    ):
+        rule, _ = AlertRule.objects.get_or_create(
+            team=teams[team],
+            agent=agent,
+            kind=kind,
+            defaults={
+                **fields,
+                "op": RuleOp.GT,
+                "created_by": User.objects.get(username=f"{team}-sre"),
+            },
+        )
+        rules.append(rule)
+    return rules
 
 
 def demo_load(
@@ -969,6 +985,8 @@ def demo_load(
     result.calls_in_window = totals.calls
     result.tasks_in_window = totals.tasks_ended
     result.unpriced_calls = totals.unpriced_calls
+    # the rules judge what was just loaded, as beat would in a minute: the prompt change's alert fires
+    result.alerts = alerts_evaluate()
     result.seconds = time.monotonic() - clock
     return result
 

@@ -45,6 +45,9 @@ class Command(BaseCommand):
             f"{story.prompt_version_before} → {story.prompt_version_after} at {story.prompt_change_at:%Y-%m-%d %H:%M} UTC"
         )
         self.stdout.write(f"  guardrails    {result.guardrails_summary}")
+        fired = result.alerts.fired if result.alerts else []
+        for alert in fired:
+            self.stdout.write(f"  alert fired   {alert.rule.name}: {alert.summary} (/alerts/{alert.pk}/)")
         self.stdout.write(f"  batch jobs    {story.batch_team}/{story.batch_agent}")
         self.stdout.write(f"  unpriced      {story.unpriced_provider}/{story.unpriced_model}")
         self.stdout.write(f"  provider bill {result.bill_summary}")
