@@ -46,15 +46,20 @@ def app_broker_forget() -> None:
 
 
 @pytest.fixture
-def celery_worker_process(transactional_db, tmp_path):
+def celery_worker_process(request, transactional_db, tmp_path):
     """A `celery -A finops worker` on the test database: committed rows (transactional_db) are what it sees.
 
     Broker: CELERY_BROKER_URL if set, else a filesystem queue in tmp_path. On a shared broker the worker
-    consumes a queue of its own, so no other worker on that broker takes this test's task.
+    consumes a queue of its own, so no other worker on that broker takes this test's task. A test that
+    follows tasks sending tasks to the app's own queues names them (indirect parametrization, e.g.
+    ("alerts", "default")): the worker consumes those, by their real names (on a shared broker, a
+    production worker there could take them too: run such tests on their own broker).
     """
     data_dir = tmp_path / "data"
     broker_url = os.environ.get("CELERY_BROKER_URL") or "filesystem://"
     queue = "pricing" if broker_url == "filesystem://" else f"pricing-test-{uuid.uuid4().hex[:8]}"
+    if getattr(request, "param", None):
+        queue = ",".join(request.param)
     env = {
         **os.environ,
         "DATABASE_URL": database_url(connection.settings_dict),
