@@ -18,7 +18,7 @@ from finops.audit.models import AuditEntry
 from finops.audit.services import audit_record
 from finops.guardrails.models import Allowance, AllowanceUsage, Reservation
 from finops.guardrails.services import allowance_create
-from finops.ledger.models import Agent, Call, DailyRollup, EventKey, Task
+from finops.ledger.models import Agent, Call, DailyRollup, EventKey, PromptVersionRollup, RecentRollup, Task
 from ingest.connectors.models import Connector, ConnectorRun, StatementLine
 from ingest.connectors.services import connector_create
 from ingest.models import ImportJob, QuarantinedRow
@@ -102,6 +102,12 @@ def world(db):
     events_ingest(
         raw_events=[_event(team, n) for team in ("a", "b") for n in range(2)], principal=None, source="t"
     )
+    # a recent call with a prompt version per team: the alert rollups hold rows of each team too
+    recent = [
+        {**_event(team, 9), "timestamp": datetime.now(UTC).isoformat(), "prompt_version": "p@1"}
+        for team in ("a", "b")
+    ]
+    events_ingest(raw_events=recent, principal=None, source="t")
     for team in (team_a, team_b, None):
         QuarantinedRow.objects.create(source="t", team=team, payload={}, errors={"x": ["bad"]})
     members = {
@@ -183,6 +189,8 @@ TEAM_OWNED = [
     (Task, "team_id"),
     (Call, "team_id"),
     (DailyRollup, "team_id"),
+    (RecentRollup, "team_id"),
+    (PromptVersionRollup, "team_id"),
     (EventKey, "team_id"),
     (QuarantinedRow, "team_id"),
     # kept by the bulk writer and made by the guard check (scope ingest): written like the team's data
