@@ -155,7 +155,7 @@ def rules_create(*, count: int) -> None:
             limit_usd=Decimal(40 * (number % 7 + 1)),
         )
     channels = [
-        AlertChannel.objects.create(kind="webhook", target="http://127.0.0.1:9/hook", secret="whsec_eA=="),
+        AlertChannel.objects.create(kind="webhook", target="http://127.0.0.1:9/hook", secret="whsec_eA=="),  # noqa: S106 - nothing receives it
         AlertChannel.objects.create(kind="slack", target="http://127.0.0.1:9/slack"),
         AlertChannel.objects.create(kind="email", target="oncall@example.com"),
     ]
@@ -191,13 +191,21 @@ def rules_create(*, count: int) -> None:
         if kind == "threshold":
             metric, value = metrics[number % len(metrics)]
             window = windows[(number // len(metrics)) % len(windows)]
-            fields |= {"metric": metric, "value": value, "window": window, "op": "lt" if metric == "cache_hit_rate" else "gt"}
+            fields |= {
+                "metric": metric,
+                "value": value,
+                "window": window,
+                "op": "lt" if metric == "cache_hit_rate" else "gt",
+            }
         elif kind == "forecast":
             fields["value"] = Decimal(300 * (number % 5 + 1))
         elif kind == "anomaly":
             fields |= {"window": windows[number % 4], "value": Decimal(2)}
         elif kind == "runaway_task":
-            fields |= {"metric": ("cost_usd", "steps")[number % 2], "value": (Decimal("0.2"), Decimal(8))[number % 2]}
+            fields |= {
+                "metric": ("cost_usd", "steps")[number % 2],
+                "value": (Decimal("0.2"), Decimal(8))[number % 2],
+            }
         elif kind == "cache_collapse":
             fields["value"] = Decimal("0.2")
         rule = AlertRule.objects.create(**fields)
@@ -252,26 +260,46 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=10_000_000)
     parser.add_argument("--rules", type=int, default=200)
     parser.add_argument("--runs", type=int, default=5, help="steady-state evaluations after the first")
-    parser.add_argument("--profile", action="store_true", help="print where one more evaluation spends its time")
+    parser.add_argument(
+        "--profile", action="store_true", help="print where one more evaluation spends its time"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the database (its name is printed)")
+    parser.add_argument("--reuse", metavar="NAME", help="evaluate on a database kept by --keep")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("FINOPS_DATA_DIR", str(OUT / "data"))
     os.environ["DJANGO_SETTINGS_MODULE"] = "finops.settings"
     sys.path.insert(0, str(ROOT))
-    scratch = scratch_database_create(prefix="finops_bench_alerts")
-    os.environ["DATABASE_URL"] = scratch.url
+    if args.reuse:
+        from urllib.parse import urlsplit, urlunsplit
+
+        from finops import embedded
+
+        server = urlsplit(os.environ.get("DATABASE_URL") or embedded.ensure_postgres())
+        os.environ["DATABASE_URL"] = urlunsplit(server._replace(path=f"/{args.reuse}"))
+        scratch = None
+    else:
+        scratch = scratch_database_create(prefix="finops_bench_alerts")
+        os.environ["DATABASE_URL"] = scratch.url
     try:
-        say(f"== database {scratch.name}; migrating")
-        subprocess.run([sys.executable, "-m", "finops.cli", "migrate", "-v0"], cwd=ROOT, check=True)
         import django
 
+        if scratch:
+            say(f"== database {scratch.name}; migrating")
+            subprocess.run([sys.executable, "-m", "finops.cli", "migrate", "-v0"], cwd=ROOT, check=True)
         django.setup()
         from finops.alerts.models import Alert, Delivery
 
-        now = datetime.now(UTC)
-        say(f"== {args.calls:,} calls over a year, {AGENTS} agents in {TEAMS} teams (SQL)")
-        ledger_create(calls=args.calls, now=now)
-        rules_create(count=args.rules)
+        if scratch:
+            now = datetime.now(UTC)
+            say(f"== {args.calls:,} calls over a year, {AGENTS} agents in {TEAMS} teams (SQL)")
+            ledger_create(calls=args.calls, now=now)
+            rules_create(count=args.rules)
+        else:  # the kept database's own moment, so its rollups cover the windows as they did
+            from finops.ledger.models import Task
+
+            now = Task.objects.order_by("-last_call_at").values_list("last_call_at", flat=True)[0]
+            Alert.objects.all().delete()
         scans_before = calls_scans()
         say(f"== {args.rules} rules: first evaluation")
         first, first_queries, summary = evaluation_measure(now)
@@ -304,7 +332,10 @@ def main() -> None:
         from django.db import connections
 
         connections.close_all()
-        scratch.drop()
+        if scratch and args.keep:
+            say(f"== kept database {scratch.name} (bench/alerts.py --reuse {scratch.name})")
+        elif scratch:
+            scratch.drop()
 
 
 if __name__ == "__main__":
