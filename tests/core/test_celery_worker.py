@@ -57,6 +57,9 @@ def celery_worker_process(transactional_db, tmp_path):
     # the test sends through its own app: point it at the same broker as the worker
     saved_conf = {key: app.conf[key] for key in ("broker_url", "broker_transport_options")}
     app.close()
+    # the app's producer pool outlives close() and holds the broker (folder) it was made for: a second
+    # test with a worker would send its task to the first one's folder
+    app.amqp._producer_pool = None
     app.conf.broker_url = broker_url
     if broker_url == "filesystem://":
         broker_dir = data_dir / "broker"
@@ -108,6 +111,7 @@ def celery_worker_process(transactional_db, tmp_path):
     finally:
         process_group_stop(process)
         app.close()
+        app.amqp._producer_pool = None
         app.conf.update(saved_conf)
         # ledger_call is partitioned and unmanaged, so the transactional flush does not empty it
         with connection.cursor() as cursor:
