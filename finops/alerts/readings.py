@@ -17,6 +17,7 @@ from decimal import Decimal
 
 from django.db import connection
 
+from finops.accounts.models import Team
 from finops.kpis.selectors import task_sums, tasks_ended
 from finops.ledger.models import DailyRollup, PromptVersionRollup, RecentRollup, Task
 from finops.ledger.tokens import TOKEN_TYPES
@@ -83,32 +84,38 @@ GROUP BY 1, 2, 3
 def call_sums_by_agent(*, ranges: list[Range]) -> list[dict[AgentKey, dict]]:
     """For each range, the sums of the calls in it per (team_id, agent_id): two queries however many
     ranges (one over the minute rollup, one over the daily rollup)."""
-    minute_pieces: list[tuple[int, datetime, datetime]] = []
-    day_pieces: list[tuple[int, date, date]] = []
+    # a piece shared by several ranges (today so far is in the 1d, 7d and month windows) is read once
+    minute_pieces: dict[Range, list[int]] = defaultdict(list)
+    day_pieces: dict[tuple[date, date], list[int]] = defaultdict(list)
     for index, (start, end) in enumerate(ranges):
         edges, days = range_pieces(start, end)
-        minute_pieces.extend((index, edge_start, edge_end) for edge_start, edge_end in edges)
+        for edge in edges:
+            minute_pieces[edge].append(index)
         if days:
-            day_pieces.append((index, *days))
+            day_pieces[days].append(index)
     results: list[dict[AgentKey, dict]] = [defaultdict(call_sums_empty) for _ in ranges]
     with connection.cursor() as cursor:
         for sql, pieces in ((_RECENT_SQL, minute_pieces), (_DAILY_SQL, day_pieces)):
             if not pieces:
                 continue
-            cursor.execute(sql, [list(column) for column in zip(*pieces, strict=True)])
-            for index, team_id, agent_id, *values in cursor.fetchall():
-                sums_add(results[index][team_id, agent_id], dict(zip(CALL_SUM_FIELDS, values, strict=True)))
+            keys = list(pieces)
+            cursor.execute(sql, [list(range(len(keys))), [key[0] for key in keys], [key[1] for key in keys]])
+            for piece, team_id, agent_id, *values in cursor.fetchall():
+                sums = dict(zip(CALL_SUM_FIELDS, values, strict=True))
+                for index in pieces[keys[piece]]:
+                    sums_add(results[index][team_id, agent_id], sums)
     return results
 
 
 def task_sums_by_agent(*, ranges: list[Range], team_ids: list[int] | None) -> list[dict[AgentKey, dict]]:
     """For each range, the KPI sums of the tasks that ended in it per (team_id, agent_id) (the same sums
-    as finops.kpis.selectors.task_totals): one query per range."""
+    as finops.kpis.selectors.task_totals): one query per range. Every team (None) is named team by
+    team all the same: the (team, ended_at) index then reads only the range, not every task."""
+    if team_ids is None:
+        team_ids = list(Team.objects.values_list("id", flat=True))
     results = []
     for start, end in ranges:
-        tasks = tasks_ended(start=start, end=end)
-        if team_ids is not None:
-            tasks = tasks.filter(team_id__in=team_ids)  # the (team, ended_at) index, per team
+        tasks = tasks_ended(start=start, end=end).filter(team_id__in=team_ids)
         rows = tasks.values("team_id", "agent_id").annotate(**task_sums()).order_by()
         results.append(
             {(row["team_id"], row["agent_id"]): {name: row[name] for name in TASK_SUM_FIELDS} for row in rows}

@@ -106,6 +106,12 @@ def world(db):
     events_ingest(
         raw_events=[_event(team, n) for team in ("a", "b") for n in range(2)], principal=None, source="t"
     )
+    # a recent call with a prompt version per team: the alert rollups hold rows of each team too
+    recent = [
+        {**_event(team, 9), "timestamp": datetime.now(UTC).isoformat(), "prompt_version": "p@1"}
+        for team in ("a", "b")
+    ]
+    events_ingest(raw_events=recent, principal=None, source="t")
     for team in (team_a, team_b, None):
         QuarantinedRow.objects.create(source="t", team=team, payload={}, errors={"x": ["bad"]})
     members = {
