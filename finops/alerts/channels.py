@@ -54,13 +54,14 @@ class ChannelConfigError(ValueError):
 
 def _http_post(*, url: str, body: bytes, headers: dict[str, str], timeout: float) -> HttpAnswer:
     """POST once; no redirect followed, one deadline for connecting, sending and reading the answer."""
+    # errors name the scheme or the port, never the URL: a Slack webhook's URL is its credential
     parts = urlsplit(url)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise ChannelConfigError(f"the target {url!r} is not an http(s) URL")
+        raise ChannelConfigError(f"the target is not an http(s) URL with a host (scheme {parts.scheme!r})")
     try:
         port = parts.port
     except ValueError:
-        raise ChannelConfigError(f"the target {url!r} has an invalid port") from None
+        raise ChannelConfigError("the target's port is not a number from 0 to 65535") from None
     connection_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     deadline = time.monotonic() + timeout
     connection = connection_class(parts.hostname, port, timeout=timeout)

@@ -173,7 +173,7 @@ def test_nothing_listening_is_a_connection_error(team, secret):
         (
             "ftp://127.0.0.1/hook",
             webhook_secret_new(),
-            "the target 'ftp://127.0.0.1/hook' is not an http(s) URL",
+            "the target is not an http(s) URL with a host (scheme 'ftp')",
         ),
         (
             "http://127.0.0.1:1/hook",
