@@ -49,6 +49,7 @@ class TeamData:
     job: ImportJob
     allowance: Allowance  # on the team's agent, its dollar limit a sentinel
     audit: AuditEntry  # the allowance's creation, by a member of the team
+    task: Task  # the run of the team's one call
     channel: AlertChannel  # a webhook, its name a sentinel
     rule: AlertRule  # a runaway_task rule on the agent, sending to the channel, its name a sentinel
     alert: Alert  # the rule's, firing, with a delivery (its message id a sentinel)
@@ -107,6 +108,7 @@ class World:
             job=ImportJob(pk=missing, file_name="ghost-upload.jsonl"),
             allowance=Allowance(pk=missing),
             audit=AuditEntry(pk=missing),
+            task=Task(pk=missing),
             channel=AlertChannel(pk=missing),
             rule=AlertRule(pk=missing),
             alert=Alert(pk=missing),
@@ -221,6 +223,7 @@ def _team_data(
         job=job,
         allowance=allowance,
         audit=AuditEntry.objects.get(object_type="allowance", object_id=str(allowance.pk)),
+        task=Task.objects.get(team=team, task_id=f"{slug}-sentinel-task"),
         channel=channel,
         rule=rule,
         alert=alert,

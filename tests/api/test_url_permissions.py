@@ -793,6 +793,33 @@ ROUTES: dict[str, Route] = {
             ),
         },
     ),
+    "dashboard:task": only(
+        None,
+        "GET",
+        Call(
+            each_team(lambda t: get(f"/tasks/{t.task.pk}/")),
+            team_a=PAGE,
+            team_b=PAGE_FOREIGN,
+            shows=of_each(lambda t: [t.agent.name, f"{t.slug}-sentinel-task"]),
+        ),
+    ),
+    "dashboard:agent": Route(
+        scope=None,
+        methods={
+            "GET": Call(
+                each_team(lambda t: get(f"/agents/{t.agent.pk}/")),
+                team_a=PAGE,
+                team_b=PAGE_FOREIGN,
+                shows=of_each(lambda t: [t.agent.name]),
+            ),
+            # the kill switch: sre and tech_lead of the team (and admin); finops, pm, ml, viewer may not
+            "POST": Call(
+                each_team(lambda t: form(f"/agents/{t.agent.pk}/", {"max_steps": "40"})),
+                team_a="302 403 | 302 302 403 403 403 | 302 302 302 | 302",
+                team_b="302 403 | 404 404 404 404 404 | 302 302 302 | 302",
+            ),
+        },
+    ),
     # an allowance the person sees but may not change is a 403, as in the API; one it cannot see a 404
     "dashboard:allowance-remove": only(
         None,
