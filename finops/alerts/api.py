@@ -569,12 +569,14 @@ class AlertRuleViewSet(
             rule = rule_create(principal=self.principal, team=team, channels=channels, **fields)
         return Response(AlertRuleSerializer(rule).data, status=201)
 
-    def _channels(self, ids: list[int]) -> list[AlertChannel]:
-        """The channels named: each one the principal sees, else a 404 naming it."""
+    def _channels(self, ids: list[int], attached=()) -> list[AlertChannel]:
+        """The channels named: each one the principal sees (or one already on the rule), else a 404
+        naming it."""
         found = {
             channel.pk: channel
             for channel in AlertChannel.objects.restrict(self.principal, "view").filter(pk__in=ids)
         }
+        found.update({channel.pk: channel for channel in attached if channel.pk in ids})
         missing = [str(pk) for pk in dict.fromkeys(ids) if pk not in found]
         if missing:
             raise exceptions.NotFound(f"no alert channel {', '.join(missing)} that you may see")
@@ -595,7 +597,7 @@ class AlertRuleViewSet(
         elif "team" in data and rule.agent_id and team != rule.team:
             changes["agent"] = agent_named(self.principal, team, rule.agent.name)
         if "channels" in changes:
-            changes["channels"] = self._channels(changes["channels"])
+            changes["channels"] = self._channels(changes["channels"], attached=rule.channels.all())
         with service_errors(conflict=True):
             rule = rule_update(principal=self.principal, rule=rule, **changes)
         rule = self.get_queryset().get(pk=rule.pk)

@@ -366,13 +366,17 @@ def rule_validate(*, rule: AlertRule) -> None:
         raise ValidationError(errors)
 
 
-def _channels_check(*, principal: Principal, team: Team | None, channels) -> list[AlertChannel]:
-    """The rule's channels: each one the principal sees, and the rule's team's or the organisation's."""
+def _channels_check(
+    *, principal: Principal, team: Team | None, channels, attached: list[AlertChannel] = ()
+) -> list[AlertChannel]:
+    """The rule's channels: each one the principal sees (or one already on the rule), and the rule's
+    team's or the organisation's."""
     channels = list(channels)
     ids = {channel.pk if isinstance(channel, AlertChannel) else channel for channel in channels}
     found = {
         channel.pk: channel for channel in AlertChannel.objects.restrict(principal, "view").filter(pk__in=ids)
     }
+    found.update({channel.pk: channel for channel in attached if channel.pk in ids})
     missing = sorted(str(pk) for pk in ids if pk not in found)
     if missing:
         raise ValidationError({"channels": [f"no channel {', '.join(missing)} that you may see"]})
@@ -435,11 +439,22 @@ def rule_update(*, principal: Principal, rule: AlertRule, **changes: Any) -> Ale
     for name, value in changes.items():
         setattr(rule, name, value)
     rule_validate(rule=rule)
+    attached = list(rule.channels.all())
     if new_channels is not None:
-        chosen = _channels_check(principal=principal, team=rule.team, channels=new_channels)
+        # a channel on the rule that the principal cannot see (the organisation's, put there by an
+        # admin) stays: no one changes what they cannot see
+        seen = set(
+            AlertChannel.objects.restrict(principal, "view")
+            .filter(pk__in=[channel.pk for channel in attached])
+            .values_list("pk", flat=True)
+        )
+        hidden = [channel for channel in attached if channel.pk not in seen]
+        chosen = _channels_check(
+            principal=principal, team=rule.team, channels=[*new_channels, *hidden], attached=attached
+        )
     else:
         # a rule moved to another team may not keep the old team's channels
-        chosen = _channels_check(principal=principal, team=rule.team, channels=rule.channels.all())
+        chosen = _channels_check(principal=principal, team=rule.team, channels=attached, attached=attached)
     rule.full_clean(exclude=["created_by", "team", "agent"])
     rule.save()
     if new_channels is not None:

@@ -723,3 +723,16 @@ def test_deliveries_show_why_a_channel_fails(make_api, support):
     ] == [(gave_up.pk, "failed", 5, 503, "503 Service Unavailable")]
     assert client.get("/api/v1/alert-deliveries", {"status": "sent"}).json()["count"] == 1
     assert person(role="viewer", team_slug="search").get("/api/v1/alert-deliveries").json()["count"] == 0
+
+
+def test_a_team_editor_sends_back_the_channels_it_read_including_the_organisations(support):
+    admin, sre = person(org_role="admin"), person(role="sre")
+    org = admin.post("/api/v1/alert-channels", {**HOOK, "team": None}, format="json").json()
+    rule = admin.post("/api/v1/alert-rules", {**FORECAST, "channels": [org["id"]]}, format="json").json()
+    read = sre.get(f"/api/v1/alert-rules/{rule['id']}").json()
+    assert read["channels"] == [org["id"]]
+    again = sre.patch(
+        f"/api/v1/alert-rules/{rule['id']}", {"channels": read["channels"], "value": "5"}, format="json"
+    )
+    assert again.status_code == 200, again.content
+    assert (again.json()["channels"], again.json()["value"]) == ([org["id"]], "5")

@@ -147,6 +147,28 @@ def test_a_rule_moved_to_another_team_needs_its_guard_and_leaves_the_old_teams_c
     assert AlertRule.objects.get().team == search
 
 
+def test_a_channel_the_editor_cannot_see_stays_on_the_rule(world):
+    support = world["support"]
+    org, _ = channel_create(principal=world["admin"], team=None, kind="email", target="cfo@example.com")
+    own, _ = channel_create(principal=world["sre"], team=support, kind="email", target="oncall@example.com")
+    rule = rule_create(
+        principal=world["admin"],
+        name="spend",
+        team=support,
+        kind="forecast",
+        value=Decimal(9),
+        channels=[org],
+    )
+    # the sre changes the value, and the channels it sees: the organisation's channel stays
+    rule_update(principal=world["sre"], rule=rule, value=Decimal(10))
+    rule_update(principal=world["sre"], rule=rule, channels=[own])
+    assert sorted(rule.channels.values_list("pk", flat=True)) == [org.pk, own.pk]
+    rule_update(principal=world["sre"], rule=rule, channels=[])
+    assert list(rule.channels.all()) == [org]
+    rule_update(principal=world["admin"], rule=rule, channels=[])
+    assert not rule.channels.exists()
+
+
 @pytest.mark.parametrize("kind", RuleKind.values)
 def test_each_kind_reads_its_fields_and_refuses_the_others(world, kind):
     # every field a kind reads, filled; then each field it does not read, filled alone: an error of that field
