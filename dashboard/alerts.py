@@ -15,7 +15,6 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db.models import F, Q
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -39,6 +38,7 @@ from finops.alerts.models import (
 from finops.alerts.selectors import (
     alerts_open,
     alerts_visible,
+    channels_failing,
     channels_visible,
     rules_visible,
     silences_active,
@@ -99,16 +99,6 @@ def team_filter(request) -> Team | None:
     return team
 
 
-def channels_failing(*, principal) -> list[AlertChannel]:
-    """Channels whose latest delivery failed: the last failure is after the last success."""
-    return list(
-        channels_visible(principal=principal)
-        .filter(last_failure_at__isnull=False)
-        .filter(Q(last_success_at__isnull=True) | Q(last_success_at__lt=F("last_failure_at")))
-        .order_by("last_failure_at")
-    )
-
-
 # --- /alerts/ -------------------------------------------------------------------------------------
 
 
@@ -164,7 +154,7 @@ def _alerts_page(request, *, silence_form: SilenceForm | None = None, status: in
             "firing_count": sum(alert.state == AlertState.FIRING for alert in open_list),
             "past": past_page,
             "query": urlencode(query),
-            "failing": channels_failing(principal=principal),
+            "failing": list(channels_failing(principal=principal)),
             "silences": silence_rows,
             "silence_form": silence_form,
             "has_rules": rules_visible(principal=principal).exists(),

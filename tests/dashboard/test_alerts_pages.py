@@ -368,7 +368,7 @@ def test_one_alert_tells_its_story(world, role):
     assert notified > 0
     deliveries = html[html.index('id="deliveries"') :]
     assert "support-hook" in deliveries and "failed (gave up)" in deliveries
-    assert "<td>4</td>" in deliveries and "<td>503</td>" in deliveries
+    assert '<td class="num">4</td>' in deliveries and '<td class="num">503</td>' in deliveries
     assert "HTTP 503 from support receiver" in deliveries
     assert (f"/alerts/{firing.pk}/ack" in html) is (role == "sre")
 
@@ -503,7 +503,11 @@ def test_an_sre_edits_disables_enables_and_deletes_a_rule(world):
     rule, channel = support["rule"], support["channel"]
     sre = client_for(world["users"]["sre"])
     form = page(world, "sre", f"/alerts/rules/{rule.pk}/")
-    assert 'value="support runaway"' in form and 'value="runaway:cost_usd" selected' in form
+    assert (
+        'value="support runaway"' in form
+        and 'name="value" value="5"' in form
+        and 'value="runaway:cost_usd" selected' in form
+    )
     before = audit_count()
     edited = {
         **THRESHOLD_FORM,
