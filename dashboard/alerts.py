@@ -52,24 +52,31 @@ PAST_PAGE_SIZE = 25
 
 @dataclass(frozen=True)
 class Guarding:
-    """The teams whose alerting the person may change (`every`: all of them, and the organisation's)."""
+    """The teams whose alerting the person may change (guarding_team_ids, read once per request):
+    `team_ids` None is every team, and the organisation's rows too. The same rule as
+    GuardedQuerySet.restrict(principal, "change"), so a button is shown exactly where its POST is allowed."""
 
-    teams: object  # a Team queryset
-    every: bool
+    team_ids: frozenset[int] | None
+
+    @property
+    def every(self) -> bool:
+        return self.team_ids is None
 
     @property
     def any(self) -> bool:
-        return self.every or self.teams.exists()
+        return self.team_ids is None or bool(self.team_ids)
+
+    @property
+    def teams(self):
+        return Team.objects.all() if self.team_ids is None else Team.objects.filter(pk__in=self.team_ids)
 
     def may_change(self, row) -> bool:
-        return self.every or (row.team_id is not None and self.teams.filter(pk=row.team_id).exists())
+        return self.team_ids is None or row.team_id in self.team_ids
 
 
 def _guarding(principal) -> Guarding:
     team_ids = guarding_team_ids(principal=principal)
-    if team_ids is None:
-        return Guarding(teams=Team.objects.all(), every=True)
-    return Guarding(teams=Team.objects.filter(pk__in=team_ids), every=False)
+    return Guarding(team_ids=None if team_ids is None else frozenset(team_ids))
 
 
 def _changeable(model, principal, pk: int):
@@ -126,11 +133,6 @@ def _alerts_page(request, *, silence_form: SilenceForm | None = None, status: in
         request.GET.get("page")
     )
     open_list = list(open_alerts)
-    changeable_alerts = set(
-        Alert.objects.restrict(principal, "change")
-        .filter(pk__in=[alert.pk for alert in open_list])
-        .values_list("pk", flat=True)
-    )
     if silence_form is None and guarding.any:
         silence_form = _silence_form(principal, guarding)
     now = timezone.now()
@@ -148,7 +150,7 @@ def _alerts_page(request, *, silence_form: SilenceForm | None = None, status: in
             "states": AlertState.values,
             "team_options": list(Team.objects.restrict(principal)),
             "open_alerts": [
-                {"alert": alert, "may_ack": alert.pk in changeable_alerts and alert.acknowledged_at is None}
+                {"alert": alert, "may_ack": guarding.may_change(alert) and alert.acknowledged_at is None}
                 for alert in open_list
             ],
             "firing_count": sum(alert.state == AlertState.FIRING for alert in open_list),
