@@ -146,7 +146,7 @@ def rule_initial(rule: AlertRule) -> dict:
         if rule.kind == RuleKind.RUNAWAY_TASK and rule.metric
         else rule.metric,
         "op": rule.op,
-        "value": rule.value,
+        "value": None if rule.value is None else format(rule.value.normalize(), "f"),
         "window": rule.window,
         "for_minutes": rule.for_minutes,
         "repeat_minutes": rule.repeat_minutes,
@@ -193,6 +193,8 @@ class SilenceForm(TeamChoiceMixin, forms.Form):
         self.team_choices(teams=teams, every_team=every_team)
         # a rule's silence is of the rule's team: the team is not asked then
         self.fields["team"].required = False
+        if not every_team:
+            self.fields["team"].empty_label = "— (the rule's)"
         self.fields["rule"].queryset = rules
         self.fields["rule"].label_from_instance = lambda rule: (
             f"{rule.name} ({rule.team.slug if rule.team_id else 'every team'})"
@@ -201,6 +203,11 @@ class SilenceForm(TeamChoiceMixin, forms.Form):
 
     def clean(self):
         data = super().clean()
+        if data.get("rule") is not None:
+            data["team"] = None  # the rule's own
+            if (data.get("agent") or "").strip():
+                self.add_error("agent", "silence a rule, or a team's agent, not both")
+                data["agent"] = ""
         team, agent_name = data.get("team"), (data.get("agent") or "").strip()
         if data.get("rule") is None and team is None and not self.every_team and not self.errors:
             self.add_error("team", "choose a rule or a team to silence")

@@ -15,7 +15,6 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db.models import F, Q
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -39,6 +38,7 @@ from finops.alerts.models import (
 from finops.alerts.selectors import (
     alerts_open,
     alerts_visible,
+    channels_failing,
     channels_visible,
     rules_visible,
     silences_active,
@@ -52,24 +52,31 @@ PAST_PAGE_SIZE = 25
 
 @dataclass(frozen=True)
 class Guarding:
-    """The teams whose alerting the person may change (`every`: all of them, and the organisation's)."""
+    """The teams whose alerting the person may change (guarding_team_ids, read once per request):
+    `team_ids` None is every team, and the organisation's rows too. The same rule as
+    GuardedQuerySet.restrict(principal, "change"), so a button is shown exactly where its POST is allowed."""
 
-    teams: object  # a Team queryset
-    every: bool
+    team_ids: frozenset[int] | None
+
+    @property
+    def every(self) -> bool:
+        return self.team_ids is None
 
     @property
     def any(self) -> bool:
-        return self.every or self.teams.exists()
+        return self.team_ids is None or bool(self.team_ids)
+
+    @property
+    def teams(self):
+        return Team.objects.all() if self.team_ids is None else Team.objects.filter(pk__in=self.team_ids)
 
     def may_change(self, row) -> bool:
-        return self.every or (row.team_id is not None and self.teams.filter(pk=row.team_id).exists())
+        return self.team_ids is None or row.team_id in self.team_ids
 
 
 def _guarding(principal) -> Guarding:
     team_ids = guarding_team_ids(principal=principal)
-    if team_ids is None:
-        return Guarding(teams=Team.objects.all(), every=True)
-    return Guarding(teams=Team.objects.filter(pk__in=team_ids), every=False)
+    return Guarding(team_ids=None if team_ids is None else frozenset(team_ids))
 
 
 def _changeable(model, principal, pk: int):
@@ -99,16 +106,6 @@ def team_filter(request) -> Team | None:
     return team
 
 
-def channels_failing(*, principal) -> list[AlertChannel]:
-    """Channels whose latest delivery failed: the last failure is after the last success."""
-    return list(
-        channels_visible(principal=principal)
-        .filter(last_failure_at__isnull=False)
-        .filter(Q(last_success_at__isnull=True) | Q(last_success_at__lt=F("last_failure_at")))
-        .order_by("last_failure_at")
-    )
-
-
 # --- /alerts/ -------------------------------------------------------------------------------------
 
 
@@ -136,11 +133,6 @@ def _alerts_page(request, *, silence_form: SilenceForm | None = None, status: in
         request.GET.get("page")
     )
     open_list = list(open_alerts)
-    changeable_alerts = set(
-        Alert.objects.restrict(principal, "change")
-        .filter(pk__in=[alert.pk for alert in open_list])
-        .values_list("pk", flat=True)
-    )
     if silence_form is None and guarding.any:
         silence_form = _silence_form(principal, guarding)
     now = timezone.now()
@@ -158,13 +150,13 @@ def _alerts_page(request, *, silence_form: SilenceForm | None = None, status: in
             "states": AlertState.values,
             "team_options": list(Team.objects.restrict(principal)),
             "open_alerts": [
-                {"alert": alert, "may_ack": alert.pk in changeable_alerts and alert.acknowledged_at is None}
+                {"alert": alert, "may_ack": guarding.may_change(alert) and alert.acknowledged_at is None}
                 for alert in open_list
             ],
             "firing_count": sum(alert.state == AlertState.FIRING for alert in open_list),
             "past": past_page,
             "query": urlencode(query),
-            "failing": channels_failing(principal=principal),
+            "failing": list(channels_failing(principal=principal)),
             "silences": silence_rows,
             "silence_form": silence_form,
             "has_rules": rules_visible(principal=principal).exists(),

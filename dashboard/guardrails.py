@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from dashboard.alert_forms import MICRO, errors_onto
+from dashboard.audit import audit_changes
 from finops.accounts.models import Team
 from finops.accounts.selectors import guarding_team_ids
 from finops.audit.models import AuditEntry
@@ -113,7 +114,7 @@ def guardrails(request):
             team=data["team"],
             agent=agent,
             window=data["window"],
-            limit_usd=data["limit_usd"],
+            limit_usd=None if data["limit_usd"] is None else data["limit_usd"].quantize(MICRO),
             limit_tokens=data["limit_tokens"],
             warn_at=data["warn_at"],
             action=data["action"],
@@ -126,14 +127,17 @@ def guardrails(request):
         _row(allowance, live[allowance.pk], may_change=guarding is None or allowance.team_id in guarding)
         for allowance in allowances
     ]
-    audit = AuditEntry.objects.restrict(principal, "view").select_related("team")[:50]
+    audit = [
+        {"entry": entry, "changes": audit_changes(entry)}
+        for entry in AuditEntry.objects.restrict(principal, "view").select_related("team")[:20]
+    ]
     return render(
         request,
         "dashboard/guardrails.html",
         {
             "rows": rows,
             "form": form if guarded_teams.exists() else None,
-            "audit": audit,
+            "rows_audit": audit,
             "now": timezone.now(),
         },
     )

@@ -9,7 +9,9 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from finops.accounts.models import Membership, OrgRole, User
@@ -368,7 +370,7 @@ def test_one_alert_tells_its_story(world, role):
     assert notified > 0
     deliveries = html[html.index('id="deliveries"') :]
     assert "support-hook" in deliveries and "failed (gave up)" in deliveries
-    assert "<td>4</td>" in deliveries and "<td>503</td>" in deliveries
+    assert '<td class="num">4</td>' in deliveries and '<td class="num">503</td>' in deliveries
     assert "HTTP 503 from support receiver" in deliveries
     assert (f"/alerts/{firing.pk}/ack" in html) is (role == "sre")
 
@@ -503,7 +505,11 @@ def test_an_sre_edits_disables_enables_and_deletes_a_rule(world):
     rule, channel = support["rule"], support["channel"]
     sre = client_for(world["users"]["sre"])
     form = page(world, "sre", f"/alerts/rules/{rule.pk}/")
-    assert 'value="support runaway"' in form and 'value="runaway:cost_usd" selected' in form
+    assert (
+        'value="support runaway"' in form
+        and 'name="value" value="5"' in form
+        and 'value="runaway:cost_usd" selected' in form
+    )
     before = audit_count()
     edited = {
         **THRESHOLD_FORM,
@@ -702,3 +708,49 @@ def test_an_allowance_is_edited_on_its_page_and_audited(world):
     allowance.refresh_from_db()
     assert allowance.limit_usd == Decimal(40) and audit_count() == before + 2  # + the foreign one's creation
     assert Allowance.objects.get(pk=foreign.pk).limit_tokens == 9
+
+
+# --- cost -----------------------------------------------------------------------------------------
+
+
+def queries_for(client: Client, path: str) -> int:
+    with CaptureQueriesContext(connection) as captured:
+        assert client.get(path).status_code == 200
+    return len(captured)
+
+
+def test_many_rows_cost_no_more_queries_than_one(world):
+    support, admin = world["support"], world["users"]["admin"]
+    sre = client_for(world["users"]["sre"])
+    paths = ["/alerts/", "/alerts/rules/", "/audit/", f"/alerts/{support['firing'].pk}/"]
+    few = {path: queries_for(sre, path) for path in paths}
+    for number in range(8):
+        channel, _ = channel_create(
+            principal=admin, team=support["team"], kind="email", target=f"oncall{number}@example.com"
+        )
+        AlertChannel.objects.filter(pk=channel.pk).update(last_failure_at=MOMENT, consecutive_failures=1)
+        rule = rule_create(
+            principal=admin,
+            name=f"forecast {number}",
+            team=support["team"],
+            kind="forecast",
+            value=Decimal(100 + number),
+            channels=[channel],
+        )
+        Alert.objects.create(
+            rule=rule,
+            team=support["team"],
+            subject="team:support",
+            state="firing" if number % 2 else "resolved",
+            started_at=MOMENT,
+            resolved_at=None if number % 2 else MOMENT + timedelta(hours=1),
+            acknowledged_by=admin if number % 3 == 0 else None,
+            acknowledged_at=MOMENT if number % 3 == 0 else None,
+            last_evaluated_at=MOMENT,
+        )
+        Delivery.objects.create(
+            alert=support["firing"], channel=channel, team=support["team"], event="alert.firing", payload={}
+        )
+        silence_create(principal=admin, rule=rule, ends_at=timezone.now() + timedelta(hours=number + 1))
+    many = {path: queries_for(sre, path) for path in paths}
+    assert many == few

@@ -41,7 +41,11 @@ def test_an_sre_adds_and_deletes_an_allowance_and_sees_it_audited():
     allowance = Allowance.objects.get()
     html = sre.get("/guardrails/").content.decode()
     assert "support/refund-bot" in html and "$0.00 + $0.00 of $25.00" in html
-    assert f"create allowance {allowance.pk}" in html  # the audit log
+    audit = html[html.index('id="audit"') :]  # the audit log: the creation, with its limit
+    assert (
+        '<span class="action create">create</span>' in audit and f"<td>allowance {allowance.pk}</td>" in audit
+    )
+    assert "<code>limit_usd</code>: <ins>25.000000</ins>" in audit
     assert sre.post(f"/guardrails/allowances/{allowance.pk}/delete").status_code == 302
     assert not Allowance.objects.exists()
     assert list(AuditEntry.objects.values_list("action", flat=True).order_by("id")) == ["create", "delete"]
