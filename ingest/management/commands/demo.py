@@ -9,8 +9,9 @@ from ingest.demo import DEFAULT_DAYS, DEFAULT_SEED, DEMO_LOGINS, MIN_DAYS, DemoB
 
 class Command(BaseCommand):
     help = (
-        "Load a realistic demo data set: several teams and agents, a runaway loop, a prompt change that "
-        "collapses the cache hit rate, batch jobs, an unpriced model. Loading it again adds nothing."
+        "Load a realistic demo data set: several teams and agents, a runaway loop stopped by its agent's "
+        "kill switch and its team's allowance, a prompt change that collapses the cache hit rate, batch "
+        "jobs, an unpriced model. Loading it again adds nothing."
     )
 
     def add_arguments(self, parser) -> None:
