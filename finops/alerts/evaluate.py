@@ -123,6 +123,7 @@ METRICS: dict[str, tuple[bool, Callable[[Kpis], object]]] = {
     "tasks.successful": (True, lambda kpis: kpis.tasks_successful),
     "tasks.failed": (True, lambda kpis: kpis.tasks_failed),
     "tasks.abandoned": (True, lambda kpis: kpis.tasks_abandoned),
+    "tasks.killed": (True, lambda kpis: kpis.tasks_killed),
     "tasks.unpriced_calls": (True, lambda kpis: kpis.tasks_unpriced_calls),
 }
 RUNAWAY_METRICS = ("cost_usd", "steps")
@@ -456,7 +457,7 @@ class Evaluation:
                         drop,
                         drop_allowed,
                         f"cache hit rate of prompt version {newest.prompt_version} is {newest_rate:.1%}, "
-                        f"{drop:.1%} below {previous.prompt_version}'s {previous_rate:.1%}",
+                        f"{drop * 100:.1f} points below {previous.prompt_version}'s {previous_rate:.1%}",
                     )
                 )
         return breaches

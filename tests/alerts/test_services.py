@@ -258,3 +258,10 @@ def test_active_silences_are_the_ones_not_ended(world):
             principal=world["admin"], team=support, agent=world["indexer"], ends_at=now + timedelta(hours=1)
         )
     assert list(wrong_agent.value.message_dict) == ["agent"]
+
+
+def test_every_metric_a_rule_may_name_is_one_the_evaluator_reads():
+    from finops.alerts.evaluate import METRICS
+    from finops.alerts.services import THRESHOLD_METRICS
+
+    assert set(THRESHOLD_METRICS) == set(METRICS)
