@@ -17,7 +17,7 @@ from django.db.models import Count, F, Q, Sum
 from django.db.models.functions import Coalesce
 
 from finops.accounts.models import Membership, OrgRole, Team, TeamRole, User
-from finops.alerts.models import AlertRule
+from finops.alerts.models import Alert, AlertRule, AlertState
 from finops.audit.models import AuditEntry
 from finops.guardrails.check import guard_check
 from finops.guardrails.models import Allowance, AllowanceUsage
@@ -220,7 +220,7 @@ def test_loading_again_with_the_same_seed_adds_nothing(demo, db):
     assert again.cost_usd == demo.cost_usd
     assert again.tasks_recorded == 0
     assert again.tasks_in_window == demo.tasks_in_window
-    assert Allowance.objects.count() == AlertRule.objects.count() == 1
+    assert (Allowance.objects.count(), AlertRule.objects.count(), Alert.objects.count()) == (1, 2, 1)
     assert again.guarded.killed == demo.guarded.killed and again.guarded.denied == demo.guarded.denied
 
 
@@ -463,3 +463,26 @@ def test_the_runaway_alert_rule_is_there_for_the_alert_engine(demo, db):
         agent.max_cost_usd / 2,
     )
     assert not rule.channels.exists()
+
+
+def test_the_prompt_change_has_fired_its_cache_collapse_alert(demo, db):
+    """The demo's rules are judged once it is loaded: the prompt change that collapsed the cache hit
+    rate is a firing alert a new user finds on first start, its numbers those of the rollups."""
+    story = demo.story
+    agent = Agent.objects.get(team__slug=story.prompt_change_team, name=story.prompt_change_agent)
+    alert = Alert.objects.get(rule__kind="cache_collapse")
+    assert (alert.state, alert.subject) == (
+        AlertState.FIRING,
+        f"agent:{story.prompt_change_team}/{story.prompt_change_agent}",
+    )
+    rates = {}
+    for version in (story.prompt_version_before, story.prompt_version_after):
+        calls = Call.objects.filter(agent=agent, prompt_version=version)
+        sums = calls.aggregate(
+            read=Sum("cache_read"),
+            sent=Sum(F("uncached_input") + F("cache_read") + F("cache_write_5m") + F("cache_write_1h")),
+        )
+        rates[version] = Decimal(sums["read"]) / Decimal(sums["sent"])
+    drop = rates[story.prompt_version_before] - rates[story.prompt_version_after]
+    assert drop > Decimal("0.2") and abs(alert.value - drop) < Decimal("1e-9")
+    assert [alert.pk for alert in demo.alerts.fired] == [alert.pk]
