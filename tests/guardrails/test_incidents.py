@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import cache
 
 import pytest
 from django.db.models import Sum
@@ -52,6 +53,7 @@ def catalog_cost(*, input_tokens: int, output_tokens: int) -> Decimal:
     ).total_price
 
 
+@cache  # the $10,000 story sums over 500 steps again and again
 def step_cost(step: int) -> Decimal:
     input_tokens, output_tokens = step_usage(step)
     return catalog_cost(input_tokens=input_tokens, output_tokens=output_tokens)
