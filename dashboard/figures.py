@@ -8,13 +8,16 @@ tables format the exact Decimal.
 from __future__ import annotations
 
 import json
+import zlib
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 import plotly.graph_objects as go
 
-from dashboard.formatting import count, percent, usd_column
+from dashboard.formatting import count, percent, usd, usd_column
+from finops.kpis.agents import AgentReport
 from finops.kpis.series import DailyUsage, SpendSeries
+from finops.kpis.trace import TaskTrace
 from finops.ledger.tokens import INPUT_TOKEN_TYPES, TOKEN_TYPES
 
 STACK_LIMIT = 8  # more bars than this in one stack cannot be told apart; the rest become "other"
@@ -104,7 +107,29 @@ def _top_stacks(series: SpendSeries) -> dict[str, list[Decimal]]:
     return kept
 
 
-def spend_chart(series: SpendSeries) -> Chart:
+OTHER_COLOUR = PALETTE[-1]  # grey: the "other (N)" stack
+
+
+def stable_colour(key: int) -> str:
+    """The colour of a team or agent by its id: the same on every page and in every window (ids are
+    given in order, so up to eight teams made one after another never share one)."""
+    return PALETTE[(key - 1) % (len(PALETTE) - 1)]
+
+
+def _stack_colour(label: str, position: int, *, stack_by: str, colours: dict[str, str]) -> str:
+    if stack_by == "token_type":
+        return TOKEN_TYPE_COLOURS[label]
+    if label in colours:
+        return colours[label]
+    if label.startswith("other ("):
+        return OTHER_COLOUR
+    if stack_by == "model":  # no id: the name's checksum, stable across windows
+        return PALETTE[zlib.crc32(label.encode()) % (len(PALETTE) - 1)]
+    return PALETTE[position % (len(PALETTE) - 1)]
+
+
+def spend_chart(series: SpendSeries, *, colours: dict[str, str] | None = None) -> Chart:
+    """Spend per day, stacked; `colours` maps a stack's label (team slug, "team/agent") to its colour."""
     stacks = _top_stacks(series)
     x_days = [day.isoformat() for day in series.days]
     figure = go.Figure(
@@ -113,17 +138,14 @@ def spend_chart(series: SpendSeries) -> Chart:
                 name=stack_label(label, series.stack_by),
                 x=x_days,
                 y=[float(amount) for amount in amounts],
-                marker_color=(
-                    TOKEN_TYPE_COLOURS[label]
-                    if series.stack_by == "token_type"
-                    else PALETTE[position % len(PALETTE)]
-                ),
+                marker_color=_stack_colour(label, position, stack_by=series.stack_by, colours=colours or {}),
                 hovertemplate="%{fullData.name}: $%{y:,.4f}<extra></extra>",
             )
             for position, (label, amounts) in enumerate(stacks.items())
         ],
         layout=_base_layout(
             barmode="stack",
+            showlegend=True,  # also for one stack: the legend names whose spend it is
             height=340,
             xaxis={"type": "date", "gridcolor": "#e5e7eb", "tickformat": "%d %b"},
             yaxis={"tickprefix": "$", "gridcolor": "#e5e7eb", "rangemode": "tozero"},
@@ -296,3 +318,223 @@ def kpi_bullet(
     return _figure_json(figure, config={"displayModeBar": False, "staticPlot": True}) | {
         "data_id": f"{chart_id}-data"
     }
+
+
+def trace_context_chart(trace: TaskTrace) -> Chart:
+    """The quadratic curve of a run that resends its context every step, beside the straight line a
+    context kept at the first call's size (compaction) would give."""
+    positions = [step.position for step in trace.steps]
+    figure = go.Figure(
+        data=[
+            go.Scatter(
+                name="tokens sent so far",
+                x=positions,
+                y=[step.cumulative_context_tokens for step in trace.steps],
+                mode="lines+markers",
+                line={"color": PALETTE[0], "width": 2},
+                hovertemplate="call %{x}: %{y:,} input tokens so far<extra></extra>",
+            ),
+            go.Scatter(
+                name="with compaction (first call's context each step)",
+                x=positions,
+                y=[step.compacted_cumulative_tokens for step in trace.steps],
+                mode="lines",
+                line={"color": PALETTE[2], "width": 2, "dash": "dash"},
+                hovertemplate="call %{x}: %{y:,} with compaction<extra></extra>",
+            ),
+            go.Bar(
+                name="context of this call",
+                x=positions,
+                y=[step.context_tokens for step in trace.steps],
+                marker_color="#93c5fd",
+                yaxis="y2",
+                hovertemplate="call %{x}: %{y:,} input tokens<extra></extra>",
+            ),
+        ],
+        layout=_base_layout(
+            height=320,
+            showlegend=True,
+            xaxis={"title": {"text": "call"}, "gridcolor": "#e5e7eb", "dtick": max(1, len(positions) // 20)},
+            yaxis={"title": {"text": "input tokens so far"}, "gridcolor": "#e5e7eb", "rangemode": "tozero"},
+            yaxis2={"overlaying": "y", "side": "right", "showgrid": False, "rangemode": "tozero"},
+        ),
+    )
+    return Chart(
+        chart_id="trace-context",
+        title="Context sent per call and so far",
+        figure=_figure_json(figure),
+        table_caption="Input tokens (all four input types) per call, so far, and so far with compaction",
+        table_head=["Call", "Context", "So far", "With compaction"],
+        table_rows=[
+            [
+                str(step.position),
+                count(step.context_tokens),
+                count(step.cumulative_context_tokens),
+                count(step.compacted_cumulative_tokens),
+            ]
+            for step in trace.steps
+        ],
+    )
+
+
+def trace_cost_chart(trace: TaskTrace) -> Chart:
+    positions = [step.position for step in trace.steps]
+    figure = go.Figure(
+        data=[
+            go.Bar(
+                name="cost of this call",
+                x=positions,
+                y=[None if step.cost_usd is None else float(step.cost_usd) for step in trace.steps],
+                marker_color=PALETTE[1],
+                hovertemplate="call %{x}: $%{y:,.4f}<extra></extra>",
+            ),
+            go.Scatter(
+                name="cost so far",
+                x=positions,
+                y=[float(step.cumulative_cost_usd) for step in trace.steps],
+                mode="lines",
+                line={"color": PALETTE[4], "width": 2},
+                yaxis="y2",
+                hovertemplate="call %{x}: $%{y:,.4f} so far<extra></extra>",
+            ),
+        ],
+        layout=_base_layout(
+            height=300,
+            showlegend=True,
+            xaxis={"title": {"text": "call"}, "gridcolor": "#e5e7eb", "dtick": max(1, len(positions) // 20)},
+            yaxis={"tickprefix": "$", "gridcolor": "#e5e7eb", "rangemode": "tozero"},
+            yaxis2={
+                "overlaying": "y",
+                "side": "right",
+                "tickprefix": "$",
+                "showgrid": False,
+                "rangemode": "tozero",
+            },
+        ),
+    )
+    amounts = usd_column(
+        [amount for step in trace.steps for amount in (step.cost_usd or Decimal(0), step.cumulative_cost_usd)]
+    )
+    return Chart(
+        chart_id="trace-cost",
+        title="Cost per call and so far",
+        figure=_figure_json(figure),
+        table_caption="Cost per call (— unpriced) and cost so far of the priced calls",
+        table_head=["Call", "Cost", "So far"],
+        table_rows=[
+            [str(step.position), "—" if step.cost_usd is None else amounts[2 * index], amounts[2 * index + 1]]
+            for index, step in enumerate(trace.steps)
+        ],
+    )
+
+
+def cost_per_success_chart(report: AgentReport, *, slo: Decimal | None) -> Chart:
+    """$/successful task per UTC day of the runs' end, against the agent's cost SLO."""
+    shapes, annotations = [], []
+    if slo is not None:
+        shape, annotation = _target_line(float(slo), f"cost SLO {usd(slo)}")
+        shapes, annotations = [shape], [annotation]
+    figure = go.Figure(
+        data=[
+            go.Scatter(
+                name="$ per successful task",
+                x=[day.day.isoformat() for day in report.days],
+                y=[
+                    None
+                    if day.cost_per_successful_task_usd is None
+                    else float(day.cost_per_successful_task_usd)
+                    for day in report.days
+                ],
+                mode="lines+markers",
+                connectgaps=False,
+                line={"color": PALETTE[0], "width": 2},
+                hovertemplate="%{x}: $%{y:,.4f} per successful task<extra></extra>",
+            )
+        ],
+        layout=_base_layout(
+            height=300,
+            showlegend=False,
+            shapes=shapes,
+            annotations=annotations,
+            xaxis={"type": "date", "gridcolor": "#e5e7eb", "tickformat": "%d %b"},
+            yaxis={"tickprefix": "$", "gridcolor": "#e5e7eb", "rangemode": "tozero"},
+        ),
+    )
+    costs = usd_column([day.cost_usd for day in report.days])
+    per_success = [day.cost_per_successful_task_usd for day in report.days]
+    shown = usd_column([value for value in per_success if value is not None])
+    shown_iter = iter(shown)
+    return Chart(
+        chart_id="cost-per-success",
+        title="$ per successful task per day",
+        figure=_figure_json(figure),
+        table_caption="Runs ended per UTC day: their cost over the successful ones (— none succeeded)",
+        table_head=["Day", "Runs", "Successful", "Cost", "$ per successful task"],
+        table_rows=[
+            [
+                day.day.isoformat(),
+                count(day.tasks),
+                count(day.successful),
+                costs[index],
+                "—" if per_success[index] is None else next(shown_iter),
+            ]
+            for index, day in enumerate(report.days)
+        ],
+    )
+
+
+def steps_chart(report: AgentReport, *, ideal_steps: int | None) -> Chart:
+    """How many calls the agent's runs took, against the ideal run."""
+    shapes, annotations = [], []
+    if ideal_steps:
+        shapes = [
+            {
+                "type": "line",
+                "xref": "x",
+                "x0": ideal_steps,
+                "x1": ideal_steps,
+                "yref": "paper",
+                "y0": 0,
+                "y1": 1,
+                "line": {"color": TARGET_COLOUR, "width": 2, "dash": "dash"},
+            }
+        ]
+        annotations = [
+            {
+                "xref": "x",
+                "x": ideal_steps,
+                "yref": "paper",
+                "y": 1,
+                "text": f"ideal {ideal_steps}",
+                "showarrow": False,
+                "xanchor": "left",
+                "font": {"color": TARGET_COLOUR, "size": 11},
+            }
+        ]
+    figure = go.Figure(
+        data=[
+            go.Bar(
+                name="runs",
+                x=list(report.steps),
+                y=list(report.steps.values()),
+                marker_color=PALETTE[0],
+                hovertemplate="%{x} steps: %{y} runs<extra></extra>",
+            )
+        ],
+        layout=_base_layout(
+            height=280,
+            showlegend=False,
+            shapes=shapes,
+            annotations=annotations,
+            xaxis={"title": {"text": "steps (calls) per run"}, "gridcolor": "#e5e7eb"},
+            yaxis={"title": {"text": "runs"}, "gridcolor": "#e5e7eb", "rangemode": "tozero"},
+        ),
+    )
+    return Chart(
+        chart_id="steps-per-run",
+        title="Steps per run",
+        figure=_figure_json(figure),
+        table_caption="Ended runs by how many calls they made",
+        table_head=["Steps", "Runs"],
+        table_rows=[[str(steps), count(runs)] for steps, runs in report.steps.items()],
+    )

@@ -248,6 +248,11 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     # what a client sends and what it gets back are separate components (read-only ids, write-only secrets)
     "COMPONENT_SPLIT_REQUEST": True,
+    # choice sets that share a field name ("kind") get a name of their own, not a hash
+    "ENUM_NAME_OVERRIDES": {
+        "AlertChannelKindEnum": "finops.alerts.models.ChannelKind",
+        "AlertRuleKindEnum": "finops.alerts.models.RuleKind",
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "ingest.otlp.schema.otlp_traces_document",  # POST /v1/traces is a plain Django view

@@ -4,6 +4,13 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import SimpleRouter
 
+from finops.alerts.api import (
+    AlertChannelViewSet,
+    AlertRuleViewSet,
+    AlertViewSet,
+    DeliveryViewSet,
+    SilenceViewSet,
+)
 from finops.audit.api import AuditEntryViewSet
 from finops.guardrails.api import AllowanceViewSet, GuardCheckView
 from finops.kpis.api import KpisView
@@ -15,6 +22,11 @@ router.register("teams", TeamViewSet, basename="team")
 router.register("agents", AgentViewSet, basename="agent")
 router.register("allowances", AllowanceViewSet, basename="allowance")
 router.register("audit", AuditEntryViewSet, basename="audit")
+router.register("alert-channels", AlertChannelViewSet, basename="alert-channel")
+router.register("alert-rules", AlertRuleViewSet, basename="alert-rule")
+router.register("alerts", AlertViewSet, basename="alert")
+router.register("alert-silences", SilenceViewSet, basename="alert-silence")
+router.register("alert-deliveries", DeliveryViewSet, basename="alert-delivery")
 
 api_v1 = [
     *router.urls,

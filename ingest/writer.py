@@ -511,13 +511,16 @@ def events_write(
     how many were new.
 
     Inside `WritePipeline` (the caller's thread only), the priced rows are handed to the pipeline's
-    writer threads instead and 0 is returned; the pipeline counts what was new."""
+    writer threads instead and 0 is returned; the pipeline counts what was new. They are handed over
+    once the caller's transaction has committed: the batch's new teams and agents were inserted in it,
+    and a writer's connection sees only committed rows (its foreign keys, checked at its commit, would
+    otherwise fail whenever it commits first)."""
     if not events:
         return 0
     stage = _stage_build(events=events, ids=ids, pricer=pricer)
     pipeline = _pipeline.get()
     if pipeline is not None:
-        pipeline.submit(stage=stage, events=len(events))
+        transaction.on_commit(functools.partial(pipeline.submit, stage=stage, events=len(events)))
         return 0
     return _stage_write(stage=stage)
 

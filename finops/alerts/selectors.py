@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.db.models import Case, Count, IntegerField, Q, QuerySet, Value, When
+from django.db.models import Case, Count, F, IntegerField, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from finops.accounts.selectors import Principal
@@ -31,7 +31,7 @@ def alerts_open(*, principal: Principal) -> QuerySet[Alert]:
                 When(state=AlertState.FIRING, then=Value(0)), default=Value(1), output_field=IntegerField()
             )
         )
-        .order_by("firing_first", "acknowledged_at", "-started_at", "-id")
+        .order_by("firing_first", F("acknowledged_at").asc(nulls_first=True), "-started_at", "-id")
     )
 
 

@@ -12,12 +12,12 @@ The evaluation engine writes alerts' states and the transport writes deliveries;
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.validators import EmailValidator, URLValidator
 from django.db import transaction
 from django.utils import timezone
 
@@ -141,8 +141,20 @@ def _audit(*, principal: Principal, row, object_type: str, action: str, before, 
 
 # --- channels -------------------------------------------------------------------------------------
 
-_http_url = URLValidator(schemes=["http", "https"])
-_email = EmailValidator()
+# What a channel's target and a webhook's secret must look like, as patterns the API's schema states too
+# (so a client reads the same rule the server applies). A URL needs its scheme and a host; whether it
+# answers shows in the channel's deliveries. Spaces are spelled out (\x00-\x20), never \s, whose
+# meaning differs between regex engines.
+URL_TARGET = r"^https?://[^\x00-\x20/?#]+[^\x00-\x20]*$"
+EMAIL_TARGET = r"^[^\x00-\x20@]+@[^\x00-\x20@]+$"
+# a name holds something other than spaces and control characters (and no NUL, which text cannot hold)
+NAME_PATTERN = r"^[^\x00]*[^\x00-\x20][^\x00]*$"
+_B64 = "[A-Za-z0-9+/]"
+_B64_LAST = f"(?:{_B64}{{4}}|{_B64}{{3}}=|{_B64}{{2}}==)"
+# `whsec_` + base64 of a 24 to 64 byte key (signing.webhook_secret_key): 8 to 22 groups of four
+WEBHOOK_SECRET = (
+    f"^whsec_(?:(?:{_B64}{{4}}){{8}}|(?:{_B64}{{4}}){{8,20}}{_B64_LAST}|(?:{_B64}{{4}}){{21}}{_B64}{{2}}==)$"
+)
 
 
 def secret_fingerprint(secret: str) -> str | None:
@@ -160,20 +172,15 @@ def channel_snapshot(channel: AlertChannel) -> dict[str, Any]:
     }
 
 
-def _channel_validate(*, kind: str, target: str, secret: str) -> None:
+def channel_validate(*, kind: str, target: str, secret: str) -> None:
     errors: dict[str, list[str]] = {}
     if kind not in ChannelKind.values:
         errors["kind"] = [f"must be one of {', '.join(ChannelKind.values)}"]
     elif kind == ChannelKind.EMAIL:
-        try:
-            _email(target)
-        except ValidationError:
-            errors["target"] = ["must be an email address for an email channel"]
-    else:
-        try:
-            _http_url(target)
-        except ValidationError:
-            errors["target"] = [f"must be an http or https URL for a {kind} channel"]
+        if not re.fullmatch(EMAIL_TARGET, target):
+            errors["target"] = ["must be an email address (name@domain) for an email channel"]
+    elif not re.fullmatch(URL_TARGET, target):
+        errors["target"] = [f"must be an http:// or https:// URL with a host for a {kind} channel"]
     if len(target) > AlertChannel._meta.get_field("target").max_length:
         errors["target"] = ["must be at most 2048 characters"]
     if secret and kind in (ChannelKind.SLACK, ChannelKind.EMAIL):
@@ -202,7 +209,7 @@ def channel_create(
     kind is not signed)."""
     _require_guard(principal=principal, team=team, what="alert channels")
     secret = secret or ""
-    _channel_validate(kind=kind, target=target, secret=secret)
+    channel_validate(kind=kind, target=target, secret=secret)
     shown_once = None
     if kind == ChannelKind.WEBHOOK and not secret:
         secret = shown_once = webhook_secret_new()
@@ -249,7 +256,7 @@ def channel_update(*, principal: Principal, channel: AlertChannel, **changes: An
     before = channel_snapshot(channel)
     for name, value in changes.items():
         setattr(channel, name, value)
-    _channel_validate(kind=channel.kind, target=channel.target, secret=channel.secret)
+    channel_validate(kind=channel.kind, target=channel.target, secret=channel.secret)
     channel.full_clean(exclude=["created_by", "team"])
     channel.save()
     after = channel_snapshot(channel)
@@ -302,12 +309,12 @@ def rule_snapshot(rule: AlertRule, *, channel_ids: list[int] | None = None) -> d
     }
 
 
-def _rule_validate(*, rule: AlertRule) -> None:
+def rule_validate(*, rule: AlertRule) -> None:
     """What a rule of its kind needs, and nothing it would ignore; errors keyed by field."""
     errors: dict[str, list[str]] = {}
     kind = rule.kind
-    if not (rule.name or "").strip():
-        errors["name"] = ["give the rule a name"]
+    if not re.fullmatch(NAME_PATTERN, rule.name or ""):
+        errors["name"] = ["give the rule a name (more than spaces)"]
     if kind not in RuleKind.values:
         raise ValidationError({**errors, "kind": [f"must be one of {', '.join(RuleKind.values)}"]})
     reads, who = KIND_FIELDS[kind], KIND_NAMES[kind]
@@ -359,13 +366,17 @@ def _rule_validate(*, rule: AlertRule) -> None:
         raise ValidationError(errors)
 
 
-def _channels_check(*, principal: Principal, team: Team | None, channels) -> list[AlertChannel]:
-    """The rule's channels: each one the principal sees, and the rule's team's or the organisation's."""
+def _channels_check(
+    *, principal: Principal, team: Team | None, channels, attached: list[AlertChannel] = ()
+) -> list[AlertChannel]:
+    """The rule's channels: each one the principal sees (or one already on the rule), and the rule's
+    team's or the organisation's."""
     channels = list(channels)
     ids = {channel.pk if isinstance(channel, AlertChannel) else channel for channel in channels}
     found = {
         channel.pk: channel for channel in AlertChannel.objects.restrict(principal, "view").filter(pk__in=ids)
     }
+    found.update({channel.pk: channel for channel in attached if channel.pk in ids})
     missing = sorted(str(pk) for pk in ids if pk not in found)
     if missing:
         raise ValidationError({"channels": [f"no channel {', '.join(missing)} that you may see"]})
@@ -396,7 +407,7 @@ def rule_create(*, principal: Principal, channels=(), **fields: Any) -> AlertRul
     team = fields.get("team")
     _require_guard(principal=principal, team=team, what="alert rules")
     rule = AlertRule(created_by=_created_by(principal), **fields)
-    _rule_validate(rule=rule)
+    rule_validate(rule=rule)
     chosen = _channels_check(principal=principal, team=team, channels=channels)
     rule.full_clean(exclude=["created_by", "team", "agent"])
     rule.save()
@@ -427,12 +438,23 @@ def rule_update(*, principal: Principal, rule: AlertRule, **changes: Any) -> Ale
         _require_guard(principal=principal, team=changes["team"], what="alert rules")
     for name, value in changes.items():
         setattr(rule, name, value)
-    _rule_validate(rule=rule)
+    rule_validate(rule=rule)
+    attached = list(rule.channels.all())
     if new_channels is not None:
-        chosen = _channels_check(principal=principal, team=rule.team, channels=new_channels)
+        # a channel on the rule that the principal cannot see (the organisation's, put there by an
+        # admin) stays: no one changes what they cannot see
+        seen = set(
+            AlertChannel.objects.restrict(principal, "view")
+            .filter(pk__in=[channel.pk for channel in attached])
+            .values_list("pk", flat=True)
+        )
+        hidden = [channel for channel in attached if channel.pk not in seen]
+        chosen = _channels_check(
+            principal=principal, team=rule.team, channels=[*new_channels, *hidden], attached=attached
+        )
     else:
         # a rule moved to another team may not keep the old team's channels
-        chosen = _channels_check(principal=principal, team=rule.team, channels=rule.channels.all())
+        chosen = _channels_check(principal=principal, team=rule.team, channels=attached, attached=attached)
     rule.full_clean(exclude=["created_by", "team", "agent"])
     rule.save()
     if new_channels is not None:

@@ -190,3 +190,11 @@ def kpis_for_scope(*, scope: Scope, start: datetime, end: datetime) -> Kpis:
 
 def agents_in_scope(*, scope: Scope) -> list[Agent]:
     return list(scoped(Agent.objects.select_related("team"), Scope(scope.team_ids)))
+
+
+def tasks_most_expensive(*, scope: Scope, start: datetime, end: datetime, limit: int = 10) -> list[Task]:
+    """The costliest runs with a call in [start, end), for the lists that link to a task's trace."""
+    tasks = scoped(Task.objects.select_related("team", "agent"), scope)
+    return list(
+        tasks.filter(last_call_at__gte=start, first_call_at__lt=end).order_by("-cost_usd", "id")[:limit]
+    )

@@ -9,6 +9,7 @@ from decimal import Decimal
 from django.db import connection, transaction
 
 from finops.accounts.models import Team
+from finops.accounts.selectors import team_role
 from finops.audit.services import audit_record
 from finops.ledger.models import Agent, Call, DailyRollup, Task, TaskStatus
 from finops.ledger.tokens import TOKEN_TYPES
@@ -190,6 +191,19 @@ AGENT_SETTING_ROLES: dict[str, set[str]] = {
     "target_token_efficiency": {"pm", "tech_lead"},
     "target_step_inflation": {"pm", "tech_lead"},
 }
+
+
+AGENT_SETTING_FIELDS = tuple(AGENT_SETTING_ROLES)
+
+
+def agent_fields_editable(*, user, agent: Agent) -> frozenset[str]:
+    """The settings of `agent` this person may change on a page (AGENT_SETTING_ROLES; admin all)."""
+    if not user.is_active:
+        return frozenset()
+    role = team_role(user=user, team_id=agent.team_id)
+    if role == "admin":
+        return frozenset(AGENT_SETTING_FIELDS)
+    return frozenset(name for name, roles in AGENT_SETTING_ROLES.items() if role in roles)
 
 
 class SettingNotAllowed(PermissionError):

@@ -49,13 +49,12 @@ class TeamData:
     job: ImportJob
     allowance: Allowance  # on the team's agent, its dollar limit a sentinel
     audit: AuditEntry  # the allowance's creation, by a member of the team
+    task: Task  # the run of the team's one call
+    channel: AlertChannel  # a webhook, its name a sentinel
+    rule: AlertRule  # a runaway_task rule on the agent, sending to the channel, its name a sentinel
+    alert: Alert  # the rule's, firing, with a delivery (its message id a sentinel)
+    silence: Silence  # of the agent, its reason a sentinel
     sentinels: tuple[str, ...]
-    # the team's alerting: a channel, a rule using it, a firing alert of the rule with a delivery, a
-    # silence (the rule's name a sentinel)
-    channel: AlertChannel | None = None
-    rule: AlertRule | None = None
-    alert: Alert | None = None
-    silence: Silence | None = None
 
 
 @dataclass(frozen=True)
@@ -109,44 +108,14 @@ class World:
             job=ImportJob(pk=missing, file_name="ghost-upload.jsonl"),
             allowance=Allowance(pk=missing),
             audit=AuditEntry(pk=missing),
-            sentinels=(),
+            task=Task(pk=missing),
             channel=AlertChannel(pk=missing),
             rule=AlertRule(pk=missing, name="ghost-sentinel-rule"),
-            alert=Alert(pk=missing, subject="task:ghost/sentinel-loop"),
+            alert=Alert(pk=missing, subject="task:ghost/ghost-sentinel-task"),
             silence=Silence(pk=missing),
+            sentinels=(),
         )
         return replace(self, bravo=ghost)
-
-
-def _team_alerting(*, team: Team, agent: Agent, guard: User) -> dict:
-    channel, _ = channel_create(
-        principal=guard, team=team, kind="webhook", target=f"https://{team.slug}.example/hook"
-    )
-    rule = rule_create(
-        principal=guard,
-        name=f"{team.slug}-sentinel-rule",
-        team=team,
-        agent=agent,
-        kind="runaway_task",
-        metric="cost_usd",
-        value=Decimal(5),
-        channels=[channel],
-    )
-    moment = datetime(2026, 11, 2, 10, tzinfo=UTC)
-    alert = Alert.objects.create(
-        rule=rule,
-        team=team,
-        subject=f"task:{team.slug}/sentinel-loop",
-        state="firing",
-        value=Decimal("7.5"),
-        threshold=Decimal(5),
-        started_at=moment,
-        fired_at=moment,
-        last_evaluated_at=moment,
-    )
-    Delivery.objects.create(alert=alert, channel=channel, team=team, event="alert.firing", payload={})
-    silence = silence_create(principal=guard, team=team, ends_at=datetime(2099, 1, 1, tzinfo=UTC))
-    return {"channel": channel, "rule": rule, "alert": alert, "silence": silence}
 
 
 def _team_data(
@@ -199,6 +168,51 @@ def _team_data(
         limit_usd=Decimal(limit_usd),
         action="deny",
     )
+    # alerting: made by `guard` (who may change every team's), as the services insist
+    channel, _ = channel_create(
+        principal=guard,
+        team=team,
+        kind="webhook",
+        target=f"https://{slug}-sentinel-hook.example/alerts",
+        name=f"{slug}-sentinel-channel",
+    )
+    rule = rule_create(
+        principal=guard,
+        name=f"{slug}-sentinel-rule",
+        team=team,
+        agent=agent,
+        kind="runaway_task",
+        metric="cost_usd",
+        value=Decimal(5),
+        channels=[channel],
+    )
+    fired = datetime(2026, 11, 2, 10, 5, tzinfo=UTC)
+    alert = Alert.objects.create(
+        rule=rule,
+        team=team,
+        subject=f"task:{slug}/{slug}-sentinel-task",
+        state="firing",
+        value=Decimal("5.5"),
+        threshold=Decimal(5),
+        started_at=fired,
+        fired_at=fired,
+        last_evaluated_at=fired,
+    )
+    Delivery.objects.create(
+        alert=alert,
+        channel=channel,
+        team=team,
+        event="alert.firing",
+        payload={},
+        message_id=f"msg_{slug}_sentinel",
+    )
+    silence = silence_create(
+        principal=guard,
+        team=team,
+        agent=agent,
+        ends_at=datetime(2099, 1, 1, tzinfo=UTC),
+        reason=f"{slug}-sentinel-silence",
+    )
     return TeamData(
         slug=slug,
         name=name,
@@ -209,6 +223,11 @@ def _team_data(
         job=job,
         allowance=allowance,
         audit=AuditEntry.objects.get(object_type="allowance", object_id=str(allowance.pk)),
+        task=Task.objects.get(team=team, task_id=f"{slug}-sentinel-task"),
+        channel=channel,
+        rule=rule,
+        alert=alert,
+        silence=silence,
         sentinels=(
             name,
             agent_name,
@@ -216,9 +235,12 @@ def _team_data(
             f"{slug}-sentinel-rejected",
             job.file_name,
             limit_usd,
+            f"{slug}-sentinel-hook",
+            f"{slug}-sentinel-channel",
             f"{slug}-sentinel-rule",
+            f"msg_{slug}_sentinel",
+            f"{slug}-sentinel-silence",
         ),
-        **_team_alerting(team=team, agent=agent, guard=guard),
     )
 
 

@@ -136,7 +136,8 @@ def _sampled_out(case) -> bool:
 def filter_case(ctx, case) -> bool:
     """Rules between query parameters that OpenAPI cannot state (each is in its parameters' descriptions,
     and each is a 400 naming the parameter): a window ends after it starts (a bound not given is the
-    current month's, as for /kpis); an agent is named with its team. A case breaking one is not a valid case, so it is not sent as one."""
+    current month's, as for /kpis); an agent is named with its team; a silence ends after it starts and
+    in the future. A case breaking one is not a valid case, so it is not sent as one."""
     if _sampled_out(case):
         return False
     query = case.query or {}
@@ -147,7 +148,22 @@ def filter_case(ctx, case) -> bool:
     end = _moment(query["end"]) if query.get("end") else month_end
     if start and end and start.tzinfo and end.tzinfo and end <= start:
         return False
-    return not (query.get("agent") and not query.get("team"))
+    if query.get("agent") and not query.get("team"):
+        return False
+    return _silence_ends_later(case)
+
+
+def _silence_ends_later(case) -> bool:
+    """A silence ends after it starts (default: now) and in the future (its `ends_at` says so)."""
+    body = case.body if isinstance(case.body, dict) else {}
+    if case.operation.label != "POST /api/v1/alert-silences" or not isinstance(body.get("ends_at"), str):
+        return True
+    now = datetime.now(UTC)
+    ends = _moment(body["ends_at"])
+    starts = _moment(body["starts_at"]) if isinstance(body.get("starts_at"), str) else now
+    if not (ends and starts and ends.tzinfo and starts.tzinfo):
+        return True
+    return ends > max(starts, now)
 
 
 @schema.parametrize()

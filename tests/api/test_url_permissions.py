@@ -105,6 +105,10 @@ AGENT_FOREIGN_CHANGE = "200 403 | 404 404 404 404 404 | 403 404 403 | 401"
 # a guardrail (allowance, kill switch): sre and tech_lead of the team, admin and finops, manage tokens
 GUARD_CHANGE = "200 200 | 200 200 403 403 403 | 200 200 403 | 401"
 GUARD_FOREIGN_CHANGE = "200 200 | 404 404 404 404 404 | 200 404 403 | 401"
+GUARD_CREATE = "201 201 | 201 201 403 403 403 | 201 201 403 | 401"
+GUARD_FOREIGN_CREATE = "201 201 | 404 404 404 404 404 | 201 404 403 | 401"
+GUARD_DELETE = "204 204 | 204 204 403 403 403 | 204 204 403 | 401"
+GUARD_FOREIGN_DELETE = "204 204 | 404 404 404 404 404 | 204 404 403 | 401"
 EVERYONE = "200 200 | 200 200 200 200 200 | 200 200 200 | 200"
 # a page's form changing a guardrail or alerting (a 302 when done): sre and tech_lead of the team, admin
 # and finops; a row seen but not changeable a 403, one not seen a 404
@@ -459,6 +463,195 @@ ROUTES: dict[str, Route] = {
             shows=of_each(lambda t: [t.agent.name, limit(t)]),
         ),
     ),
+    # --- API: alerts (changed as guardrails are: sre and tech_lead of the team, admin and finops,
+    # manage tokens; a team the principal cannot see is a 404, as a team that does not exist) ---
+    "api:alert-channel-list": Route(
+        scope=READ_OR_MANAGE,
+        methods={
+            "GET": Call(
+                about_all(lambda w: get("/api/v1/alert-channels")),
+                all=API_READ,
+                shows=of_each(lambda t: [t.channel.name, t.channel.target]),
+            ),
+            "POST": Call(
+                each_team(
+                    lambda t: send(
+                        "/api/v1/alert-channels",
+                        {"team": t.slug, "kind": "webhook", "target": "https://walk.example/new"},
+                    )
+                ),
+                team_a=GUARD_CREATE,
+                team_b=GUARD_FOREIGN_CREATE,
+                scope=MANAGE,
+            ),
+        },
+    ),
+    "api:alert-channel-detail": Route(
+        scope=READ_OR_MANAGE,
+        methods={
+            "GET": Call(
+                each_team(lambda t: get(f"/api/v1/alert-channels/{t.channel.pk}")),
+                team_a=API_READ,
+                team_b=API_FOREIGN,
+                shows=of_each(lambda t: [t.channel.name]),
+            ),
+            "PATCH": Call(
+                each_team(lambda t: send(f"/api/v1/alert-channels/{t.channel.pk}", {"name": "walk-renamed"})),
+                team_a=GUARD_CHANGE,
+                team_b=GUARD_FOREIGN_CHANGE,
+                scope=MANAGE,
+                shows=of_each(lambda t: [t.channel.target, '"name":"walk-renamed"']),
+            ),
+            "DELETE": Call(
+                each_team(lambda t: get(f"/api/v1/alert-channels/{t.channel.pk}")),
+                team_a=GUARD_DELETE,
+                team_b=GUARD_FOREIGN_DELETE,
+                scope=MANAGE,
+            ),
+        },
+    ),
+    "api:alert-rule-list": Route(
+        scope=READ_OR_MANAGE,
+        methods={
+            "GET": Call(
+                about_all(lambda w: get("/api/v1/alert-rules")),
+                all=API_READ,
+                shows=of_each(lambda t: [t.rule.name, t.agent.name]),
+            ),
+            "POST": Call(
+                each_team(
+                    lambda t: send(
+                        "/api/v1/alert-rules",
+                        {
+                            "team": t.slug,
+                            "name": "walk-new-rule",
+                            "kind": "forecast",
+                            "value": "100",
+                            "channels": [t.channel.pk],
+                        },
+                    )
+                ),
+                team_a=GUARD_CREATE,
+                team_b=GUARD_FOREIGN_CREATE,
+                scope=MANAGE,
+            ),
+        },
+    ),
+    "api:alert-rule-detail": Route(
+        scope=READ_OR_MANAGE,
+        methods={
+            "GET": Call(
+                each_team(lambda t: get(f"/api/v1/alert-rules/{t.rule.pk}")),
+                team_a=API_READ,
+                team_b=API_FOREIGN,
+                shows=of_each(lambda t: [t.rule.name, t.agent.name]),
+            ),
+            "PATCH": Call(
+                each_team(lambda t: send(f"/api/v1/alert-rules/{t.rule.pk}", {"value": "7.25"})),
+                team_a=GUARD_CHANGE,
+                team_b=GUARD_FOREIGN_CHANGE,
+                scope=MANAGE,
+                shows=of_each(lambda t: [t.rule.name, '"value":"7.25"']),
+            ),
+            "DELETE": Call(
+                each_team(lambda t: get(f"/api/v1/alert-rules/{t.rule.pk}")),
+                team_a=GUARD_DELETE,
+                team_b=GUARD_FOREIGN_DELETE,
+                scope=MANAGE,
+            ),
+        },
+    ),
+    "api:alert-list": only(
+        READ_OR_MANAGE,
+        "GET",
+        Call(
+            {
+                **about_all(lambda w: get("/api/v1/alerts")),
+                # a filter only narrows the principal's own alerts: bravo's are none of an alpha's
+                **each_team(lambda t: get("/api/v1/alerts", team=t.slug), "team"),
+                **each_team(lambda t: get("/api/v1/alerts", rule=t.rule.pk), "rule"),
+            },
+            all=API_READ,
+            more={
+                "team_a+team": API_READ,
+                "team_b+team": API_READ,
+                "team_a+rule": API_READ,
+                "team_b+rule": API_READ,
+            },
+            shows=of_each(lambda t: [t.rule.name, t.alert.subject]),
+        ),
+    ),
+    "api:alert-detail": only(
+        READ_OR_MANAGE,
+        "GET",
+        Call(
+            each_team(lambda t: get(f"/api/v1/alerts/{t.alert.pk}")),
+            team_a=API_READ,
+            team_b=API_FOREIGN,
+            shows=of_each(lambda t: [t.rule.name, t.alert.subject]),
+        ),
+    ),
+    "api:alert-ack": only(
+        MANAGE,
+        "POST",
+        Call(
+            each_team(lambda t: send(f"/api/v1/alerts/{t.alert.pk}/ack", {})),
+            team_a=GUARD_CHANGE,
+            team_b=GUARD_FOREIGN_CHANGE,
+            shows=of_each(lambda t: [t.rule.name, '"acknowledged_at":"20']),
+        ),
+    ),
+    "api:alert-silence-list": Route(
+        scope=READ_OR_MANAGE,
+        methods={
+            "GET": Call(
+                about_all(lambda w: get("/api/v1/alert-silences")),
+                all=API_READ,
+                shows=of_each(lambda t: [t.silence.reason, t.agent.name]),
+            ),
+            "POST": Call(
+                each_team(
+                    lambda t: send(
+                        "/api/v1/alert-silences",
+                        {"team": t.slug, "ends_at": "2099-01-01T00:00:00Z", "reason": "walk"},
+                    )
+                ),
+                team_a=GUARD_CREATE,
+                team_b=GUARD_FOREIGN_CREATE,
+                scope=MANAGE,
+            ),
+        },
+    ),
+    "api:alert-silence-detail": Route(
+        scope=READ_OR_MANAGE,
+        methods={
+            "GET": Call(
+                each_team(lambda t: get(f"/api/v1/alert-silences/{t.silence.pk}")),
+                team_a=API_READ,
+                team_b=API_FOREIGN,
+                shows=of_each(lambda t: [t.silence.reason]),
+            ),
+            "DELETE": Call(
+                each_team(lambda t: get(f"/api/v1/alert-silences/{t.silence.pk}")),
+                team_a=GUARD_DELETE,
+                team_b=GUARD_FOREIGN_DELETE,
+                scope=MANAGE,
+            ),
+        },
+    ),
+    "api:alert-delivery-list": only(
+        READ_OR_MANAGE,
+        "GET",
+        Call(
+            {
+                **about_all(lambda w: get("/api/v1/alert-deliveries")),
+                **each_team(lambda t: get("/api/v1/alert-deliveries", channel=t.channel.pk), "channel"),
+            },
+            all=API_READ,
+            more={"team_a+channel": API_READ, "team_b+channel": API_READ},
+            shows=of_each(lambda t: [f"msg_{t.slug}_sentinel"]),
+        ),
+    ),
     # an agent's call may go ahead: who may send its events may ask (a viewer may not)
     "api:guard-check": only(
         INGEST,
@@ -615,6 +808,33 @@ ROUTES: dict[str, Route] = {
                 ),
                 team_a="302 302 | 302 302 403 403 403 | 302 302 302 | 302",
                 team_b="302 302 | 200 200 403 403 403 | 302 302 302 | 302",
+            ),
+        },
+    ),
+    "dashboard:task": only(
+        None,
+        "GET",
+        Call(
+            each_team(lambda t: get(f"/tasks/{t.task.pk}/")),
+            team_a=PAGE,
+            team_b=PAGE_FOREIGN,
+            shows=of_each(lambda t: [t.agent.name, f"{t.slug}-sentinel-task"]),
+        ),
+    ),
+    "dashboard:agent": Route(
+        scope=None,
+        methods={
+            "GET": Call(
+                each_team(lambda t: get(f"/agents/{t.agent.pk}/")),
+                team_a=PAGE,
+                team_b=PAGE_FOREIGN,
+                shows=of_each(lambda t: [t.agent.name]),
+            ),
+            # the kill switch: sre and tech_lead of the team (and admin); finops, pm, ml, viewer may not
+            "POST": Call(
+                each_team(lambda t: form(f"/agents/{t.agent.pk}/", {"max_steps": "40"})),
+                team_a="302 403 | 302 302 403 403 403 | 302 302 302 | 302",
+                team_b="302 403 | 404 404 404 404 404 | 302 302 302 | 302",
             ),
         },
     ),

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import re
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from dashboard.figures import stable_colour
+from dashboard.forms import OverviewFilterForm, overview_filters
+from finops.accounts.models import Team
 from tests.dashboard.conftest import event
 from tests.factories import AgentFactory, MembershipFactory, TeamFactory, UserFactory
 
@@ -87,8 +92,12 @@ def test_team_and_agent_filters_change_the_numbers(client, ledger, finops_user, 
     assert ledger.spend(**match) == expected
     html = page(client, finops_user, **MARCH, **params)
     assert dollars(expected) in card(html, "total-spend")
-    if params.get("team") == "support":  # the agent dropdown lists the selected team's agents only
-        assert 'value="triage"' in html and 'value="collector"' not in html
+    if params.get("team") == "support":  # the agent dropdown offers the selected team's agents only
+        assert (
+            '<option value="triage" data-teams="support"' in html
+            and 'data-teams="support" hidden' not in html
+        )
+        assert '<option value="collector" data-teams="billing" hidden>' in html  # shown if billing is chosen
 
 
 def test_date_range_changes_the_numbers(client, ledger, finops_user):
@@ -145,7 +154,79 @@ def test_a_date_at_the_end_of_the_calendar_is_refused_not_a_server_error(
     client, ledger, support_member, params
 ):
     html = page(client, support_member, **params)
-    assert "The invalid dates were replaced" in html
+    assert "Ensure this value is less than or equal to" in html
+    assert "Showing the last 30 days instead of those dates." in html
+
+
+def test_an_invalid_stack_by_is_named_and_only_it_is_replaced(client, ledger, support_member):
+    html = page(client, support_member, **MARCH, stack_by="xyz")
+    assert "<code>stack_by</code>: Select a valid choice. xyz is not one of the available choices." in html
+    assert "Stacked by team instead." in html and "dates" not in error_box(html)
+    assert dollars(ledger.spend(team="support")) in card(html, "total-spend")  # March, as asked
+
+
+def error_box(html: str) -> str:
+    return re.search(r'<div class="error" role="alert">(.*?)</div>', html, re.S).group(1)
+
+
+def test_the_default_window_is_the_last_30_days_and_presets_name_theirs(client, ledger, support_member):
+    today = datetime.now(UTC).date()
+    html = page(client, support_member)
+    first = today - timedelta(days=29)
+    assert f'value="{first.isoformat()}"' in html and f'value="{today.isoformat()}"' in html
+    assert re.search(r'<a href="\?period=30d" aria-current="true">Last 30 days</a>', html)
+    # a preset link keeps the team and stack and drops the dates
+    linked = page(client, support_member, **MARCH, team="support", stack_by="agent")
+    assert '<a href="?team=support&amp;stack_by=agent&amp;period=7d">Last 7 days</a>' in linked
+    assert "aria-current" not in re.search(r'<nav class="presets".*?</nav>', linked, re.S).group(0)
+
+
+@pytest.mark.parametrize(
+    ("period", "today", "window"),
+    [
+        ("7d", date(2026, 12, 3), (date(2026, 11, 27), date(2026, 12, 3))),
+        ("30d", date(2026, 12, 3), (date(2026, 11, 4), date(2026, 12, 3))),
+        ("90d", date(2026, 3, 1), (date(2025, 12, 2), date(2026, 3, 1))),
+        ("this_month", date(2026, 12, 3), (date(2026, 12, 1), date(2026, 12, 3))),
+        ("last_month", date(2026, 1, 15), (date(2025, 12, 1), date(2025, 12, 31))),
+        ("last_month", date(2024, 3, 31), (date(2024, 2, 1), date(2024, 2, 29))),
+    ],
+)
+def test_a_period_is_its_calendar_window(period, today, window):
+    filters = overview_filters(OverviewFilterForm({"period": period, **MARCH}), today=today)
+    assert (filters.start, filters.end, filters.period) == (*window, period)  # the preset wins over dates
+    dates = overview_filters(OverviewFilterForm({"start": window[0], "end": window[1]}), today=today)
+    assert dates.period == period  # dates that are a preset's window show as that preset
+
+
+def spend_colours(html: str) -> dict[str, str]:
+    figure = json.loads(
+        re.search(r'<script id="spend-by-day-data" type="application/json">(.*?)</script>', html, re.S).group(
+            1
+        )
+    )
+    return {trace["name"]: trace["marker"]["color"] for trace in figure["data"]}
+
+
+def test_a_team_keeps_its_colour_across_windows(client, ledger, finops_user):
+    support, billing = (Team.objects.get(slug=slug) for slug in ("support", "billing"))
+    march = spend_colours(page(client, finops_user, **MARCH, stack_by="team"))
+    april = spend_colours(page(client, finops_user, start="2025-04-01", end="2025-04-30", stack_by="team"))
+    assert march == {"billing": stable_colour(billing.pk), "support": stable_colour(support.pk)}
+    assert april["billing"] == march["billing"] and march["billing"] != march["support"]
+    # the order of the stacks follows spend (billing first in March: $10.00 against $5.43)
+    assert list(march) == ["billing", "support"]
+
+
+def test_a_single_agent_chart_has_a_legend(client, ledger, support_member):
+    html = page(client, support_member, **MARCH, team="support", agent="triage", stack_by="agent")
+    figure = json.loads(
+        re.search(r'<script id="spend-by-day-data" type="application/json">(.*?)</script>', html, re.S).group(
+            1
+        )
+    )
+    assert [trace["name"] for trace in figure["data"]] == ["support/triage"]
+    assert figure["layout"]["showlegend"] is True
 
 
 def test_anonymous_is_sent_to_login(client, db):
@@ -249,8 +330,8 @@ def test_overview_query_count_does_not_grow_with_teams_and_agents(client, ledger
 
 def test_overview_query_budget(client, ledger, support_member, django_assert_max_num_queries):
     client.force_login(support_member)
-    # 12 for the page, 2 for the navigation's count of firing alerts (the person's teams, then the count)
-    with django_assert_max_num_queries(14):
+    # 12 for the page, 1 for the most expensive tasks, 2 for the navigation's count of firing alerts
+    with django_assert_max_num_queries(15):
         assert client.get("/", {**MARCH, "team": "support", "agent": "triage"}).status_code == 200
 
 
@@ -267,3 +348,9 @@ def test_names_from_events_are_escaped(client, ledger, finops_user):
     html = page(client, finops_user, **MARCH, stack_by="agent")
     assert "<script>alert(1)" not in html
     assert "&lt;/script&gt;&lt;script&gt;alert(1)" in html  # the dropdown shows it, escaped
+
+
+def test_the_heading_names_the_team_of_a_one_team_person(client, ledger, support_member, finops_user):
+    heading = re.compile(r'<span class="scope">(.*?)</span>', re.S)
+    assert heading.search(page(client, support_member, **MARCH)).group(1).strip() == "support"
+    assert heading.search(page(client, finops_user, **MARCH)).group(1).strip() == "all your teams"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import sys
 import threading
 import time
@@ -117,6 +118,27 @@ def test_pipelined_import_writes_the_same_ledger_as_the_serial_one(tmp_path, mon
     again = file_import(path=path, file_format="events-jsonl", batch_size=37)  # a retried import
     assert counts(again) == (424, 0, 400, 24)
     assert ledger() == pipelined_ledger
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_reaches_the_writer_only_once_its_transaction_committed(tmp_path, monkeypatch):
+    """A batch's new teams and agents are inserted in the importing thread's transaction; a writer
+    thread that committed the batch's rows before that transaction did failed their foreign keys
+    (seen in CI: `Key (agent_id)=(728) is not present in table "ledger_agent"`)."""
+    path = tmp_path / "events.jsonl"
+    write_events(path, 400)
+    in_transaction = []
+    submit = writer.WritePipeline.submit
+
+    def submit_watched(self, **kwargs):
+        in_transaction.append(connection.in_atomic_block)
+        return submit(self, **kwargs)
+
+    monkeypatch.setattr(writer.WritePipeline, "submit", submit_watched)
+    summary = file_import(path=path, file_format="events-jsonl", batch_size=10)
+    assert counts(summary) == (424, 395, 5, 24)
+    assert len(in_transaction) == math.ceil(424 / 10) and not any(in_transaction)
+    assert Call.objects.count() == 395
 
 
 @pytest.mark.django_db(transaction=True)

@@ -27,8 +27,30 @@
     });
   }
 
+  // the agent select offers only the agents of the team chosen beside it (options carry data-teams)
+  function agentsFollowTeam() {
+    var teamSelect = document.getElementById("filter-team");
+    var agentSelect = document.getElementById("filter-agent");
+    if (!teamSelect || !agentSelect) {
+      return;
+    }
+    function follow() {
+      var team = teamSelect.value;
+      Array.prototype.forEach.call(agentSelect.options, function (option) {
+        var teams = (option.getAttribute("data-teams") || "").split(" ");
+        option.hidden = Boolean(team) && option.value !== "" && teams.indexOf(team) === -1;
+        if (option.hidden && option.selected) {
+          agentSelect.value = "";
+        }
+      });
+    }
+    teamSelect.addEventListener("change", follow);
+    follow();
+  }
+
   function start() {
     autosubmitSelects();
+    agentsFollowTeam();
     drawFigures();
   }
 
