@@ -35,16 +35,6 @@ class TeamNotFound(LookupError):
     """No team of that slug that the principal may check calls for."""
 
 
-# the critical section, in the database (migration 0002): the counters of the current windows locked in
-# allowance-id order, used and reserved read after the lock, and the estimate reserved unless an
-# enforced limit denies it; one statement, so the locks are held for no client round trip
-_CHECK_SQL = """
-SELECT allowance_id, used_tokens, used_usd, unpriced_calls, reserved_tokens, reserved_usd, reserved
-FROM guardrails_check(%(ids)s, %(starts)s, %(enforced)s, %(now)s, %(tokens)s, %(usd)s, %(reserve)s,
-    %(reservation)s, %(team)s, %(agent)s, %(task)s, %(expires)s, %(lock_timeout)s)
-"""
-
-
 @dataclass
 class AllowanceState:
     id: int
