@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
 ESTIMATE_USD = Decimal("0.01")
 CONNECTIONS = 8  # kept-alive connections opened per stream before the run (more when none is idle)
+DRAIN_SECONDS = 20  # how long after its schedule the generator waits for the last answers
 MAX_CONNECTIONS = 64  # per stream: past it a request waits for one (a saturated server must not be flooded)
 
 
@@ -93,6 +94,7 @@ async def _drive(port, streams, rate, seconds, out) -> None:
     waiting = {name: collections.deque() for name, _ in streams}
     opened = dict.fromkeys(request_of, 0)
     opening = dict.fromkeys(request_of, 0)
+    idle_or_busy: dict[str, set] = {name: set() for name in request_of}
     due_of: dict = {}
     pending = [0]
     finished = loop.create_future()
@@ -139,6 +141,7 @@ async def _drive(port, streams, rate, seconds, out) -> None:
             port,
         )
         opened[name] += 1
+        idle_or_busy[name].add(connection)
         return connection
 
     def send(name, due) -> None:
@@ -180,7 +183,14 @@ async def _drive(port, streams, rate, seconds, out) -> None:
     await asyncio.gather(
         *(schedule(name, index / (rate * len(streams))) for index, (name, _) in enumerate(streams))
     )
-    await finished
+    try:  # a saturated server could take far longer than the run to answer what it queued: stop waiting
+        await asyncio.wait_for(finished, timeout=DRAIN_SECONDS)
+    except TimeoutError:
+        for name in results:
+            unanswered = sum(1 for connection in due_of if connection in idle_or_busy[name]) + len(
+                waiting[name]
+            )
+            results[name][1][f"no answer {DRAIN_SECONDS} s after the run"] = unanswered
     cpu = resource.getrusage(resource.RUSAGE_SELF)
     answers = {
         name: (latencies, answers, str(allowed[0])) for name, (latencies, answers, allowed) in results.items()
@@ -215,6 +225,8 @@ def raw_request(method: str, path: str, token: str, body: bytes | None) -> bytes
 
 
 def percentile(values: list[float], fraction: float) -> float:
+    if not values:
+        return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] * 1000
 
