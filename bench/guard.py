@@ -15,14 +15,16 @@ database is created for the run and dropped at the end.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import collections
 import http.client
 import json
 import multiprocessing
 import os
+import resource
 import signal
 import subprocess
 import sys
-import threading
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -33,66 +35,167 @@ from scratch import free_port, scratch_database_create
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
 ESTIMATE_USD = Decimal("0.01")
-CONNECTIONS = 8  # kept-alive connections per driver, each sending its share of the rate
+CONNECTIONS = 8  # kept-alive connections opened per stream before the run (more when none is idle)
+DRAIN_SECONDS = 20  # how long after its schedule the generator waits for the last answers
+MAX_CONNECTIONS = 64  # per stream: past it a request waits for one (a saturated server must not be flooded)
 
 
 def say(message: str) -> None:
     print(message, flush=True)
 
 
-def drive(
-    port: int, token: str, method: str, path: str, body: bytes | None, rate: float, seconds: float, out
-):
-    """Send `rate` requests/s for `seconds` on CONNECTIONS connections; put (latencies, answers) on out.
-    Open loop: each request has its send time on a fixed schedule, and its latency is measured from
-    when it was sent (a late sender sends at once)."""
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-    latencies: list[float] = []
-    answers: dict[str, int] = {}
-    allowed_usd = Decimal(0)
-    lock = threading.Lock()
-    start = time.perf_counter() + 0.5
-    interval = CONNECTIONS / rate
+class _Connection(asyncio.Protocol):
+    """One kept-alive HTTP/1.1 connection: one request at a time, the answer read by Content-Length."""
 
-    def sender(offset: int) -> None:
-        nonlocal allowed_usd
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        number = 0
-        mine, counts, allowed = [], {}, Decimal(0)
-        while True:
-            due = start + offset * interval / CONNECTIONS + number * interval
-            if due - start > seconds:
-                break
-            pause = due - time.perf_counter()
-            if pause > 0:
-                time.sleep(pause)
-            sent = time.perf_counter()
-            connection.request(method, path, body=body, headers=headers)
-            response = connection.getresponse()
-            data = response.read()
-            mine.append(time.perf_counter() - sent)
-            key = str(response.status)
-            if response.status == 200 and body is not None:
-                decision = json.loads(data)
-                key = decision["decision"]
-                if decision["reasons"] and decision["reasons"][0].startswith("the guard could not reach"):
-                    key += " (fail mode, unchecked)"
-                if decision["reservation_id"]:
-                    allowed += ESTIMATE_USD
-            counts[key] = counts.get(key, 0) + 1
-            number += 1
-        with lock:
-            latencies.extend(mine)
-            allowed_usd += allowed
-            for key, count in counts.items():
-                answers[key] = answers.get(key, 0) + count
+    def __init__(self, done, lost) -> None:
+        self.done = done  # done(connection, status, body)
+        self.lost = lost  # lost(connection): the server closed it
+        self.transport = None
+        self.buffer = b""
+        self.length = None
+        self.head = 0
 
-    threads = [threading.Thread(target=sender, args=(offset,)) for offset in range(CONNECTIONS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    out.put((path, latencies, answers, str(allowed_usd)))
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if self.length is None:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            self.head = end + 4
+            headers = self.buffer[:end].decode("latin-1").lower()
+            self.status = int(headers[9:12])
+            self.length = int(headers.split("content-length:", 1)[1].split("\r\n", 1)[0])
+        if len(self.buffer) >= self.head + self.length:
+            body = self.buffer[self.head : self.head + self.length]
+            self.buffer, self.length = b"", None
+            self.done(self, self.status, body)
+
+    def connection_lost(self, exc) -> None:
+        self.lost(self)
+
+
+def drive(port: int, streams: list[tuple[str, bytes]], rate: float, seconds: float, out) -> None:
+    """Open loop, on one asyncio event loop in this process (a light load generator: it shares the
+    server's cores): each stream (name, raw request) sends `rate` requests/s on a fixed schedule over
+    kept-alive connections, opening another whenever none is idle, so the schedule never waits for an
+    answer. A latency runs from the request's scheduled time, so time spent queued anywhere counts (no
+    coordinated omission). Puts {name: (latencies, answers, allowed_usd)} on out."""
+    asyncio.run(_drive(port, streams, rate, seconds, out))
+
+
+async def _drive(port, streams, rate, seconds, out) -> None:
+    loop = asyncio.get_running_loop()
+    results = {name: ([], {}, [Decimal(0)]) for name, _ in streams}
+    request_of = dict(streams)
+    idle: dict[str, list] = {name: [] for name, _ in streams}
+    waiting = {name: collections.deque() for name, _ in streams}
+    opened = dict.fromkeys(request_of, 0)
+    opening = dict.fromkeys(request_of, 0)
+    idle_or_busy: dict[str, set] = {name: set() for name in request_of}
+    due_of: dict = {}
+    pending = [0]
+    finished = loop.create_future()
+
+    def answered(connection, status, body, *, name) -> None:
+        latencies, answers, allowed = results[name]
+        latencies.append(loop.time() - due_of.pop(connection))
+        key = str(status)
+        if status == 200 and name == "guard check":
+            decision = json.loads(body)
+            key = decision["decision"]
+            if decision["reasons"] and decision["reasons"][0].startswith("the guard could not reach"):
+                key += " (fail mode, unchecked)"
+            if decision["reservation_id"]:
+                allowed[0] += ESTIMATE_USD
+        answers[key] = answers.get(key, 0) + 1
+        pending[0] -= 1
+        if waiting[
+            name
+        ]:  # a request that found every connection busy goes next, still timed from its due time
+            due_of[connection] = waiting[name].popleft()
+            connection.transport.write(request_of[name])
+        else:
+            idle[name].append(connection)
+        if pending[0] == 0 and finished_sending[0] == len(streams) and not finished.done():
+            finished.set_result(None)
+
+    def lost(connection, *, name) -> None:
+        opened[name] -= 1
+        if connection in idle[name]:
+            idle[name].remove(connection)
+        if connection in due_of:  # closed with a request in flight: an answer that never came
+            due_of.pop(connection)
+            answers = results[name][1]
+            answers["connection closed"] = answers.get("connection closed", 0) + 1
+            pending[0] -= 1
+            if pending[0] == 0 and finished_sending[0] == len(streams) and not finished.done():
+                finished.set_result(None)
+
+    async def connect(name):
+        _, connection = await loop.create_connection(
+            lambda: _Connection(lambda c, s, b: answered(c, s, b, name=name), lambda c: lost(c, name=name)),
+            "127.0.0.1",
+            port,
+        )
+        opened[name] += 1
+        idle_or_busy[name].add(connection)
+        return connection
+
+    def send(name, due) -> None:
+        pending[0] += 1
+        if idle[name]:
+            connection = idle[name].pop()
+            due_of[connection] = due
+            connection.transport.write(request_of[name])
+        elif opened[name] + opening[name] < MAX_CONNECTIONS:
+            opening[name] += 1
+            loop.create_task(send_on_new(name, due))
+        else:
+            waiting[name].append(due)
+
+    async def send_on_new(name, due) -> None:
+        connection = await connect(name)
+        opening[name] -= 1
+        due_of[connection] = due
+        connection.transport.write(request_of[name])
+
+    for name, _ in streams:
+        idle[name] = [await connect(name) for _ in range(CONNECTIONS)]
+    finished_sending = [0]
+    start = loop.time() + 0.5
+    count = int(rate * seconds)
+
+    async def schedule(name, offset):
+        for number in range(count):
+            due = start + offset + number / rate
+            delay = due - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            send(name, due)
+        finished_sending[0] += 1
+        if pending[0] == 0 and finished_sending[0] == len(streams) and not finished.done():
+            finished.set_result(None)
+
+    # the streams interleaved: the second's schedule half an interval after the first's
+    await asyncio.gather(
+        *(schedule(name, index / (rate * len(streams))) for index, (name, _) in enumerate(streams))
+    )
+    try:  # a saturated server could take far longer than the run to answer what it queued: stop waiting
+        await asyncio.wait_for(finished, timeout=DRAIN_SECONDS)
+    except TimeoutError:
+        for name in results:
+            unanswered = sum(1 for connection in due_of if connection in idle_or_busy[name]) + len(
+                waiting[name]
+            )
+            results[name][1][f"no answer {DRAIN_SECONDS} s after the run"] = unanswered
+    cpu = resource.getrusage(resource.RUSAGE_SELF)
+    answers = {
+        name: (latencies, answers, str(allowed[0])) for name, (latencies, answers, allowed) in results.items()
+    }
+    out.put((answers, cpu.ru_utime + cpu.ru_stime, opened))
 
 
 def alternate(port: int, token: str, check: bytes, *, count: int) -> dict[str, list[float]]:
@@ -113,7 +216,17 @@ def alternate(port: int, token: str, check: bytes, *, count: int) -> dict[str, l
     return times
 
 
+def raw_request(method: str, path: str, token: str, body: bytes | None) -> bytes:
+    head = (
+        f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body or b'')}\r\n\r\n"
+    )
+    return head.encode() + (body or b"")
+
+
 def percentile(values: list[float], fraction: float) -> float:
+    if not values:
+        return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] * 1000
 
@@ -127,6 +240,38 @@ def calls_scans(url: str) -> tuple[int, int]:
             "WHERE relname = 'ledger_call' OR relname LIKE 'ledger_call_p%'"
         ).fetchone()
     return int(row[0]), int(row[1])
+
+
+def _process_cpu(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(master: int, url: str) -> dict[str, float]:
+    """CPU seconds so far of the gunicorn workers, the database's backends, and the whole machine (busy)."""
+    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    with psycopg.connect(url, autocommit=True) as connection:
+        backends = [
+            pid
+            for (pid,) in connection.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ]
+    busy = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return {
+        "workers": {int(pid): _process_cpu(int(pid)) for pid in [*children, master]},
+        "backends": {pid: _process_cpu(pid) for pid in backends},
+        "machine": {0: (sum(busy) - busy[3] - busy[4]) / os.sysconf("SC_CLK_TCK")},
+        "clock": {0: time.monotonic()},
+    }
+
+
+def cpu_spent(before: dict, after: dict, part: str) -> float:
+    """CPU seconds of a part between two cpu_seconds (a process that began in between counts whole)."""
+    return sum(seconds - before[part].get(pid, 0.0) for pid, seconds in after[part].items())
 
 
 SETUP = """
@@ -204,6 +349,9 @@ def main() -> None:
                 str(args.threads),
                 "--log-level",
                 "warning",
+                # a gateway keeps its connections to finops open; gunicorn's default closes one idle 2 s
+                "--keep-alive",
+                "30",
             ],
             env=env,
             cwd=ROOT,
@@ -234,28 +382,33 @@ def main() -> None:
         time.sleep(2)  # and every earlier backend's statistics flushed
         seq_before, idx_before = calls_scans(url)
         sequential = alternate(port, token, check, count=args.sequential)
+        cpu_before = cpu_seconds(gunicorn.pid, url)
         out = multiprocessing.get_context("spawn").Queue()
-        drivers = [
-            multiprocessing.get_context("spawn").Process(
-                target=drive, args=(port, token, method, path, body, args.rate, args.seconds, out)
-            )
-            for method, path, body in (
-                ("POST", "/api/v1/guard/check", check),
-                ("GET", "/api/v1/teams/support", None),
-            )
-        ]
-        for driver in drivers:
-            driver.start()
-        results = {}
-        for _ in drivers:
-            path, latencies, answers, allowed = out.get()
-            results[path] = (latencies, answers, Decimal(allowed))
-        for driver in drivers:
-            driver.join()
+        driver = multiprocessing.get_context("spawn").Process(
+            target=drive,
+            args=(
+                port,
+                [
+                    ("guard check", raw_request("POST", "/api/v1/guard/check", token, check)),
+                    ("trivial", raw_request("GET", "/api/v1/teams/support", token, None)),
+                ],
+                args.rate,
+                args.seconds,
+                out,
+            ),
+        )
+        driver.start()
+        streams, driver_cpu, connections = out.get()
+        results = {
+            name: (latencies, answers, Decimal(allowed))
+            for name, (latencies, answers, allowed) in streams.items()
+        }
+        driver.join()
+        cpu_after = cpu_seconds(gunicorn.pid, url)
         time.sleep(1.5)  # statistics reach pg_stat_user_tables within a second
         seq_after, idx_after = calls_scans(url)
         say("")
-        guard, trivial = results["/api/v1/guard/check"], results["/api/v1/teams/support"]
+        guard, trivial = results["guard check"], results["trivial"]
         say(f"{'':28}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'requests':>10}  answers")
         for name, (latencies, answers, _) in (("guard check", guard), ("GET /api/v1/teams/<slug>", trivial)):
             say(
@@ -289,6 +442,22 @@ def main() -> None:
         say(
             f"ledger_call scans during the run    seq_scan +{seq_after - seq_before}, "
             f"idx_scan +{idx_after - idx_before}   (goal: 0 and 0)"
+        )
+        requests = len(guard[0]) + len(trivial[0])
+        wall = cpu_spent(cpu_before, cpu_after, "clock")  # the schedule, and the wait for its last answers
+        workers, backends = (
+            cpu_spent(cpu_before, cpu_after, "workers"),
+            cpu_spent(cpu_before, cpu_after, "backends"),
+        )
+        machine = cpu_spent(cpu_before, cpu_after, "machine")
+        say(
+            f"CPU over the timed run ({wall:.0f} s, {os.cpu_count()} cores = {wall * os.cpu_count():.0f} core-s), "
+            f"per answered request: "
+            f"gunicorn {workers:.1f} s ({workers / requests * 1e6:.0f} µs/request), PostgreSQL backends "
+            f"{backends:.1f} s ({backends / requests * 1e6:.0f} µs/request), load generator {driver_cpu:.1f} s "
+            f"({driver_cpu / requests * 1e6:.0f} µs/request); the machine was busy {machine:.1f} core-s "
+            f"({machine / (wall * os.cpu_count()):.0%}), {max(0.0, machine - workers - backends - driver_cpu):.1f} of "
+            f"them other processes; connections opened {connections}"
         )
         if reserved > limit:
             raise SystemExit("allowed spend passed the limit")

@@ -1,9 +1,12 @@
 """The guard check (SPEC.md, "Guardrails"): may this agent make its next LLM call?
 
 It reads no calls table: the agent's kill switch against the task's aggregates (ledger_task, kept by the
-writer), and the allowances against their counters (AllowanceUsage, kept by the writer) plus the open
-reservations. Racing checks on one allowance are serialised by a row lock on its counter for the current
-window, taken in allowance-id order, so their allowed estimates never add up past a limit."""
+writer), and the allowances against their counters (AllowanceUsage, kept by the writer) plus what their
+open reservations hold (kept on the allowance's row by the database, models.py). The whole check is one
+statement, the SQL function guardrails_guard (migration 0003): one round trip, and its locks held for no
+client round trip. Racing checks on one allowance are serialised by a row lock on the allowance, taken
+in id order, so their allowed estimates never add up past a limit. Python then says why, applying the same
+rules to the numbers the function returns."""
 
 from __future__ import annotations
 
@@ -18,37 +21,18 @@ from django.utils import timezone
 
 from finops.guardrails.models import AllowanceAction
 from finops.guardrails.services import task_kill
-from finops.guardrails.windows import window_bounds
 from finops.ledger.models import TaskStatus
 
 ZERO = Decimal(0)
 
-# one round trip: the team, the agent's kill switch, the task's aggregates and the allowances that apply
-_SUBJECT_SQL = """
-SELECT team.id, agent.id, agent.max_steps, agent.max_cost_usd, task.steps, task.cost_usd, task.unpriced_calls,
-    task.status, task.last_call_at,
-    (SELECT coalesce(json_agg(json_build_array(a.id, a.agent_id, a."window", a.limit_tokens, a.limit_usd::text,
-        a.warn_at, a.action) ORDER BY a.id), '[]'::json)
-     FROM guardrails_allowance AS a WHERE a.team_id = team.id AND (a.agent_id IS NULL OR a.agent_id = agent.id))
-FROM accounts_team AS team
-LEFT JOIN ledger_agent AS agent ON agent.team_id = team.id AND agent.name = %(agent)s
-LEFT JOIN ledger_task AS task ON task.team_id = team.id AND task.task_id = %(task)s
-WHERE team.slug = %(team)s
+_GUARD_SQL = """
+SELECT * FROM guardrails_guard(%(team)s, %(team_ids)s, %(agent)s, %(task)s, %(tokens)s, %(usd)s, %(now)s,
+    %(zone)s, %(reservation)s, %(expires)s, %(lock_timeout)s)
 """
 
 
 class TeamNotFound(LookupError):
     """No team of that slug that the principal may check calls for."""
-
-
-# the critical section, in the database (migration 0002): the counters of the current windows locked in
-# allowance-id order, used and reserved read after the lock, and the estimate reserved unless an
-# enforced limit denies it; one statement, so the locks are held for no client round trip
-_CHECK_SQL = """
-SELECT allowance_id, used_tokens, used_usd, unpriced_calls, reserved_tokens, reserved_usd, reserved
-FROM guardrails_check(%(ids)s, %(starts)s, %(enforced)s, %(now)s, %(tokens)s, %(usd)s, %(reserve)s,
-    %(reservation)s, %(team)s, %(agent)s, %(task)s, %(expires)s, %(lock_timeout)s)
-"""
 
 
 @dataclass
@@ -204,14 +188,28 @@ def _guard_check(
     now: datetime,
 ) -> GuardDecision:
     result = GuardDecision()
+    reservation_id = uuid.uuid4()
     with connection.cursor() as cursor:
-        cursor.execute(_SUBJECT_SQL, {"team": team_slug, "agent": agent, "task": task_id})
-        subject = cursor.fetchone()
-    if subject is None or (team_ids is not None and subject[0] not in team_ids):
+        cursor.execute(
+            _GUARD_SQL,
+            {
+                "team": team_slug,
+                "team_ids": None if team_ids is None else sorted(team_ids),
+                "agent": agent,
+                "task": task_id,
+                "tokens": estimated_tokens,
+                "usd": estimated_usd,
+                "now": now,
+                "zone": settings.FINOPS_TIME_ZONE,
+                "reservation": reservation_id,
+                "expires": now + timedelta(seconds=settings.FINOPS_RESERVATION_TTL),
+                "lock_timeout": f"{int(settings.FINOPS_GUARD_LOCK_TIMEOUT_MS)}ms",
+            },
+        )
+        rows = cursor.fetchall()
+    if not rows:
         raise TeamNotFound(team_slug)
-    (team_id, agent_id, max_steps, max_cost, steps, cost, unpriced, status, last_call_at, allowances) = (
-        subject
-    )
+    (team_id, _, max_steps, max_cost, steps, cost, unpriced, status, last_call_at) = rows[0][:9]
     kill = None
     if task_id is not None:
         result.task = task = TaskState(
@@ -226,35 +224,36 @@ def _guard_check(
         kill = _kill_reason(task, agent=f"{team_slug}/{agent}", estimated_usd=estimated_usd)
         if kill:
             result.escalate("deny", kill)
-    states = []
-    for allowance_id, allowance_agent_id, window, limit_tokens, limit_usd, warn_at, action in allowances:
-        start, end = window_bounds(window=window, at=now)
-        states.append(
-            AllowanceState(
-                id=allowance_id,
-                scope=f"{team_slug}/{agent}" if allowance_agent_id else team_slug,
-                window=window,
-                limit_tokens=limit_tokens,
-                limit_usd=None if limit_usd is None else Decimal(limit_usd),
-                warn_at=warn_at,
-                action=action,
-                window_start=start,
-                resets_at=end,
-            )
+    for row in rows:
+        if row[9] is None:  # no allowance applies
+            break
+        (allowance_id, allowance_agent_id, window, limit_tokens, limit_usd, warn_at, action, start, end) = (
+            row[9:18]
         )
-    result.allowances = states
-    if states:
-        _check_allowances(
-            result,
-            states,
-            team_id=team_id,
-            agent_id=agent_id,
-            task_id=task_id,
-            last_call_at=last_call_at,
-            tokens=estimated_tokens,
-            usd=estimated_usd,
-            now=now,
+        state = AllowanceState(
+            id=allowance_id,
+            scope=f"{team_slug}/{agent}" if allowance_agent_id else team_slug,
+            window=window,
+            limit_tokens=limit_tokens,
+            limit_usd=limit_usd,
+            warn_at=warn_at,
+            action=action,
+            window_start=start,
+            resets_at=end,
+            used_tokens=row[18],
+            used_usd=row[19],
+            unpriced_calls=row[20],
+            reserved_tokens=int(row[21]),
+            reserved_usd=row[22],
         )
+        result.allowances.append(state)
+        said = _allowance_reasons(
+            state, tokens=estimated_tokens, usd=estimated_usd, task=result.task, last_call_at=last_call_at
+        )
+        if said:
+            result.escalate(*said)
+    if rows[0][23]:  # reserved (the same on every row)
+        result.reservation_id = reservation_id
     if kill and status != TaskStatus.KILLED:
         task_kill(team_id=team_id, task_id=task_id)
         result.task.status = TaskStatus.KILLED
@@ -276,62 +275,6 @@ def _kill_reason(task: TaskState, *, agent: str, estimated_usd: Decimal) -> str 
             text += f", this call's estimate {_usd(estimated_usd)}"
         return text + " (kill switch: max_cost_usd)"
     return None
-
-
-def _check_allowances(
-    result: GuardDecision,
-    states: list[AllowanceState],
-    *,
-    team_id: int,
-    agent_id: int | None,
-    task_id: str | None,
-    last_call_at,
-    tokens: int,
-    usd: Decimal,
-    now: datetime,
-) -> None:
-    """Lock, read and reserve in the database (guardrails_check), then say why in Python. The function
-    enforces the limits of `deny` allowances and of `throttle` ones for a task not yet running in the
-    window; Python's reasons apply the same rule (_passes) to the numbers it returns."""
-    by_id = {state.id: state for state in states}
-    enforced = [
-        state.id
-        for state in states
-        if state.action == AllowanceAction.DENY
-        or (state.action == AllowanceAction.THROTTLE and not _running(task_id, last_call_at, state))
-    ]
-    reserve = bool(tokens or usd) and result.decision != "deny"
-    reservation_id = uuid.uuid4()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _CHECK_SQL,
-            {
-                "ids": [state.id for state in states],
-                "starts": [state.window_start for state in states],
-                "enforced": enforced,
-                "now": now,
-                "tokens": tokens,
-                "usd": usd,
-                "reserve": reserve,
-                "reservation": reservation_id,
-                "team": team_id,
-                "agent": agent_id,
-                "task": task_id,
-                "expires": now + timedelta(seconds=settings.FINOPS_RESERVATION_TTL),
-                "lock_timeout": f"{int(settings.FINOPS_GUARD_LOCK_TIMEOUT_MS)}ms",
-            },
-        )
-        rows = cursor.fetchall()
-    for allowance_id, used_tokens, used_usd, unpriced, reserved_tokens, reserved_usd, _ in rows:
-        state = by_id[allowance_id]
-        state.used_tokens, state.used_usd, state.unpriced_calls = used_tokens, used_usd, unpriced
-        state.reserved_tokens, state.reserved_usd = int(reserved_tokens), reserved_usd
-    for state in states:
-        said = _allowance_reasons(state, tokens=tokens, usd=usd, task=result.task, last_call_at=last_call_at)
-        if said:
-            result.escalate(*said)
-    if rows and rows[0][6]:  # reserved (the same on every row)
-        result.reservation_id = reservation_id
 
 
 def _running(task_id: str | None, last_call_at, state: AllowanceState) -> bool:

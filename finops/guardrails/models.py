@@ -2,8 +2,13 @@
 "Guardrails").
 
 The guard check reads no calls table: it reads `AllowanceUsage`, which the bulk writer keeps in the same
-transaction as the calls it writes, and the unsettled, unexpired `Reservation` rows, summed at request
-time (never a counter of reservations, which could drift)."""
+transaction as the calls it writes, and what the reservations hold, kept on the allowance's row by the
+database itself (migration 0003): columns `reserved_tokens` and `reserved_usd` of guardrails_allowance are
+the sums of its reservations not yet released, maintained by triggers on guardrails_reservation in the
+transaction of every insert, release and delete, whoever writes the rows, so they cannot drift from the
+rows. They are not model fields, so that no `Allowance.save()` writes a stale copy back. A reservation is
+released (`released_at`) by the next guard check of its allowance once it is settled or expired: a check
+costs the same with 15 or 150,000 reservations outstanding, instead of summing them."""
 
 from __future__ import annotations
 
@@ -130,14 +135,23 @@ class Reservation(models.Model):
     created_at = models.DateTimeField()
     expires_at = models.DateTimeField()
     settled_at = models.DateTimeField(null=True, blank=True)
+    released_at = models.DateTimeField(
+        null=True, blank=True, help_text="when it stopped counting in its allowance's reserved totals"
+    )
 
     objects = TeamOwnedQuerySet.as_manager()
 
     class Meta:
         indexes = [
+            # what a guard check releases: the expired, and the settled, of its allowances
             models.Index(
                 fields=["allowance", "expires_at"],
-                condition=Q(settled_at__isnull=True),
-                name="reservation_open_idx",
-            )
+                condition=Q(released_at__isnull=True),
+                name="reservation_held_idx",
+            ),
+            models.Index(
+                fields=["allowance"],
+                condition=Q(released_at__isnull=True, settled_at__isnull=False),
+                name="reservation_settled_held_idx",
+            ),
         ]

@@ -44,7 +44,7 @@ def allowances_live(*, allowances: list[Allowance], now: datetime | None = None)
     reserved = {
         row["allowance_id"]: row
         for row in Reservation.objects.filter(
-            allowance_id__in=bounds, settled_at__isnull=True, expires_at__gt=now
+            allowance_id__in=bounds, released_at__isnull=True, settled_at__isnull=True, expires_at__gt=now
         )
         .values("allowance_id")
         .annotate(tokens=Coalesce(Sum("estimated_tokens"), 0), usd=Coalesce(Sum("estimated_usd"), Decimal(0)))

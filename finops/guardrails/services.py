@@ -145,7 +145,21 @@ RESERVATION_KEPT = timedelta(hours=1)
 
 def reservations_purge(*, now: datetime | None = None) -> int:
     """Delete reservations settled or expired over an hour ago: they no longer count anywhere (the
-    settled call is in the counters), and a check sums only the open ones. Returns how many."""
-    before = (now or timezone.now()) - RESERVATION_KEPT
-    deleted, _ = Reservation.objects.filter(Q(settled_at__lt=before) | Q(expires_at__lt=before)).delete()
+    settled call is in the counters). Each is first released from its allowance's reserved totals
+    under the allowances' row locks, taken in id order as a guard check takes them, so the purge and a
+    check never wait on each other in a circle. Returns how many."""
+    now = now or timezone.now()
+    before = now - RESERVATION_KEPT
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT guardrails_release(ARRAY(SELECT id FROM guardrails_allowance ORDER BY id "
+                "FOR NO KEY UPDATE), %s)",
+                [now],
+            )
+        deleted, _ = (
+            Reservation.objects.filter(released_at__isnull=False)
+            .filter(Q(settled_at__lt=before) | Q(expires_at__lt=before))
+            .delete()
+        )
     return deleted

@@ -14,7 +14,7 @@ from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from finops.guardrails.models import AllowanceUsage, Reservation
+from finops.guardrails.models import Reservation
 from finops.guardrails.services import allowance_create
 from finops.guardrails.tasks import purge_reservations
 from finops.ledger.models import Agent, Task
@@ -214,11 +214,10 @@ def test_max_steps_and_an_estimate_past_max_cost_deny(api, support):
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(("mode", "decision"), [("open", "allow"), ("closed", "deny")])
 def test_counters_it_cannot_reach_answer_the_fail_mode(make_api, mode, decision):
-    """Another transaction holds the allowance's counter past the guard's lock timeout."""
+    """Another transaction holds the allowance's row (what checks lock) past the guard's lock timeout."""
     team = TeamFactory(slug="support")
     api = make_api()
     allowance = allowance_create(principal=None, team=team, agent=None, window="day", limit_tokens=10)
-    check(api)  # creates the current window's counter row
     holding, release = threading.Event(), threading.Event()
 
     def hold_the_counter():
@@ -226,7 +225,7 @@ def test_counters_it_cannot_reach_answer_the_fail_mode(make_api, mode, decision)
             with connections["default"].cursor() as cursor:  # this thread's own connection
                 cursor.execute("BEGIN")
                 cursor.execute(
-                    "SELECT * FROM guardrails_allowanceusage WHERE allowance_id = %s FOR UPDATE",
+                    "SELECT * FROM guardrails_allowance WHERE id = %s FOR UPDATE",
                     [allowance.pk],
                 )
                 holding.set()
@@ -249,7 +248,7 @@ def test_counters_it_cannot_reach_answer_the_fail_mode(make_api, mode, decision)
         "the guard could not reach its counters (canceling statement due to lock timeout)"
     )
     assert f"FINOPS_GUARD_FAIL_MODE={mode}" in answer["reasons"][0]
-    assert AllowanceUsage.objects.filter(allowance=allowance).count() == 1
+    assert not Reservation.objects.exists()  # nothing held for a call that was not checked
     assert connection.is_usable()
 
 
@@ -293,3 +292,77 @@ def test_settled_and_expired_reservations_are_purged_an_hour_on(api, support):
     Reservation.objects.filter(reservation_id=expired).update(expires_at=now - timedelta(minutes=61))
     assert purge_reservations() == 2
     assert [str(held.reservation_id) for held in Reservation.objects.all()] == [open_one]
+
+
+def held_totals() -> dict[int, tuple[int, Decimal]]:
+    """What the database keeps on each allowance's row (columns no model declares)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id, reserved_tokens, reserved_usd FROM guardrails_allowance ORDER BY id")
+        return {allowance_id: (int(tokens), usd) for allowance_id, tokens, usd in cursor.fetchall()}
+
+
+def unreleased_sums(allowance_ids) -> dict[int, tuple[int, Decimal]]:
+    """The same totals summed over the reservation rows themselves, in Python."""
+    sums = {allowance_id: (0, Decimal(0)) for allowance_id in allowance_ids}
+    for held in Reservation.objects.filter(released_at__isnull=True):
+        tokens, usd = sums[held.allowance_id]
+        sums[held.allowance_id] = (tokens + held.estimated_tokens, usd + held.estimated_usd)
+    return sums
+
+
+def test_reserved_totals_stay_the_sum_of_the_unreleased_reservations(api, support):
+    """Checks, a settling event, an expiry, the purge, a row made outside the check, and one deleted: the
+    totals the triggers keep equal a sum over the rows after every step, and a check answers the
+    reservations that still hold (neither settled nor expired) and no others."""
+    team_wide = allowance_create(principal=None, team=support, agent=None, window="day", limit_tokens=10**9)
+    agents = allowance_create(
+        principal=None,
+        team=support,
+        agent=Agent.objects.get(name="refund-bot"),
+        window="month",
+        limit_usd=Decimal(1000),
+    )
+    ids = [team_wide.pk, agents.pk]
+    made = [
+        check(api, estimated_tokens=100 * n, estimated_cost_usd=f"0.00{n}")["reservation_id"]
+        for n in range(1, 7)
+    ]
+    assert (
+        held_totals()
+        == unreleased_sums(ids)
+        == {
+            team_wide.pk: (2100, Decimal("0.021")),
+            agents.pk: (2100, Decimal("0.021")),
+        }
+    )
+    # the first is settled by its event, the second expires, the third is made by hand (not by a check)
+    body = {**event(1, uncached_input=10), "reservation_id": made[0]}
+    assert api.post("/api/v1/events", [body]).json()["accepted"] == 1
+    Reservation.objects.filter(reservation_id=made[1]).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    Reservation.objects.create(
+        allowance=team_wide,
+        team=support,
+        estimated_tokens=5,
+        estimated_usd=Decimal("0.5"),
+        created_at=timezone.now(),
+        expires_at=timezone.now() + timedelta(minutes=5),
+    )
+    assert held_totals() == unreleased_sums(ids)
+    answer = check(api)  # no estimate: releases the settled and the expired, reserves nothing
+    assert {state["id"]: state["reserved_tokens"] for state in answer["allowances"]} == {
+        team_wide.pk: 2100 - 100 - 200 + 5,
+        agents.pk: 2100 - 100 - 200,
+    }
+    assert held_totals() == unreleased_sums(ids)
+    assert Reservation.objects.filter(released_at__isnull=False).count() == 4  # two ids, two allowances
+    # one deleted while it holds, and the purge an hour on (it releases what no check has released yet)
+    Reservation.objects.filter(reservation_id=made[2], allowance=agents).delete()
+    assert held_totals() == unreleased_sums(ids)
+    Reservation.objects.filter(reservation_id=made[3]).update(
+        settled_at=timezone.now() - timedelta(minutes=61)
+    )
+    assert purge_reservations() == 2  # made[3], from both allowances
+    assert held_totals() == unreleased_sums(ids)
+    assert held_totals()[agents.pk] == (500 + 600, Decimal("0.011"))
