@@ -126,7 +126,10 @@ BEGIN
     RETURN QUERY
     WITH state AS MATERIALIZED (
         SELECT a.id, a.agent_id, a."window", a.limit_tokens, a.limit_usd, a.warn_at, a.action,
-            w.start, date_add(w.start, ('1 ' || a."window")::interval, p_zone) AS resets_at,
+            -- the next window's start, by the calendar in the zone (date_add(ts, interval, zone) is
+            -- PostgreSQL 16's; this is the same on 12 to 15)
+            w.start, ((w.start AT TIME ZONE p_zone) + ('1 ' || a."window")::interval) AT TIME ZONE p_zone
+                AS resets_at,
             coalesce(u.used_tokens, 0) AS used_tokens, coalesce(u.used_usd, 0) AS used_usd,
             coalesce(u.unpriced_calls, 0) AS unpriced_calls, a.reserved_tokens, a.reserved_usd,
             -- enforced: deny, and throttle for a task that has made no call in this window yet
