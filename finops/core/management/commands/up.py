@@ -101,6 +101,8 @@ class Command(BaseCommand):
             # the web server listens on 127.0.0.1 over plain HTTP: cookies without the Secure flag, or no
             # browser would send them back (an explicit FINOPS_PLAIN_HTTP=false still wins)
             "FINOPS_PLAIN_HTTP": os.environ.get("FINOPS_PLAIN_HTTP", "true"),
+            # alert notifications link to the alert's page on this server
+            "FINOPS_BASE_URL": os.environ.get("FINOPS_BASE_URL", f"http://{supervisor.WEB_HOST}:{port}"),
         }
         env.pop(supervisor.OWNS_POSTGRES_ENV, None)
         broker = "CELERY_BROKER_URL" if os.environ.get("CELERY_BROKER_URL") else "local queue"
