@@ -1245,9 +1245,16 @@ def test_each_principal_gets_its_answer(url_world, db, name, method, target, pri
         missing_status, missing_body, _ = respond(principal, method, call.targets[target](nowhere))
         for field_name in ("slug", "name", "quarantine_source"):
             body = body.replace(getattr(url_world.bravo, field_name), getattr(nowhere.bravo, field_name))
-        assert (missing_status, missing_body) == (status, body), (
+        assert (missing_status, clockless(missing_body)) == (status, clockless(body)), (
             f"{asked} tells bravo's from a missing team's"
         )
+
+
+def clockless(body: str) -> str:
+    """A page without the clock it shows ("as of 13:19:48 UTC", "resets in 28 d 10 h"): two requests a
+    moment apart may straddle a second, and the walk compares what they say of the teams."""
+    body = re.sub(r"\b\d{2}:\d{2}:\d{2}\b", "hh:mm:ss", body)
+    return re.sub(r"\b\d+ (d|h|min|s)\b", r"N \1", body)
 
 
 def undeclared() -> Iterator:
