@@ -4,12 +4,47 @@ from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET
 
 from dashboard import figures
+from dashboard.tables import Column, Table
 from finops.kpis.trace import task_trace
 from finops.ledger.models import Task
 from finops.ledger.tokens import TOKEN_TYPES
+
+
+def tasks_table(tasks: list[Task], *, name: str = "expensive-tasks") -> Table:
+    """A list of runs, each opening its step-by-step trace (every list of tasks links there)."""
+    return Table(
+        name=name,
+        caption="The costliest runs with a call in this window; each opens its step-by-step trace",
+        columns=[
+            Column("Task", link=lambda task: reverse("dashboard:task", args=[task.pk])),
+            Column("Team"),
+            Column("Agent", link=lambda task: reverse("dashboard:agent", args=[task.agent_id])),
+            Column("Outcome"),
+            Column("Calls", "count"),
+            Column("Cost (priced calls)", "usd"),
+            Column("Unpriced calls", "count"),
+            Column("Last call (UTC)", "datetime"),
+        ],
+        rows=[
+            [
+                task.task_id,
+                task.team.slug,
+                task.agent.name,
+                task.status or "running / not reported",
+                task.steps,
+                task.cost_usd,
+                task.unpriced_calls,
+                task.last_call_at,
+            ]
+            for task in tasks
+        ],
+        sources=tasks,
+        empty="No task made a call in this window: calls without a task_id belong to no run.",
+    )
 
 
 @login_required
