@@ -1,10 +1,17 @@
-"""The navigation's live figure: how many alerts the signed-in person may see are firing now."""
+"""The navigation: the entries the signed-in person's roles allow, and its live figures."""
 
 from django import template
 
+from dashboard.navigation import nav_items
 from finops.alerts.models import Alert, AlertState
 
 register = template.Library()
+
+
+@register.simple_tag(takes_context=True)
+def main_nav(context) -> list:
+    user = getattr(context.get("request"), "user", None)
+    return [] if user is None else nav_items(user)
 
 
 @register.simple_tag(takes_context=True)
