@@ -119,6 +119,14 @@ TEMPLATES = [
 ]
 
 AUTHENTICATION_BACKENDS = ["finops.accounts.authentication.ThrottledModelBackend"]
+if os.environ.get("FINOPS_TEST_DATABASE"):
+    # Set only by the test bootstrap (finops/testing/pytest_bootstrap.py), and inherited by the servers the
+    # suite starts: its users' passwords are hashed cheaply. PBKDF2's million rounds cost ~0.3 s a user,
+    # minutes over the suite; PBKDF2 stays second, so a password made outside the suite still checks.
+    PASSWORD_HASHERS = [
+        "django.contrib.auth.hashers.MD5PasswordHasher",
+        "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    ]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
