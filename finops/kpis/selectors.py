@@ -241,8 +241,14 @@ def agents_in_scope(*, scope: Scope) -> list[Agent]:
 
 
 def tasks_most_expensive(*, scope: Scope, start: datetime, end: datetime, limit: int = 10) -> list[Task]:
-    """The costliest runs with a call in [start, end), for the lists that link to a task's trace."""
-    tasks = scoped(Task.objects.select_related("team", "agent"), scope)
-    return list(
-        tasks.filter(last_call_at__gte=start, first_call_at__lt=end).order_by("-cost_usd", "id")[:limit]
+    """The costliest runs with a call in [start, end), for the lists that link to a task's trace.
+
+    Ended runs and running ones are read apart, each by an index of its own (ended: by cost,
+    task_ended_cost_idx, stopping at the first `limit` in the window; running: by last call,
+    task_running_idx), then merged: one query over both would read every task of the window."""
+    tasks = scoped(Task.objects.select_related("team", "agent"), scope).filter(
+        last_call_at__gte=start, first_call_at__lt=end
     )
+    ended = tasks.filter(status__isnull=False).order_by("-cost_usd", "id")[:limit]
+    running = tasks.filter(status__isnull=True).order_by("-cost_usd", "id")[:limit]
+    return sorted([*ended, *running], key=lambda task: (-task.cost_usd, task.id))[:limit]

@@ -102,6 +102,13 @@ class Task(TokenCounts):
             models.Index(
                 fields=["agent", "ended_at"], condition=Q(status__isnull=False), name="task_agent_ended_idx"
             ),
+            # the costliest ended runs of a window (finops.kpis.selectors.tasks_most_expensive)
+            models.Index(
+                models.F("cost_usd").desc(),
+                "id",
+                condition=Q(status__isnull=False),
+                name="task_ended_cost_idx",
+            ),
             # the runaway-task alert's candidates: tasks with no outcome yet, by their latest call
             models.Index(fields=["last_call_at"], condition=Q(status__isnull=True), name="task_running_idx"),
         ]

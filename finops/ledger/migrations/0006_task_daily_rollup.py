@@ -152,5 +152,9 @@ class Migration(migrations.Migration):
             model_name='taskdailyrollup',
             constraint=models.UniqueConstraint(fields=('team', 'agent', 'day'), name='task_rollup_scope_day_unique'),
         ),
+        migrations.AddIndex(
+            model_name='task',
+            index=models.Index(models.OrderBy(models.F('cost_usd'), descending=True), models.F('id'), condition=models.Q(('status__isnull', False)), name='task_ended_cost_idx'),
+        ),
         migrations.RunSQL(TRIGGERS, UNTRIGGERS),
     ]
