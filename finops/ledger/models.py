@@ -97,10 +97,14 @@ class Task(TokenCounts):
         indexes = [
             models.Index(fields=["team", "ended_at"], name="task_team_ended_idx"),
             # the ended tasks of every team (the ragged edges of a window's task KPIs) and of one agent
-            # (its page): the writer's new tasks have no outcome yet, so these cost it nothing
+            # (its page): partial, so the writer's new tasks (no outcome yet) cost it nothing
             models.Index(fields=["ended_at"], condition=Q(status__isnull=False), name="task_ended_idx"),
+            # covering the agent page's reads (outcomes, steps, cost percentiles): index-only scans
             models.Index(
-                fields=["agent", "ended_at"], condition=Q(status__isnull=False), name="task_agent_ended_idx"
+                fields=["agent", "ended_at"],
+                include=["status", "steps", "cost_usd", "unpriced_calls"],
+                condition=Q(status__isnull=False),
+                name="task_agent_ended_idx",
             ),
             # the costliest ended runs of a window (finops.kpis.selectors.tasks_most_expensive)
             models.Index(

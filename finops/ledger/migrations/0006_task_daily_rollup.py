@@ -132,7 +132,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name='task',
-            index=models.Index(condition=models.Q(('status__isnull', False)), fields=['agent', 'ended_at'], name='task_agent_ended_idx'),
+            index=models.Index(condition=models.Q(('status__isnull', False)), fields=['agent', 'ended_at'], include=['status', 'steps', 'cost_usd', 'unpriced_calls'], name='task_agent_ended_idx'),
         ),
         migrations.AddField(
             model_name='taskdailyrollup',
