@@ -13,10 +13,10 @@ pages' whole UTC days, today included), `GET /api/v1/kpis` for the same lengths 
 with an org-wide token. Each figure is the p95 of --requests requests after two unmeasured ones.
 
 Beside each: the same KPIs of the same scope and window by a plain GROUP BY over ledger_call and
-ledger_task (best of two runs), checked equal to what the API answers for that scope and window (the
-pages read the same selector, kpis_for_scope), and the speed-up. The sequential and index scans of the
-calls and tasks tables during the timed requests come from pg_stat_user_tables (goal: no sequential
-scan). Uses DATABASE_URL if set, else the embedded PostgreSQL under bench/out/data; the database is
+ledger_task (best of two runs), checked in the run: equal to the API's JSON for its window, and shown by
+the overview (spend, outcomes; every team) and agent page ($/successful task, outcomes; one agent) for
+theirs, with the speed-up. The sequential and index scans of the calls and tasks tables during each
+page's and endpoint's requests come from pg_stat_user_tables (goal: no sequential scan). Uses DATABASE_URL if set, else the embedded PostgreSQL under bench/out/data; the database is
 created for the run and dropped at the end (--keep keeps it, --reuse NAME runs on a kept one).
 """
 
@@ -165,6 +165,27 @@ def group_by(*, start: datetime, end: datetime, agent_id: int | None) -> tuple[d
     return body, best
 
 
+def scans_between(before: dict, after: dict) -> dict:
+    return {table: tuple(b - a for a, b in zip(before[table], after[table], strict=True)) for table in before}
+
+
+def page_figures(page: str, body: dict) -> list[str]:
+    """What the overview or agent page shows of the KPIs in `body` (the API's JSON), as it formats them."""
+    from decimal import Decimal
+
+    from dashboard.formatting import usd_exact
+
+    tasks = body["tasks"]
+    if page == "overview":
+        outcomes = f"{tasks['successful']:,} successful, {tasks['failed']:,} failed, "
+        outcomes += f"{tasks['abandoned']:,} abandoned, {tasks['killed']:,} killed"
+        return [f'title="{usd_exact(Decimal(body["cost_usd"]))}"', outcomes]
+    per_success = body["cost_per_successful_task_usd"]
+    outcomes = f"{tasks['successful']} successful, {tasks['failed']} failed, "
+    outcomes += f"{tasks['abandoned']} abandoned, {tasks['killed']} killed"
+    return [f'title="{usd_exact(None if per_success is None else Decimal(per_success))}"', outcomes]
+
+
 def pages_of_urlconf(ids: dict[str, int]) -> list[tuple[str, str]]:
     """(name, path) of every dashboard page, its ids filled from the bench's objects."""
     from django.urls import reverse
@@ -297,38 +318,45 @@ def main() -> None:
                 page_client = Client(port, {"Cookie": f"sessionid={session}"})
         pages = pages_of_urlconf(ids)
         today = now.date()
-        results = []  # (what, window, status, p95 ms, scope agent or None (KPIs) or "-")
+        results = []  # (page, window, status, p95 ms)
+        bodies = {}  # (page, window) → the HTML of the overview and agent pages
+        scans = {}  # page or endpoint → {table: (sequential, index) scans during its requests}
         say(f"== {len(pages)} pages x {len(WINDOWS)} windows and /api/v1/kpis, {args.requests} requests each")
-        time.sleep(1)
-        before = table_scans(TABLES)
+        time.sleep(1.5)
         for name, path in pages:
+            before = table_scans(TABLES)
             for window in WINDOWS:
                 first, last = page_window(window, today)
                 query = urlencode({"start": first.isoformat(), "end": last.isoformat()})
-                status, ms, _ = timed(page_client, f"{path}?{query}", args.requests)
+                status, ms, body = timed(page_client, f"{path}?{query}", args.requests)
                 if status == 405:
                     say(f"   {name}: POST only")
                     break
                 results.append((name, window, status, ms))
+                bodies[name, window] = body.decode()
                 say(f"   {path} {window}: {status} p95 {ms:.0f} ms")
+            time.sleep(1.5)  # the server's backends report their statistics once idle for a second
+            if status != 405:
+                scans[name] = scans_between(before, table_scans(TABLES))
+        from finops.ledger.models import Agent
+
+        agent = Agent.objects.select_related("team").get(pk=ids["agent_pk"])
         api_bodies = {}
-        for scope, agent_name in (("all teams", None), ("one agent", f"agent-{7:02d}")):
+        for scope in ("all teams", "one agent"):
+            before = table_scans(TABLES)
             for window in WINDOWS:
                 start, end = api_window(window, now)
                 params = {"start": start.isoformat(), "end": end.isoformat()}
-                if agent_name:
-                    from finops.ledger.models import Agent
-
-                    agent = Agent.objects.select_related("team").get(pk=ids["agent_pk"])
+                if scope == "one agent":
                     params |= {"team": agent.team.slug, "agent": agent.name}
                 status, ms, body = timed(api_client, f"/api/v1/kpis?{urlencode(params)}", args.requests)
                 api_bodies[scope, window] = (json.loads(body), ms)
                 say(f"   /api/v1/kpis {scope} {window}: {status} p95 {ms:.0f} ms")
-        time.sleep(1)
-        after = table_scans(TABLES)
+            time.sleep(1.5)
+            scans[f"/api/v1/kpis {scope}"] = scans_between(before, table_scans(TABLES))
         say("== the same KPIs by a plain GROUP BY over calls and tasks")
         reference = {}
-        for scope in ("all teams", "one agent"):
+        for scope, page in (("all teams", "overview"), ("one agent", "agent")):
             for window in WINDOWS:
                 agent_id = ids["agent_pk"] if scope == "one agent" else None
                 api_body, _ = api_bodies[scope, window]
@@ -341,10 +369,16 @@ def main() -> None:
                 first, last = page_window(window, today)
                 page_start = datetime.combine(first, datetime.min.time(), tzinfo=UTC)
                 page_end = datetime.combine(last + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
-                _, page_ms = group_by(start=page_start, end=page_end, agent_id=agent_id)
-                reference[scope, window] = (ms, page_ms, same)
+                page_body, page_ms = group_by(start=page_start, end=page_end, agent_id=agent_id)
+                missing = [
+                    shown for shown in page_figures(page, page_body) if shown not in bodies[page, window]
+                ]
+                if missing:
+                    say(f"   MISMATCH {page} {window}: the page does not show {missing}")
+                reference[scope, window] = (ms, page_ms, same, not missing)
                 say(
-                    f"   {scope} {window}: {ms:.0f} ms (API window), {page_ms:.0f} ms (page window), identical: {same}"
+                    f"   {scope} {window}: {ms:.0f} ms (API window, identical: {same}), "
+                    f"{page_ms:.0f} ms ({page} page's window, shown: {not missing})"
                 )
         load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
         say("")
@@ -354,28 +388,25 @@ def main() -> None:
         )
         for name, window, status, ms in results:
             scope = {"overview": "all teams", "agent": "one agent"}.get(name)
+            flag = "" if status == 200 else f"  (HTTP {status})"
             if scope:
-                _, page_ms, same = reference[scope, window]
-                say(
-                    f"{name:<34}{window:<12}{ms:>8.0f}{page_ms:>13.0f}{page_ms / ms:>9.0f}x  {same}"
-                    + ("" if status == 200 else f"  (HTTP {status})")
-                )
+                _, page_ms, _, shown = reference[scope, window]
+                say(f"{name:<34}{window:<12}{ms:>8.0f}{page_ms:>13.0f}{page_ms / ms:>9.0f}x  {shown}{flag}")
             else:
-                say(
-                    f"{name:<34}{window:<12}{ms:>8.0f}{'-':>13}{'-':>10}"
-                    + ("" if status == 200 else f"  (HTTP {status})")
-                )
+                say(f"{name:<34}{window:<12}{ms:>8.0f}{'-':>13}{'-':>10}{flag}")
         for (scope, window), (_, ms) in api_bodies.items():
-            group_ms, _, same = reference[scope, window]
+            group_ms, _, same, _ = reference[scope, window]
             say(
                 f"{'/api/v1/kpis ' + scope:<34}{window:<12}{ms:>8.0f}{group_ms:>13.0f}{group_ms / ms:>9.0f}x  {same}"
             )
         say("goals: pages p95 < 300 ms, /api/v1/kpis p95 < 100 ms, each >= 50x the GROUP BY, identical")
-        for table in TABLES:
-            say(
-                f"{table} scans during the timed requests: {after[table][0] - before[table][0]} sequential, "
-                f"{after[table][1] - before[table][1]} index"
-            )
+        say("")
+        say(
+            f"{'scans during the timed requests':<42}{'calls seq':>10}{'calls idx':>10}{'tasks seq':>10}{'tasks idx':>10}"
+        )
+        for name, counts in scans.items():
+            (call_seq, call_idx), (task_seq, task_idx) = counts["ledger_call"], counts["ledger_task"]
+            say(f"{name:<42}{call_seq:>10}{call_idx:>10}{task_seq:>10}{task_idx:>10}")
     finally:
         if gunicorn:
             gunicorn.terminate()
