@@ -10,8 +10,8 @@ evaluation: the first (which opens the alerts and writes their deliveries) and t
 (steady state, the every-minute case), and the scans of the calls table meanwhile (none).
 
 The ledger is made by SQL, the fastest honest path to 10M calls (bench/ledger.py, shared with
-bench/pages.py). Uses DATABASE_URL if set, else the embedded PostgreSQL under
-bench/out/data; the database is created for the run and dropped at the end.
+bench/pages.py). Uses DATABASE_URL if set, else the embedded PostgreSQL under bench/out/data; the
+database is created for the run and dropped at the end.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from ledger import AGENTS, TEAMS, calls_scans, ledger_create, say
-from scratch import scratch_database_create
+from scratch import run_database
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
@@ -152,17 +152,7 @@ def main() -> None:
     os.environ.setdefault("FINOPS_DATA_DIR", str(OUT / "data"))
     os.environ["DJANGO_SETTINGS_MODULE"] = "finops.settings"
     sys.path.insert(0, str(ROOT))
-    if args.reuse:
-        from urllib.parse import urlsplit, urlunsplit
-
-        from finops import embedded
-
-        server = urlsplit(os.environ.get("DATABASE_URL") or embedded.ensure_postgres())
-        os.environ["DATABASE_URL"] = urlunsplit(server._replace(path=f"/{args.reuse}"))
-        scratch = None
-    else:
-        scratch = scratch_database_create(prefix="finops_bench_alerts")
-        os.environ["DATABASE_URL"] = scratch.url
+    scratch = run_database(prefix="finops_bench_alerts", reuse=args.reuse)
     try:
         import django
 

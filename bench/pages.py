@@ -16,8 +16,10 @@ Beside each: the same KPIs of the same scope and window by a plain GROUP BY over
 ledger_task (best of two runs), checked in the run: equal to the API's JSON for its window, and shown by
 the overview (spend, outcomes; every team) and agent page ($/successful task, outcomes; one agent) for
 theirs, with the speed-up. The sequential and index scans of the calls and tasks tables during each
-page's and endpoint's requests come from pg_stat_user_tables (goal: no sequential scan). Uses DATABASE_URL if set, else the embedded PostgreSQL under bench/out/data; the database is
-created for the run and dropped at the end (--keep keeps it, --reuse NAME runs on a kept one).
+page's and endpoint's requests come from pg_stat_user_tables (goal: no sequential scan).
+
+Uses DATABASE_URL if set, else the embedded PostgreSQL under bench/out/data; the database is created
+for the run and dropped at the end (--keep keeps it, --reuse NAME runs on a kept one).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from ledger import TEAMS, ledger_create, say, table_scans
-from scratch import free_port, scratch_database_create
+from scratch import free_port, run_database
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
@@ -107,19 +109,7 @@ SELECT count(*), count(*) FILTER (WHERE t.status = 'success'), count(*) FILTER (
 FROM ledger_task AS t JOIN ledger_agent AS a ON a.id = t.agent_id
 WHERE t.ended_at >= %(start)s AND t.ended_at < %(end)s AND t.status IS NOT NULL {agent}
 """
-CALL_KEYS = [
-    "calls",
-    "unpriced_calls",
-    "calls_not_in_task",
-    "cost_usd",
-    "cost_not_in_task_usd",
-    "uncached_input",
-    "cache_read",
-    "cache_write_5m",
-    "cache_write_1h",
-    "output",
-    "reasoning",
-]
+CALL_KEYS = ["calls", "unpriced_calls", "calls_not_in_task", "cost_usd", "cost_not_in_task_usd"]  # + tokens
 TASK_KEYS = [
     "ended",
     "successful",
@@ -142,6 +132,7 @@ def group_by(*, start: datetime, end: datetime, agent_id: int | None) -> tuple[d
 
     from finops.kpis.api import kpis_as_json
     from finops.kpis.selectors import kpis_from_totals
+    from finops.ledger.tokens import TOKEN_TYPES
 
     best, body = float("inf"), None
     for _ in range(2):
@@ -151,7 +142,7 @@ def group_by(*, start: datetime, end: datetime, agent_id: int | None) -> tuple[d
             cursor.execute(
                 GROUP_BY_CALLS.format(agent="AND agent_id = %(agent_id)s" if agent_id else ""), params
             )
-            calls = dict(zip(CALL_KEYS, cursor.fetchone(), strict=True))
+            calls = dict(zip([*CALL_KEYS, *TOKEN_TYPES], cursor.fetchone(), strict=True))
             cursor.execute(
                 GROUP_BY_TASKS.format(agent="AND t.agent_id = %(agent_id)s" if agent_id else ""), params
             )
@@ -254,17 +245,7 @@ def main() -> None:
     os.environ["DJANGO_SETTINGS_MODULE"] = "finops.settings"
     os.environ.setdefault("FINOPS_PLAIN_HTTP", "1")
     sys.path.insert(0, str(ROOT))
-    if args.reuse:
-        from urllib.parse import urlsplit, urlunsplit
-
-        from finops import embedded
-
-        server = urlsplit(os.environ.get("DATABASE_URL") or embedded.ensure_postgres())
-        os.environ["DATABASE_URL"] = urlunsplit(server._replace(path=f"/{args.reuse}"))
-        scratch = None
-    else:
-        scratch = scratch_database_create(prefix="finops_bench_pages")
-        os.environ["DATABASE_URL"] = scratch.url
+    scratch = run_database(prefix="finops_bench_pages", reuse=args.reuse)
     gunicorn = None
     try:
         import django

@@ -15,6 +15,7 @@ import pytest
 from finops.guardrails.services import task_kill
 from finops.ledger.models import Agent, Task, TaskDailyRollup
 from finops.ledger.services import calls_reprice
+from finops.ledger.tokens import TOKEN_TYPES
 from finops.pricing.models import ModelPriceOverride
 from finops.pricing.services import PriceBook
 from tests.ledger.reference import Outcome, reference_kpis
@@ -97,17 +98,7 @@ def rollup_brute_force() -> dict:
     sums: dict[tuple, list] = defaultdict(lambda: [0] * 5 + [Decimal(0)] + [0] * 7)
     for task in Task.objects.filter(status__isnull=False, ended_at__isnull=False):
         row = sums[(task.team_id, task.agent_id, task.ended_at.astimezone(UTC).date())]
-        tokens = sum(
-            getattr(task, name)
-            for name in (
-                "uncached_input",
-                "cache_read",
-                "cache_write_5m",
-                "cache_write_1h",
-                "output",
-                "reasoning",
-            )
-        )
+        tokens = sum(getattr(task, name) for name in TOKEN_TYPES)
         statuses = ("success", "failure", "abandoned", "killed")
         changes = [
             1,
