@@ -19,14 +19,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from ledger import AGENTS, TEAMS, calls_scans, ledger_create, say
+from ledger import AGENTS, TEAMS, calls_scans, ledger_ready, say
 from scratch import run_database
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -154,23 +153,12 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     scratch = run_database(prefix="finops_bench_alerts", reuse=args.reuse)
     try:
-        import django
-
-        if scratch:
-            say(f"== database {scratch.name}; migrating")
-            subprocess.run([sys.executable, "-m", "finops.cli", "migrate", "-v0"], cwd=ROOT, check=True)
-        django.setup()
+        now = ledger_ready(new=scratch is not None, calls=args.calls)
         from finops.alerts.models import Alert, Delivery
 
         if scratch:
-            now = datetime.now(UTC)
-            say(f"== {args.calls:,} calls over a year, {AGENTS} agents in {TEAMS} teams (SQL)")
-            ledger_create(calls=args.calls, now=now)
             rules_create(count=args.rules)
-        else:  # the kept database's own moment, so its rollups cover the windows as they did
-            from finops.ledger.models import Task
-
-            now = Task.objects.order_by("-last_call_at").values_list("last_call_at", flat=True)[0]
+        else:
             Alert.objects.all().delete()
         scans_before = calls_scans()
         say(f"== {args.rules} rules: first evaluation")

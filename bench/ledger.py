@@ -11,8 +11,12 @@ ledger_task's triggers as the tasks go in, as they are for every writer.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 TEAMS, AGENTS, STEPS = 5, 50, 12
 
@@ -84,6 +88,27 @@ ROLLUPS_SQL = [
         '', '{{}}'::jsonb, count(*), sum(cost_usd), 0, min(timestamp), max(timestamp), 8, {_sum}
     FROM ledger_call GROUP BY team_id, task_id""",
 ]
+
+
+def ledger_ready(*, new: bool, calls: int) -> datetime:
+    """Set Django up on the run's database (DATABASE_URL) and answer the moment its ledger ends: a new
+    database is migrated and filled with `calls` calls ending now; a kept one keeps its own moment, so
+    its rollups cover the windows as they did."""
+    import django
+
+    if new:
+        say(f"== database {os.environ['DATABASE_URL'].rsplit('/', 1)[-1]}; migrating")
+        root = Path(__file__).resolve().parent.parent
+        subprocess.run([sys.executable, "-m", "finops.cli", "migrate", "-v0"], cwd=root, check=True)
+    django.setup()
+    if not new:
+        from finops.ledger.models import Task
+
+        return Task.objects.order_by("-last_call_at").values_list("last_call_at", flat=True)[0]
+    now = datetime.now(UTC)
+    say(f"== {calls:,} calls over a year, {AGENTS} agents in {TEAMS} teams (SQL)")
+    ledger_create(calls=calls, now=now)
+    return now
 
 
 def ledger_create(*, calls: int, now: datetime) -> None:

@@ -36,7 +36,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlencode
 
-from ledger import TEAMS, ledger_create, say, table_scans
+from ledger import ledger_ready, say, table_scans
 from scratch import free_port, run_database
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -248,22 +248,9 @@ def main() -> None:
     scratch = run_database(prefix="finops_bench_pages", reuse=args.reuse)
     gunicorn = None
     try:
-        import django
-
-        if scratch:
-            say(f"== database {scratch.name}; migrating")
-            subprocess.run([sys.executable, "-m", "finops.cli", "migrate", "-v0"], cwd=ROOT, check=True)
-        django.setup()
+        now = ledger_ready(new=scratch is not None, calls=args.calls)
         from django.db import connection
 
-        if scratch:
-            now = datetime.now(UTC)
-            say(f"== {args.calls:,} calls over a year, 50 agents in {TEAMS} teams (SQL)")
-            ledger_create(calls=args.calls, now=now)
-        else:
-            from finops.ledger.models import Task
-
-            now = Task.objects.order_by("-last_call_at").values_list("last_call_at", flat=True)[0]
         session, token, ids = setup(now)
         with connection.cursor() as cursor:
             cursor.execute("SELECT (SELECT count(*) FROM ledger_call), (SELECT count(*) FROM ledger_task)")
