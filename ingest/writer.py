@@ -40,6 +40,7 @@ from finops.accounts.selectors import (
     writable_team_ids,
 )
 from finops.guardrails.sql import WRITER_LOCK_SQL, guard_ctes, guard_params
+from finops.ledger.breakdown import breakdown_rollup_cte
 from finops.ledger.models import Agent
 from finops.ledger.rollups import rollup_ctes, rollup_params
 from finops.ledger.services import call_partitions_ensure
@@ -134,9 +135,9 @@ def _write_sql(*, rows: str, ctes: str = "") -> str:
     """Writes the calls, daily rollups and task aggregates of the stage rows named by `rows` (a table
     or one of the `ctes` before them) and answers how many rows that was. The guardrails' CTEs
     (allowance counters, reservations settled) and the alert rollups' (recent minutes, prompt
-    versions) take the parameters of _write_params()."""
+    versions) take the parameters of _write_params(); the breakdown rollup's take none."""
     return f"""
-WITH {ctes}{guard_ctes(rows=rows)}{rollup_ctes(rows=rows)}calls AS (
+WITH {ctes}{guard_ctes(rows=rows)}{rollup_ctes(rows=rows)}{breakdown_rollup_cte(rows=rows)}calls AS (
     INSERT INTO ledger_call (timestamp, team_id, agent_id, event_id, task_id, step, provider, model,
         {_tokens}, input_breakdown, batch, latency_ms, status, prompt_version, max_tokens, tool_calls,
         reported_cost_usd, tags, cost_usd, ingested_at)

@@ -233,3 +233,31 @@ class PromptVersionRollup(models.Model):
             models.UniqueConstraint(fields=["agent", "prompt_version"], name="prompt_version_rollup_unique")
         ]
         indexes = [models.Index(fields=["team", "agent"], name="prompt_version_team_idx")]
+
+
+class BreakdownRollup(models.Model):
+    """Per UTC day x team x agent x input category: the input tokens the calls' `input_breakdown` put
+    there, and the input tokens of calls that carried none ("not_broken_down"). Kept by the writer with
+    the calls (finops/ledger/breakdown.py says what each call adds); the Breakdown page reads these."""
+
+    day = models.DateField()
+    # no database foreign keys: checked per inserted row, they cost the writer; the ids are its own
+    team = models.ForeignKey(
+        Team, on_delete=models.CASCADE, related_name="+", db_constraint=False, db_index=False
+    )
+    agent = models.ForeignKey(
+        Agent, on_delete=models.CASCADE, related_name="+", db_constraint=False, db_index=False
+    )
+    category = models.CharField(max_length=16, db_collation="C")
+    tokens = models.BigIntegerField(default=0)
+    calls = models.BigIntegerField(default=0, help_text="calls that added tokens to this row")
+
+    objects = TeamOwnedQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "team", "agent", "category"], name="breakdown_rollup_unique"
+            )
+        ]
+        indexes = [models.Index(fields=["team", "day"], name="breakdown_rollup_team_day_idx")]
