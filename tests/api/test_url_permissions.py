@@ -782,6 +782,24 @@ ROUTES: dict[str, Route] = {
             shows=of_each(lambda t: [t.name, t.agent.name]),
         ),
     ),
+    "dashboard:breakdown": only(
+        None,
+        "GET",
+        Call(
+            {
+                **each_team(lambda t: get("/breakdown/", team=t.slug, start="2026-11-01", end="2026-11-30")),
+                **about_all(lambda w: get("/breakdown/", start="2026-11-01", end="2026-11-30")),
+                "team_b+agent": lambda w: get(
+                    "/breakdown/", agent=w.bravo.agent.name, start="2026-11-01", end="2026-11-30"
+                ),
+            },
+            team_a=PAGE,
+            team_b=PAGE_FOREIGN,
+            all=PAGE,
+            more={"team_b+agent": PAGE_FOREIGN},
+            shows=of_each(lambda t: [t.name, t.agent.name]),
+        ),
+    ),
     "dashboard:guardrails": Route(
         scope=None,
         methods={
