@@ -341,15 +341,22 @@ ROUTES: dict[str, Route] = {
         "GET",
         Call(about_all(lambda w: get("/api/v1/teams")), all=API_READ, shows=of_each(lambda t: [t.name])),
     ),
-    "api:team-detail": only(
-        READ,
-        "GET",
-        Call(
-            each_team(lambda t: get(f"/api/v1/teams/{t.slug}")),
-            team_a=API_READ,
-            team_b=API_FOREIGN,
-            shows=of_each(lambda t: [t.name]),
-        ),
+    "api:team-detail": Route(
+        scope=READ,
+        methods={
+            "GET": Call(
+                each_team(lambda t: get(f"/api/v1/teams/{t.slug}")),
+                team_a=API_READ,
+                team_b=API_FOREIGN,
+                shows=of_each(lambda t: [t.name]),
+            ),
+            # a team's monthly budget: the finops and admin roles only, never a token (SPEC.md, roles)
+            "PATCH": Call(
+                each_team(lambda t: send(f"/api/v1/teams/{t.slug}", {"monthly_budget_usd": "1200.00"})),
+                team_a="200 200 | 403 403 403 403 403 | 403 403 403 | 401",
+                team_b="200 200 | 404 404 404 404 404 | 403 404 403 | 401",
+            ),
+        },
     ),
     "api:agent-list": only(
         READ_OR_MANAGE,
