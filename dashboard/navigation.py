@@ -31,6 +31,7 @@ NAV: list[NavItem] = [
     NavItem("dashboard:rules", "Rules"),
     NavItem("dashboard:audit", "Audit"),
     NavItem("dashboard:breakdown", "Breakdown"),
+    NavItem("dashboard:forecast", "Forecast"),
     NavItem("ingest:upload", "Import", roles=WRITERS),
     NavItem("ingest:quarantine", "Quarantine"),
     NavItem("connectors:status", "Connectors", roles=ORG_ROLES),

@@ -807,6 +807,30 @@ ROUTES: dict[str, Route] = {
             shows=of_each(lambda t: [t.name, t.agent.name]),
         ),
     ),
+    "dashboard:forecast": Route(
+        scope=None,
+        methods={
+            "GET": Call(
+                {
+                    **each_team(lambda t: get("/forecast/", team=t.slug)),
+                    **about_all(lambda w: get("/forecast/")),
+                    "team_b+agent": lambda w: get("/forecast/", agent=w.bravo.agent.name),
+                    "team_b+month": lambda w: get("/forecast/", team=w.bravo.slug, month="2026-11"),
+                },
+                team_a=PAGE,
+                team_b=PAGE_FOREIGN,
+                all=PAGE,
+                more={"team_b+agent": PAGE_FOREIGN, "team_b+month": PAGE_FOREIGN},
+                shows=of_each(lambda t: [t.name, t.slug]),
+            ),
+            # a team's monthly budget: finops and admin (SPEC.md, roles); a team seen is a 403 to others
+            "POST": Call(
+                each_team(lambda t: form("/forecast/", {"team": t.slug, "monthly_budget_usd": "1200"})),
+                team_a="302 302 | 403 403 403 403 403 | 302 302 302 | 302",
+                team_b="302 302 | 404 404 404 404 404 | 302 302 302 | 302",
+            ),
+        },
+    ),
     "dashboard:guardrails": Route(
         scope=None,
         methods={
