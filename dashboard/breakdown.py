@@ -61,10 +61,11 @@ def input_chart(breakdown: TokenBreakdown) -> Chart:
         ],
         layout=_base_layout(
             barmode="stack",
-            height=120 + 28 * len(labels),
+            height=150 + 28 * len(labels),
             hovermode="closest",
-            margin={"l": 160, "r": 16, "t": 16, "b": 40},
-            xaxis={"gridcolor": "#e5e7eb", "rangemode": "tozero", "title": {"text": "input tokens"}},
+            margin={"l": 160, "r": 16, "t": 16, "b": 100},
+            legend={"orientation": "h", "x": 0, "y": -0.06, "yanchor": "top"},
+            xaxis={"gridcolor": "#e5e7eb", "rangemode": "tozero"},
             yaxis={"autorange": "reversed"},
         ),
     )
@@ -87,10 +88,11 @@ def output_chart(breakdown: TokenBreakdown) -> Chart:
         ],
         layout=_base_layout(
             barmode="stack",
-            height=120 + 28 * len(labels),
+            height=150 + 28 * len(labels),
             hovermode="closest",
-            margin={"l": 160, "r": 16, "t": 16, "b": 40},
-            xaxis={"gridcolor": "#e5e7eb", "rangemode": "tozero", "title": {"text": "generated tokens"}},
+            margin={"l": 160, "r": 16, "t": 16, "b": 60},
+            legend={"orientation": "h", "x": 0, "y": -0.06, "yanchor": "top"},
+            xaxis={"gridcolor": "#e5e7eb", "rangemode": "tozero"},
             yaxis={"autorange": "reversed"},
         ),
     )

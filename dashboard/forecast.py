@@ -21,7 +21,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
-from dashboard.figures import TARGET_COLOUR, Chart, _base_layout, _figure_json, stable_colour
+from dashboard.figures import PALETTE, TARGET_COLOUR, Chart, _base_layout, _figure_json
 from dashboard.formatting import usd
 from dashboard.tables import Column, Table, render_page
 from dashboard.views import _agent_options
@@ -33,6 +33,8 @@ from finops.kpis.forecast import Forecast, forecasts_by_team, month_bounds
 from finops.kpis.selectors import Scope, call_totals
 from finops.kpis.series import scope_for_principal
 
+SPENT_COLOUR = PALETTE[0]
+PROJECTED_COLOUR = "#93c5fd"  # the spent colour, lighter: what is not spent yet
 MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 METHOD = (
     "Projected month end = spend so far this month + the average daily spend of the last 7 days × the "
@@ -96,24 +98,24 @@ def _previous(month: date) -> date:
 
 
 def forecast_chart(rows: list[TeamMonth], *, current: bool) -> Chart:
+    """Per team: spent, projected with its band (current month), and the budget as a red mark."""
     names = [row.team.slug for row in rows]
-    colours = [stable_colour(row.team.pk) for row in rows]
     data = [
         go.Bar(
             name="spent so far" if current else "spent",
             x=names,
             y=[float(row.spent) for row in rows],
-            marker_color=colours,
+            marker_color=SPENT_COLOUR,
             hovertemplate="%{x}: $%{y:,.2f} spent<extra></extra>",
         )
     ]
     if current:
         data.append(
             go.Bar(
-                name="projected month end (band: likely range)",
+                name="projected month end (whisker: likely range)",
                 x=names,
                 y=[float(row.forecast.projected_usd) for row in rows],
-                marker={"color": colours, "opacity": 0.45},
+                marker_color=PROJECTED_COLOUR,
                 error_y={
                     "type": "data",
                     "symmetric": False,
@@ -132,7 +134,12 @@ def forecast_chart(rows: list[TeamMonth], *, current: bool) -> Chart:
                 mode="markers",
                 x=[row.team.slug for row in budgeted],
                 y=[float(row.budget) for row in budgeted],
-                marker={"symbol": "line-ew-open", "size": 36, "line": {"width": 3, "color": TARGET_COLOUR}},
+                marker={
+                    "symbol": "line-ew-open",
+                    "size": 48,
+                    "color": TARGET_COLOUR,
+                    "line": {"width": 3, "color": TARGET_COLOUR},
+                },
                 hovertemplate="%{x}: $%{y:,.2f} budget<extra></extra>",
             )
         )
