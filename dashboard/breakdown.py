@@ -44,35 +44,15 @@ def _tokens_of(tokens: AgentTokens, category: str) -> int:
     return tokens.not_broken_down if category == NOT_BROKEN_DOWN else tokens.categories[category]
 
 
-def input_chart(breakdown: TokenBreakdown) -> Chart:
-    """One horizontal bar per agent, stacked by category (the breakdowns' own token counts)."""
-    labels = [_label(tokens) for tokens in breakdown.agents]
-    figure = go.Figure(
-        data=[
-            go.Bar(
-                orientation="h",
-                name=CATEGORY_LABELS[category],
-                y=labels,
-                x=[_tokens_of(tokens, category) for tokens in breakdown.agents],
-                marker_color=CATEGORY_COLOURS[category],
-                hovertemplate=f"%{{y}} · {CATEGORY_LABELS[category]}: %{{x:,}} tokens<extra></extra>",
-            )
-            for category in SHOWN
-        ],
-        layout=_base_layout(
-            barmode="stack",
-            height=150 + 28 * len(labels),
-            hovermode="closest",
-            margin={"l": 160, "r": 16, "t": 16, "b": 100},
-            legend={"orientation": "h", "x": 0, "y": -0.06, "yanchor": "top"},
-            xaxis={"gridcolor": "#e5e7eb", "rangemode": "tozero"},
-            yaxis={"autorange": "reversed"},
-        ),
-    )
-    return Chart("input-breakdown", "Input tokens by part of the prompt", _figure_json(figure), "", [], [])
-
-
-def output_chart(breakdown: TokenBreakdown) -> Chart:
+def _stacked_bars(
+    breakdown: TokenBreakdown,
+    *,
+    chart_id: str,
+    title: str,
+    stacks: dict[str, tuple[str, list[int]]],
+    bottom: int,
+) -> Chart:
+    """One horizontal bar per agent, stacked: `stacks` maps a stack's label to (colour, a value per agent)."""
     labels = [_label(tokens) for tokens in breakdown.agents]
     figure = go.Figure(
         data=[
@@ -80,23 +60,53 @@ def output_chart(breakdown: TokenBreakdown) -> Chart:
                 orientation="h",
                 name=name,
                 y=labels,
-                x=[getattr(tokens, name) for tokens in breakdown.agents],
-                marker_color=TOKEN_TYPE_COLOURS[name],
+                x=values,
+                marker_color=colour,
                 hovertemplate=f"%{{y}} · {name}: %{{x:,}} tokens<extra></extra>",
             )
-            for name in ("output", "reasoning")
+            for name, (colour, values) in stacks.items()
         ],
         layout=_base_layout(
             barmode="stack",
             height=150 + 28 * len(labels),
             hovermode="closest",
-            margin={"l": 160, "r": 16, "t": 16, "b": 60},
+            margin={"l": 160, "r": 16, "t": 16, "b": bottom},
             legend={"orientation": "h", "x": 0, "y": -0.06, "yanchor": "top"},
             xaxis={"gridcolor": "#e5e7eb", "rangemode": "tozero"},
             yaxis={"autorange": "reversed"},
         ),
     )
-    return Chart("output-reasoning", "Output and reasoning tokens", _figure_json(figure), "", [], [])
+    return Chart(chart_id, title, _figure_json(figure), "", [], [])
+
+
+def input_chart(breakdown: TokenBreakdown) -> Chart:
+    """Stacked by part of the prompt (the breakdowns' own token counts), then the input not broken down."""
+    return _stacked_bars(
+        breakdown,
+        chart_id="input-breakdown",
+        title="Input tokens by part of the prompt",
+        stacks={
+            CATEGORY_LABELS[category]: (
+                CATEGORY_COLOURS[category],
+                [_tokens_of(tokens, category) for tokens in breakdown.agents],
+            )
+            for category in SHOWN
+        },
+        bottom=100,  # three rows of legend
+    )
+
+
+def output_chart(breakdown: TokenBreakdown) -> Chart:
+    return _stacked_bars(
+        breakdown,
+        chart_id="output-reasoning",
+        title="Output and reasoning tokens",
+        stacks={
+            name: (TOKEN_TYPE_COLOURS[name], [getattr(tokens, name) for tokens in breakdown.agents])
+            for name in ("output", "reasoning")
+        },
+        bottom=60,
+    )
 
 
 def category_table(breakdown: TokenBreakdown) -> Table:
