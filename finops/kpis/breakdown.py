@@ -11,7 +11,7 @@ from datetime import date
 from django.db.models import F, Sum
 
 from finops.kpis.selectors import Scope, scoped
-from finops.ledger.breakdown import CATEGORIES, NOT_BROKEN_DOWN, OTHER
+from finops.ledger.breakdown import CATEGORIES, NOT_BROKEN_DOWN, OTHER, PARTS
 from finops.ledger.models import BreakdownRollup, DailyRollup
 from finops.ledger.tokens import INPUT_TOKEN_TYPES
 
@@ -109,18 +109,19 @@ def token_breakdown(*, scope: Scope, start: date, end: date) -> TokenBreakdown:
     category_calls = dict.fromkeys(BREAKDOWN_CATEGORIES, 0)
     parts = (
         scoped(BreakdownRollup.objects.filter(day__gte=start, day__lt=end), scope)
-        .values("agent_id", "team__slug", "agent__name", "category")
-        .annotate(category_tokens=Sum("tokens"), category_calls=Sum("calls"))
+        .values("agent_id", "team__slug", "agent__name")
+        .annotate(
+            **{f"sum_{part}_{what}": Sum(f"{part}_{what}") for part in PARTS for what in ("tokens", "calls")}
+        )
         .order_by()
     )
     for row in parts:
         tokens = agent_row(row)
-        if row["category"] == NOT_BROKEN_DOWN:
-            tokens.not_broken_down = row["category_tokens"]
-            tokens.calls_not_broken_down = row["category_calls"]
-        else:
-            tokens.categories[row["category"]] += row["category_tokens"]
-            category_calls[row["category"]] += row["category_calls"]
+        for category in BREAKDOWN_CATEGORIES:
+            tokens.categories[category] = row[f"sum_{category}_tokens"]
+            category_calls[category] += row[f"sum_{category}_calls"]
+        tokens.not_broken_down = row[f"sum_{NOT_BROKEN_DOWN}_tokens"]
+        tokens.calls_not_broken_down = row[f"sum_{NOT_BROKEN_DOWN}_calls"]
     total = AgentTokens(team="", agent="", agent_id=None)
     for tokens in by_agent.values():
         total.add(tokens)

@@ -88,9 +88,12 @@ def brute_force(events: list[dict]) -> dict:
 
 
 def stored() -> dict:
+    """The rollup in brute_force's shape: (day, team, agent name, part) → [tokens, calls], parts with calls."""
     return {
-        (row.day, row.team.slug, row.agent.name, row.category): [row.tokens, row.calls]
+        (row.day, row.team.slug, row.agent.name, part): [getattr(row, f"{part}_tokens"), calls]
         for row in BreakdownRollup.objects.select_related("team", "agent")
+        for part in (*KNOWN, "other", "not_broken_down")
+        if (calls := getattr(row, f"{part}_calls"))
     }
 
 
