@@ -155,3 +155,11 @@ def test_the_page_reads_no_call(client, sent, support_member):
     with CaptureQueriesContext(connection) as queries:
         assert client.get("/breakdown/", WINDOW).status_code == 200
     assert not [query for query in queries.captured_queries if Call._meta.db_table in query["sql"]]
+
+
+def test_query_count_is_pinned(client, sent, support_member, django_assert_num_queries):
+    """Session, person and teams (4), the two rollup reads, the filters' teams and agents and the
+    navigation (6): the same however many calls, days or agents."""
+    client.force_login(support_member)
+    with django_assert_num_queries(12):
+        assert client.get("/breakdown/", WINDOW).status_code == 200

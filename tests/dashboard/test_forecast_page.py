@@ -245,3 +245,13 @@ def test_the_band_is_never_below_what_is_spent():
     )
     assert forecast.projected_usd == 103
     assert forecast.low_usd == 100 < forecast.high_usd
+
+
+def test_query_count_is_pinned_and_no_call_is_read(client, spend, support_member, django_assert_num_queries):
+    """This month: the forecast's two rollup reads for every team at once. A past month (in UTC, whole
+    days): one daily-rollup read per team shown. Neither reads the calls table."""
+    client.force_login(support_member)
+    for query, count in (({}, 12), ({"month": "2026-10"}, 11)):
+        with django_assert_num_queries(count) as queries:
+            assert client.get("/forecast/", query).status_code == 200
+        assert not [sql for sql in queries.captured_queries if "ledger_call" in sql["sql"]]
