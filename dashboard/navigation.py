@@ -30,6 +30,8 @@ NAV: list[NavItem] = [
     NavItem("dashboard:alerts", "Alerts", badge="firing"),
     NavItem("dashboard:rules", "Rules"),
     NavItem("dashboard:audit", "Audit"),
+    NavItem("dashboard:breakdown", "Breakdown"),
+    NavItem("dashboard:forecast", "Forecast"),
     NavItem("ingest:upload", "Import", roles=WRITERS),
     NavItem("ingest:quarantine", "Quarantine"),
     NavItem("connectors:status", "Connectors", roles=ORG_ROLES),

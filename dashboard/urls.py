@@ -1,6 +1,6 @@
 from django.urls import path
 
-from dashboard import agents, alerts, audit, guardrails, tasks, views
+from dashboard import agents, alerts, audit, breakdown, forecast, guardrails, tasks, views
 
 app_name = "dashboard"
 
@@ -28,4 +28,6 @@ urlpatterns = [
     path("alerts/channels/", alerts.channel_create, name="channel-create"),
     path("alerts/channels/<int:channel_id>/delete", alerts.channel_remove, name="channel-remove"),
     path("audit/", audit.audit, name="audit"),
+    path("breakdown/", breakdown.breakdown_page, name="breakdown"),
+    path("forecast/", forecast.forecast_page, name="forecast"),
 ]

@@ -341,15 +341,22 @@ ROUTES: dict[str, Route] = {
         "GET",
         Call(about_all(lambda w: get("/api/v1/teams")), all=API_READ, shows=of_each(lambda t: [t.name])),
     ),
-    "api:team-detail": only(
-        READ,
-        "GET",
-        Call(
-            each_team(lambda t: get(f"/api/v1/teams/{t.slug}")),
-            team_a=API_READ,
-            team_b=API_FOREIGN,
-            shows=of_each(lambda t: [t.name]),
-        ),
+    "api:team-detail": Route(
+        scope=READ,
+        methods={
+            "GET": Call(
+                each_team(lambda t: get(f"/api/v1/teams/{t.slug}")),
+                team_a=API_READ,
+                team_b=API_FOREIGN,
+                shows=of_each(lambda t: [t.name]),
+            ),
+            # a team's monthly budget: the finops and admin roles only, never a token (SPEC.md, roles)
+            "PATCH": Call(
+                each_team(lambda t: send(f"/api/v1/teams/{t.slug}", {"monthly_budget_usd": "1200.00"})),
+                team_a="200 200 | 403 403 403 403 403 | 403 403 403 | 401",
+                team_b="200 200 | 404 404 404 404 404 | 403 404 403 | 401",
+            ),
+        },
     ),
     "api:agent-list": only(
         READ_OR_MANAGE,
@@ -790,6 +797,48 @@ ROUTES: dict[str, Route] = {
             more={"team_b+agent": PAGE_FOREIGN},
             shows=of_each(lambda t: [t.name, t.agent.name]),
         ),
+    ),
+    "dashboard:breakdown": only(
+        None,
+        "GET",
+        Call(
+            {
+                **each_team(lambda t: get("/breakdown/", team=t.slug, start="2026-11-01", end="2026-11-30")),
+                **about_all(lambda w: get("/breakdown/", start="2026-11-01", end="2026-11-30")),
+                "team_b+agent": lambda w: get(
+                    "/breakdown/", agent=w.bravo.agent.name, start="2026-11-01", end="2026-11-30"
+                ),
+            },
+            team_a=PAGE,
+            team_b=PAGE_FOREIGN,
+            all=PAGE,
+            more={"team_b+agent": PAGE_FOREIGN},
+            shows=of_each(lambda t: [t.name, t.agent.name]),
+        ),
+    ),
+    "dashboard:forecast": Route(
+        scope=None,
+        methods={
+            "GET": Call(
+                {
+                    **each_team(lambda t: get("/forecast/", team=t.slug)),
+                    **about_all(lambda w: get("/forecast/")),
+                    "team_b+agent": lambda w: get("/forecast/", agent=w.bravo.agent.name),
+                    "team_b+month": lambda w: get("/forecast/", team=w.bravo.slug, month="2026-11"),
+                },
+                team_a=PAGE,
+                team_b=PAGE_FOREIGN,
+                all=PAGE,
+                more={"team_b+agent": PAGE_FOREIGN, "team_b+month": PAGE_FOREIGN},
+                shows=of_each(lambda t: [t.name, t.slug]),
+            ),
+            # a team's monthly budget: finops and admin (SPEC.md, roles); a team seen is a 403 to others
+            "POST": Call(
+                each_team(lambda t: form("/forecast/", {"team": t.slug, "monthly_budget_usd": "1200"})),
+                team_a="302 302 | 403 403 403 403 403 | 302 302 302 | 302",
+                team_b="302 302 | 404 404 404 404 404 | 302 302 302 | 302",
+            ),
+        },
     ),
     "dashboard:guardrails": Route(
         scope=None,
