@@ -1,6 +1,6 @@
 from django.urls import path
 
-from dashboard import agents, alerts, audit, guardrails, tasks, views
+from dashboard import agents, alerts, audit, caching, guardrails, model_usage, tasks, views
 
 app_name = "dashboard"
 
@@ -28,4 +28,6 @@ urlpatterns = [
     path("alerts/channels/", alerts.channel_create, name="channel-create"),
     path("alerts/channels/<int:channel_id>/delete", alerts.channel_remove, name="channel-remove"),
     path("audit/", audit.audit, name="audit"),
+    path("models/", model_usage.models_page, name="models"),
+    path("caching/", caching.caching_page, name="caching"),
 ]

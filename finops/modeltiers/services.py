@@ -70,3 +70,16 @@ def model_tier_delete(*, principal: Principal, model_tier: ModelTier) -> None:
         after=None,
     )
     model_tier.delete()
+
+
+@transaction.atomic
+def model_tier_set(*, principal: Principal, provider: str, model: str, tier: str) -> ModelTier:
+    """Map a model to a tier: its row changed if it has one, else a new row (the Models page's form)."""
+    existing = (
+        ModelTier.objects.select_for_update()
+        .filter(provider=provider.strip().lower(), model=model.strip().lower())
+        .first()
+    )
+    if existing is None:
+        return model_tier_create(principal=principal, provider=provider, model=model, tier=tier)
+    return model_tier_update(principal=principal, model_tier=existing, changes={"tier": tier})
