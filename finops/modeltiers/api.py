@@ -71,10 +71,10 @@ class ModelTierViewSet(
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
     def create(self, request, *args, **kwargs):
-        serializer = self.get_serializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
         if not principal_may_edit_model_tiers(principal=self.principal):
             raise exceptions.PermissionDenied(f"changing the model-tier mapping needs {EDITORS}")
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
         model_tier = model_tier_create(principal=self.principal, **serializer.validated_data)
         return Response(self.get_serializer(model_tier).data, status=201)
 
