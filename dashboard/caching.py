@@ -5,6 +5,7 @@ per prompt version, cache writes against reads in tokens and dollars, and the do
 from __future__ import annotations
 
 from datetime import UTC
+from decimal import Decimal
 
 import plotly.graph_objects as go
 from django.contrib.auth.decorators import login_required
@@ -229,7 +230,7 @@ def versions_chart(report: CacheReport, *, target: float) -> figures.TableChart:
                 version.cache_hit_rate,
                 version.previous,
                 version.previous_hit_rate,
-                None if version.change is None else round(version.change * 100, 1),
+                None if version.change is None else Decimal(f"{version.change * 100:.1f}"),
             ]
             for version in versions
         ],
