@@ -11,6 +11,8 @@ import re
 from decimal import Decimal
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from finops.ledger.tokens import INPUT_TOKEN_TYPES
 from ingest.writer import events_ingest
@@ -182,3 +184,23 @@ def test_another_teams_page_is_a_404_and_an_empty_window_says_so(client, version
         "/caching/", {"start": "2024-01-01", "end": "2024-01-31", "export": "prompt-versions"}
     )
     assert response.status_code == 400  # an empty window has no tables to download
+
+
+def test_the_page_reads_rollups_only_in_a_fixed_number_of_queries(client, versions, support_member):
+    client.force_login(support_member)
+
+    def queries() -> list[str]:
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get("/caching/", MARCH).status_code == 200
+        return [query["sql"] for query in captured.captured_queries]
+
+    before = queries()
+    more = [
+        versioned(f"more-{index}", f"writer@{index}", day=f"2025-03-{14 + index}", team="support", agent="writer",
+                  model="m2" if index % 2 else "m1", uncached_input=1_000, cache_read=3_000)
+        for index in range(5)
+    ]  # fmt: skip
+    events_ingest(raw_events=more, principal=None, source="test")
+    after = queries()
+    assert len(after) == len(before)  # five more versions and days: not one more query
+    assert not [sql for sql in after if "ledger_call" in sql]  # never the calls at request time

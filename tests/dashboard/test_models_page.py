@@ -9,12 +9,15 @@ import io
 from decimal import Decimal
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from finops.audit.models import AuditEntry
 from finops.ledger.tokens import TOKEN_TYPES
 from finops.modeltiers.models import ModelTier
 from finops.modeltiers.selectors import tier_map
-from tests.dashboard.conftest import PROVIDER, UNPRICED_MODEL, expected_cost
+from ingest.writer import events_ingest
+from tests.dashboard.conftest import PROVIDER, UNPRICED_MODEL, event, expected_cost
 from tests.factories import MembershipFactory, UserFactory
 
 MARCH = {"start": "2025-03-01", "end": "2025-03-31"}
@@ -42,17 +45,17 @@ def mapped(ledger):
 def brute_force(ledger, *, team: str) -> dict[str, dict]:
     """Per tier: calls, tokens and priced cost of the team's March events, straight from the events."""
     totals: dict[str, dict] = {}
-    for event in ledger.events:
-        if event["team"] != team or not event["timestamp"].startswith("2025-03"):
+    for sent in ledger.events:
+        if sent["team"] != team or not sent["timestamp"].startswith("2025-03"):
             continue
-        tier = TIERS.get(event["model"], "unmapped")
+        tier = TIERS.get(sent["model"], "unmapped")
         entry = totals.setdefault(tier, {"calls": 0, "tokens": 0, "cost": Decimal(0), "unpriced": 0})
         entry["calls"] += 1
-        entry["tokens"] += sum(event["usage"].get(token_type, 0) for token_type in TOKEN_TYPES)
-        if event["model"] == UNPRICED_MODEL:
+        entry["tokens"] += sum(sent["usage"].get(token_type, 0) for token_type in TOKEN_TYPES)
+        if sent["model"] == UNPRICED_MODEL:
             entry["unpriced"] += 1
         else:
-            entry["cost"] += expected_cost(event["model"], event["usage"])
+            entry["cost"] += expected_cost(sent["model"], sent["usage"])
     return totals
 
 
@@ -125,12 +128,12 @@ def test_flagship_share_per_day(client, mapped, support_member):
     client.force_login(support_member)
     head, *rows = rows_of(client.get("/models/", {**MARCH, "export": "flagship-by-day"}))
     expected = {}
-    for event in mapped.events:
-        if event["team"] == "support" and event["timestamp"].startswith("2025-03"):
-            day = expected.setdefault(event["timestamp"][:10], [0, 0, 0])
+    for sent in mapped.events:
+        if sent["team"] == "support" and sent["timestamp"].startswith("2025-03"):
+            day = expected.setdefault(sent["timestamp"][:10], [0, 0, 0])
             day[0] += 1
-            day[1] += TIERS.get(event["model"]) == "flagship"
-            day[2] += event["model"] not in TIERS
+            day[1] += TIERS.get(sent["model"]) == "flagship"
+            day[2] += sent["model"] not in TIERS
     assert {row[0]: [int(row[1]), int(row[2]), int(row[3])] for row in rows} == expected
     for row in rows:
         assert float(row[4]) == pytest.approx(int(row[2]) / int(row[1]))
@@ -209,3 +212,24 @@ def test_a_bad_form_names_the_field(client, ledger):
     assert response.status_code == 200
     assert "Select a valid choice. huge is not one of the available choices." in response.content.decode()
     assert not ModelTier.objects.filter(provider="acme").exists()
+
+
+def test_the_page_reads_rollups_only_in_a_fixed_number_of_queries(client, mapped, support_member):
+
+    client.force_login(support_member)
+
+    def queries() -> list[str]:
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get("/models/", MARCH).status_code == 200
+        return [query["sql"] for query in captured.captured_queries]
+
+    before = queries()
+    more = [
+        event(f"more-{index}", day=f"2025-03-{10 + index}", team="support", agent="writer", model=f"extra-{index}",
+              uncached_input=1_000)
+        for index in range(5)
+    ]  # fmt: skip
+    events_ingest(raw_events=more, principal=None, source="test")
+    after = queries()
+    assert len(after) == len(before)  # five more models and days: not one more query
+    assert not [sql for sql in after if "ledger_call" in sql]  # never the calls at request time
