@@ -69,6 +69,8 @@ def test_pages_load_under_the_csp_with_no_violation(live_server, transactional_d
             page.wait_for_load_state("networkidle")
 
             visit("/", "#spend-by-day-plot.js-plotly-plot .main-svg")
+            visit("/models/", "#flagship-share-plot.js-plotly-plot .main-svg")
+            visit("/caching/", "#cache-hit-rate-plot.js-plotly-plot .main-svg")
             visit("/ingest/quarantine", "#replay-form")
             visit("/ingest/upload", "input[type=file]")
             visit(f"/ingest/jobs/{job.pk}", "#job-status")
