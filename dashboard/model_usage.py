@@ -149,6 +149,7 @@ def tier_share_chart(usage: ModelUsage) -> figures.TableChart:
         layout=figures._base_layout(
             barmode="stack",
             height=220,
+            legend={"orientation": "h", "y": -0.25, "x": 0, "traceorder": "normal"},
             hovermode="closest",
             showlegend=True,
             margin={"l": 70, "r": 16, "t": 16, "b": 40},

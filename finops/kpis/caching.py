@@ -105,7 +105,9 @@ class CacheReport:
     days: list[CacheDay]
     total: CacheDay
     versions: list[PromptVersion]  # in use during the window, per agent, oldest first
-    changes: list[PromptVersion]  # versions first called inside the window (a change on the time axis)
+    # versions that replaced an agent's earlier one, first called inside the window (marked on the time
+    # axis); an agent's very first version changed nothing
+    changes: list[PromptVersion]
     models_without_rates: list[str] = field(default_factory=list)  # left out of the miss cost
 
 
@@ -163,7 +165,11 @@ def cache_report(*, scope: Scope, start: date, end: date) -> CacheReport:
         days=list(days.values()),
         total=total,
         versions=versions,
-        changes=[version for version in versions if version.first_call_at >= window_start],
+        changes=[
+            version
+            for version in versions
+            if version.previous is not None and version.first_call_at >= window_start
+        ],
         models_without_rates=sorted(without_rates),
     )
 
