@@ -24,6 +24,7 @@ from finops.modeltiers.selectors import (
     FLAGSHIP_SHARE_TARGET,
     TIERS,
     ModelUsage,
+    UsageTotals,
     model_usage,
     principal_may_edit_model_tiers,
     tier_map,
@@ -53,68 +54,47 @@ def _share(part, whole) -> float | None:
     return float(part / whole) if whole else None
 
 
+# the measures of a row of usage, and each one's share of the window's
+USAGE_COLUMNS = [
+    Column("Calls", "count"),
+    Column("Share of calls", "percent"),
+    Column("Tokens", "count"),
+    Column("Share of tokens", "percent"),
+    Column("Cost (priced calls)", "usd"),
+    Column("Share of cost", "percent"),
+    Column("Unpriced calls", "count"),
+]
+
+
+def _usage_cells(totals: UsageTotals, whole: UsageTotals) -> list:
+    return [
+        totals.calls,
+        _share(totals.calls, whole.calls),
+        totals.tokens,
+        _share(totals.tokens, whole.tokens),
+        totals.cost_usd,
+        _share(totals.cost_usd, whole.cost_usd),
+        totals.unpriced_calls,
+    ]
+
+
 def tier_table(usage: ModelUsage) -> Table:
-    total = usage.total
     return Table(
         name="tiers",
         caption="Calls, tokens and priced spend per tier in the window, with each one's share",
-        columns=[
-            Column("Tier"),
-            Column("Calls", "count"),
-            Column("Share of calls", "percent"),
-            Column("Tokens", "count"),
-            Column("Share of tokens", "percent"),
-            Column("Cost (priced calls)", "usd"),
-            Column("Share of cost", "percent"),
-            Column("Unpriced calls", "count"),
-        ],
-        rows=[
-            [
-                tier,
-                totals.calls,
-                _share(totals.calls, total.calls),
-                totals.tokens,
-                _share(totals.tokens, total.tokens),
-                totals.cost_usd,
-                _share(totals.cost_usd, total.cost_usd),
-                totals.unpriced_calls,
-            ]
-            for tier, totals in usage.tiers.items()
-        ],
-        foot=["All", total.calls, 1.0, total.tokens, 1.0, total.cost_usd, 1.0, total.unpriced_calls],
+        columns=[Column("Tier"), *USAGE_COLUMNS],
+        rows=[[tier, *_usage_cells(totals, usage.total)] for tier, totals in usage.tiers.items()],
+        foot=["All", *_usage_cells(usage.total, usage.total)],
     )
 
 
 def model_table(usage: ModelUsage) -> Table:
-    total = usage.total
     return Table(
         name="models",
         caption="Each model's calls, tokens and priced spend in the window, costliest first",
-        columns=[
-            Column("Provider"),
-            Column("Model"),
-            Column("Tier"),
-            Column("Calls", "count"),
-            Column("Share of calls", "percent"),
-            Column("Tokens", "count"),
-            Column("Share of tokens", "percent"),
-            Column("Cost (priced calls)", "usd"),
-            Column("Share of cost", "percent"),
-            Column("Unpriced calls", "count"),
-        ],
+        columns=[Column("Provider"), Column("Model"), Column("Tier"), *USAGE_COLUMNS],
         rows=[
-            [
-                row.provider,
-                row.model,
-                row.tier,
-                row.totals.calls,
-                _share(row.totals.calls, total.calls),
-                row.totals.tokens,
-                _share(row.totals.tokens, total.tokens),
-                row.totals.cost_usd,
-                _share(row.totals.cost_usd, total.cost_usd),
-                row.totals.unpriced_calls,
-            ]
+            [row.provider, row.model, row.tier, *_usage_cells(row.totals, usage.total)]
             for row in usage.models
         ],
         row_classes=["warn-text" if row.tier == UNMAPPED else "" for row in usage.models],
