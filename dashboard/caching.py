@@ -209,7 +209,7 @@ def versions_chart(report: CacheReport, *, target: float) -> figures.TableChart:
         "date), against the agent's version before it",
         columns=[
             Column("Team"),
-            Column("Agent"),
+            Column("Agent", link=lambda version: reverse("dashboard:agent", args=[version.agent_id])),
             Column("Prompt version"),
             Column("First call (UTC)", "datetime"),
             Column("Last call (UTC)", "datetime"),
@@ -239,6 +239,7 @@ def versions_chart(report: CacheReport, *, target: float) -> figures.TableChart:
             for version in versions
         ],
         empty="No call in this window carries a prompt_version.",
+        sources=versions,
     )
     return figures.TableChart(
         chart_id="cache-by-version",

@@ -157,6 +157,7 @@ def test_each_prompt_version_against_the_one_before_and_only_the_persons_team(
     assert v2[9] == f"{(rate('triage@v2') - rate('triage@v1')) * 100:.1f}"
     html = client.get("/caching/", MARCH).content.decode()
     assert "collect@secret" not in html
+    assert f'<a href="/agents/{versions.agents["triage"].pk}/">triage</a>' in html  # to the agent's page
 
 
 def test_version_changes_are_marked_on_the_time_axis(client, versions, finops_user):

@@ -159,7 +159,7 @@ def test_a_dated_snapshot_takes_its_models_tier_and_an_unknown_model_is_unmapped
     assert tier_map().tier_of(provider="anthropic", model="claude-sonnet-4-5-20250929") == "small"
 
 
-def test_an_ml_member_maps_a_model_for_the_whole_organisation_and_it_is_audited(client, ledger):
+def test_an_ml_member_maps_a_model_for_the_whole_organisation_and_it_is_audited(client, ledger, finops_user):
     ml = member(ledger, "ml")
     client.force_login(ml)
     page = client.get("/models/", MARCH).content.decode()
@@ -188,6 +188,10 @@ def test_an_ml_member_maps_a_model_for_the_whole_organisation_and_it_is_audited(
     client.post("/models/", {"remove": str(row.pk)})
     assert not ModelTier.objects.filter(pk=row.pk).exists()
     assert AuditEntry.objects.filter(object_type="model_tier", action="delete").count() == 1
+    # entries of no team: the audit page shows them to those who see every team
+    client.force_login(finops_user)
+    audit = client.get("/audit/", {"object_type": "model_tier"}).content.decode()
+    assert audit.count(f"{ml.username}</td>") == 3
 
 
 @pytest.mark.parametrize("role", ["viewer", "sre", "tech_lead", "pm"])
