@@ -27,6 +27,7 @@ OBJECT_TYPES = {
     "alert_channel": "alert channels",
     "alert": "alerts (acknowledgements)",
     "silence": "silences",
+    "model_tier": "model tiers (organisation-wide)",
 }
 
 

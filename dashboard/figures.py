@@ -15,6 +15,7 @@ from decimal import Decimal
 import plotly.graph_objects as go
 
 from dashboard.formatting import count, percent, usd, usd_column
+from dashboard.tables import Table
 from finops.kpis.agents import AgentReport
 from finops.kpis.series import DailyUsage, SpendSeries
 from finops.kpis.trace import TaskTrace
@@ -60,6 +61,21 @@ class Chart:
     @property
     def data_id(self) -> str:
         """The id of the <script type="application/json"> holding the figure."""
+        return f"{self.chart_id}-data"
+
+
+@dataclass(frozen=True)
+class TableChart:
+    """A figure whose numbers are a `dashboard.tables.Table` (shown beside it, downloadable as CSV):
+    drawn by dashboard/_table_chart.html."""
+
+    chart_id: str
+    title: str
+    figure: dict
+    table: Table
+
+    @property
+    def data_id(self) -> str:
         return f"{self.chart_id}-data"
 
 

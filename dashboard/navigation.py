@@ -26,6 +26,8 @@ class NavItem:
 
 NAV: list[NavItem] = [
     NavItem("dashboard:overview", "Overview"),
+    NavItem("dashboard:models", "Models"),
+    NavItem("dashboard:caching", "Caching"),
     NavItem("dashboard:guardrails", "Guardrails"),
     NavItem("dashboard:alerts", "Alerts", badge="firing"),
     NavItem("dashboard:rules", "Rules"),

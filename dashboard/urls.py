@@ -1,6 +1,6 @@
 from django.urls import path
 
-from dashboard import agents, alerts, audit, breakdown, forecast, guardrails, tasks, views
+from dashboard import agents, alerts, audit, breakdown, caching, forecast, guardrails, model_usage, tasks, views
 
 app_name = "dashboard"
 
@@ -30,4 +30,6 @@ urlpatterns = [
     path("audit/", audit.audit, name="audit"),
     path("breakdown/", breakdown.breakdown_page, name="breakdown"),
     path("forecast/", forecast.forecast_page, name="forecast"),
+    path("models/", model_usage.models_page, name="models"),
+    path("caching/", caching.caching_page, name="caching"),
 ]

@@ -77,6 +77,7 @@ INSTALLED_APPS = [
     "finops.audit",
     "finops.guardrails",
     "finops.alerts",
+    "finops.modeltiers",
     "finops.core",
     "ingest",
     "ingest.connectors",

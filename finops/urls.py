@@ -17,6 +17,7 @@ from finops.audit.api import AuditEntryViewSet
 from finops.guardrails.api import AllowanceViewSet, GuardCheckView, guard_check_fast
 from finops.kpis.api import KpisView
 from finops.ledger.api import AgentViewSet, TeamViewSet
+from finops.modeltiers.api import ModelTierViewSet, ModelUsageView
 from ingest.api import EventsView, TasksView
 
 router = SimpleRouter(trailing_slash=False)
@@ -29,6 +30,7 @@ router.register("alert-rules", AlertRuleViewSet, basename="alert-rule")
 router.register("alerts", AlertViewSet, basename="alert")
 router.register("alert-silences", SilenceViewSet, basename="alert-silence")
 router.register("alert-deliveries", DeliveryViewSet, basename="alert-delivery")
+router.register("model-tiers", ModelTierViewSet, basename="model-tier")
 
 api_v1 = [
     # first: the resolver tries patterns in order, and an agent asks the guard check before every call
@@ -40,6 +42,7 @@ api_v1 = [
     path("events", EventsView.as_view(), name="events"),
     path("tasks", TasksView.as_view(), name="tasks"),
     path("kpis", KpisView.as_view(), name="kpis"),
+    path("models/usage", ModelUsageView.as_view(), name="model-usage"),
     path("schema", SpectacularAPIView.as_view(), name="schema"),
     # the split view loads its set-up script from a URL: no inline script, so it works under our CSP
     path(
