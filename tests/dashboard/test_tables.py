@@ -53,7 +53,8 @@ def test_asking_for_a_table_the_page_does_not_have_names_the_ones_it_has(client,
     response = client.get("/", {**MARCH, "export": "spend"})
     assert response.status_code == 400
     assert response.content.decode() == (
-        "export=spend: this page, with these filters, has no such table (its tables: expensive-tasks)\n"
+        "export=spend: this page, with these filters, has no such table "
+        "(its tables: cache-hit-by-day, expensive-tasks, spend-by-day, tokens-by-type)\n"
     )
 
 
