@@ -187,11 +187,11 @@ def tables_in(value, depth: int = 0) -> Iterable[Table]:
         yield value.table
 
 
-def render_page(request, template: str, context: dict, *, page: str) -> HttpResponse:
+def render_page(request, template: str, context: dict, *, page: str, status: int = 200) -> HttpResponse:
     """The page, or with ?export=<name> that table of it as CSV (a 400 naming the tables it has)."""
     wanted = request.GET.get("export")
-    if wanted is None:
-        return render(request, template, context)
+    if wanted is None or request.method != "GET":
+        return render(request, template, context, status=status)
     tables = {table.name: table for table in tables_in(context)}
     if wanted not in tables:
         offered = ", ".join(sorted(tables)) or "none"
