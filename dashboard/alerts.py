@@ -298,16 +298,18 @@ def alert_detail(request, alert_id: int):
         and alert.acknowledged_at is None
         and Alert.objects.restrict(request.user, "change").filter(pk=alert.pk).exists()
     )
-    return render(
+    return render_page(
         request,
         "dashboard/alert_detail.html",
         {
             "alert": alert,
             "rule": alert.rule,
             "deliveries": deliveries,
+            "deliveries_export": exports.deliveries_table(deliveries),
             "timeline": alert_timeline(alert=alert, deliveries=deliveries),
             "may_ack": may_ack,
         },
+        page=f"alert-{alert.pk}",
     )
 
 

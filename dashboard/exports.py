@@ -73,6 +73,40 @@ def _acknowledger(alert) -> str:
     return alert.acknowledged_by.get_username() if alert.acknowledged_by else "an API token"
 
 
+def deliveries_table(deliveries: list) -> Table:
+    return Table(
+        name="deliveries",
+        caption="The alert's notifications, one per channel and event",
+        columns=[
+            Column("Channel"),
+            Column("Kind"),
+            Column("Event"),
+            Column("Status"),
+            Column("Attempts", "count"),
+            Column("Last HTTP status"),
+            Column("Created (UTC)", "datetime"),
+            Column("Sent (UTC)", "datetime"),
+            Column("Next try (UTC)", "datetime"),
+            Column("Last error"),
+        ],
+        rows=[
+            [
+                delivery.channel.name or delivery.channel.target,
+                delivery.channel.kind,
+                delivery.event,
+                delivery.status,
+                delivery.attempts,
+                delivery.last_status_code,
+                delivery.created_at,
+                delivery.sent_at,
+                delivery.next_attempt_at if delivery.status == "pending" else None,
+                delivery.last_error,
+            ]
+            for delivery in deliveries
+        ],
+    )
+
+
 def silences_table(silences: list) -> Table:
     return Table(
         name="silences",

@@ -6,12 +6,12 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from finops.alerts.models import Alert, AlertChannel
+from finops.alerts.models import Alert, AlertChannel, Delivery
 from finops.audit.models import AuditEntry
 from finops.guardrails.selectors import allowances_live
 from ingest.models import QuarantinedRow
 from ingest.writer import events_ingest
-from tests.dashboard.test_home import client_for, member, person, recent, rows_of  # noqa: F401
+from tests.dashboard.recent_ledger import client_for, member, person, rows_of
 
 
 def test_the_alerts_page_tables_download(recent):
@@ -78,3 +78,24 @@ def test_the_quarantine_table_downloads(recent):
     assert (row["#"], row["Event"], row["Team"]) == (str(stored.pk), "bad-1", "support")
     assert row["Reason"].startswith("timestamp: ")
     assert '"timestamp": "not a time"' in row["Payload"]
+
+
+def test_an_alerts_deliveries_download(recent):
+    alert = Alert.objects.get()
+    channel = AlertChannel.objects.create(
+        name="pager", kind="webhook", target="https://example.com/hook", team=recent.teams["support"]
+    )
+    Delivery.objects.create(
+        alert=alert, channel=channel, team=recent.teams["support"], event="firing", payload={},
+        status="failed", attempts=3, last_status_code=503, last_error="HTTP 503 Service Unavailable",
+    )  # fmt: skip
+    client = client_for(member("sre4", (recent.teams["support"], "sre")))
+    (row,) = rows_of(client.get(f"/alerts/{alert.pk}/", {"export": "deliveries"}))
+    assert (row["Channel"], row["Event"], row["Status"], row["Attempts"], row["Last HTTP status"]) == (
+        "pager",
+        "firing",
+        "failed",
+        "3",
+        "503",
+    )
+    assert row["Last error"] == "HTTP 503 Service Unavailable" and row["Sent (UTC)"] == ""
