@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from django.test import Client
 from django.utils import timezone
 
 from finops.accounts.models import Membership, User
@@ -21,11 +20,8 @@ from finops.ledger.services import task_outcomes_record
 from finops.pricing.models import ModelPriceOverride
 from ingest.writer import events_ingest
 from tests.dashboard.conftest import PROVIDER, RATES, UNPRICED_MODEL, expected_cost
+from tests.dashboard.test_alerts_pages import person
 from tests.factories import AgentFactory, TeamFactory
-
-
-def person(username: str, **fields) -> User:
-    return User.objects.create(username=username, **fields)
 
 
 def member(username: str, *teams_and_roles) -> User:
@@ -33,12 +29,6 @@ def member(username: str, *teams_and_roles) -> User:
     for team, role in teams_and_roles:
         Membership.objects.create(user=user, team=team, role=role)
     return user
-
-
-def client_for(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def rows_of(response) -> list[list[str]]:

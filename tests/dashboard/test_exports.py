@@ -11,7 +11,8 @@ from finops.audit.models import AuditEntry
 from finops.guardrails.selectors import allowances_live
 from ingest.models import QuarantinedRow
 from ingest.writer import events_ingest
-from tests.dashboard.recent_ledger import client_for, member, person, rows_of
+from tests.dashboard.recent_ledger import member, rows_of
+from tests.dashboard.test_alerts_pages import client_for, person
 
 
 def test_the_alerts_page_tables_download(recent):

@@ -13,7 +13,8 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from tests.dashboard.conftest import PROVIDER, UNPRICED_MODEL
-from tests.dashboard.recent_ledger import client_for, member, person, rows_of
+from tests.dashboard.recent_ledger import member, rows_of
+from tests.dashboard.test_alerts_pages import client_for, person
 
 
 def month_start(now: datetime) -> datetime:
