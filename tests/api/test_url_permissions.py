@@ -761,6 +761,15 @@ ROUTES: dict[str, Route] = {
         READ, "GET", Call(organisation(lambda w: get("/api/v1/statements")), org=BILLING_API_READ)
     ),
     # --- API: its own description (public: it holds no data) ---
+    # who am I: any principal, about itself (no team's data)
+    "api:whoami": only(
+        None,
+        "GET",
+        Call(
+            organisation(lambda w: get("/api/v1/whoami")),
+            org="200 200 | 200 200 200 200 200 | 200 200 200 | 401",
+        ),
+    ),
     "api:schema": only(None, "GET", Call(organisation(lambda w: get("/api/v1/schema")), org=EVERYONE)),
     "api:docs": only(None, "GET", Call(organisation(lambda w: get("/api/v1/docs")), org=EVERYONE)),
     # --- pages ---
