@@ -54,7 +54,7 @@ def _version_marks(report: CacheReport) -> tuple[list[dict], list[dict]]:
     return shapes, annotations
 
 
-def hit_rate_chart(report: CacheReport, *, target: float) -> figures.TableChart:
+def hit_rate_chart(report: CacheReport, *, target: float) -> figures.Chart:
     target_shape, target_label = figures._target_line(target * 100, f"target {percent(target, 0)}")
     shapes, annotations = _version_marks(report)
     figure = go.Figure(
@@ -92,7 +92,7 @@ def hit_rate_chart(report: CacheReport, *, target: float) -> figures.TableChart:
         rows=[[day.day.isoformat(), day.input_tokens, day.cache_read, day.cache_hit_rate] for day in shown],
         foot=["Window", report.total.input_tokens, report.total.cache_read, report.total.cache_hit_rate],
     )
-    return figures.TableChart(
+    return figures.Chart(
         chart_id="cache-hit-rate",
         title="Cache hit rate per day, prompt-version changes marked",
         figure=figures._figure_json(figure),
@@ -100,7 +100,7 @@ def hit_rate_chart(report: CacheReport, *, target: float) -> figures.TableChart:
     )
 
 
-def reads_writes_chart(report: CacheReport) -> figures.TableChart:
+def reads_writes_chart(report: CacheReport) -> figures.Chart:
     x_days = [day.day.isoformat() for day in report.days]
     figure = go.Figure(
         data=[
@@ -165,7 +165,7 @@ def reads_writes_chart(report: CacheReport) -> figures.TableChart:
             total.miss_cost_usd,
         ],
     )
-    return figures.TableChart(
+    return figures.Chart(
         chart_id="cache-reads-writes",
         title="Cache reads and writes per day",
         figure=figures._figure_json(figure),
@@ -173,7 +173,7 @@ def reads_writes_chart(report: CacheReport) -> figures.TableChart:
     )
 
 
-def versions_chart(report: CacheReport, *, target: float) -> figures.TableChart:
+def versions_chart(report: CacheReport, *, target: float) -> figures.Chart:
     versions = report.versions
     labels = [f"{version.team}/{version.agent} {version.prompt_version}" for version in versions]
     shape, annotation = figures._target_line(target * 100, f"target {percent(target, 0)}")
@@ -241,7 +241,7 @@ def versions_chart(report: CacheReport, *, target: float) -> figures.TableChart:
         empty="No call in this window carries a prompt_version.",
         sources=versions,
     )
-    return figures.TableChart(
+    return figures.Chart(
         chart_id="cache-by-version",
         title="Cache hit rate per prompt version",
         figure=figures._figure_json(figure),

@@ -111,7 +111,7 @@ def mapping_table(rows: list[ModelTier]) -> Table:
     )
 
 
-def tier_share_chart(usage: ModelUsage) -> figures.TableChart:
+def tier_share_chart(usage: ModelUsage) -> figures.Chart:
     """Calls, tokens and dollars, each as 100%, split by tier."""
     measures = [("calls", "calls"), ("tokens", "tokens"), ("dollars", "cost_usd")]
     figure = go.Figure(
@@ -137,7 +137,7 @@ def tier_share_chart(usage: ModelUsage) -> figures.TableChart:
             yaxis={"autorange": "reversed"},
         ),
     )
-    return figures.TableChart(
+    return figures.Chart(
         chart_id="tier-shares",
         title="Share per tier",
         figure=figures._figure_json(figure),
@@ -145,7 +145,7 @@ def tier_share_chart(usage: ModelUsage) -> figures.TableChart:
     )
 
 
-def flagship_chart(usage: ModelUsage) -> figures.TableChart:
+def flagship_chart(usage: ModelUsage) -> figures.Chart:
     """The share of calls on flagship models per day, against the target line."""
     shares = usage.flagship_share_by_day()
     shape, annotation = figures._target_line(
@@ -195,7 +195,7 @@ def flagship_chart(usage: ModelUsage) -> figures.TableChart:
             for position in shown
         ],
     )
-    return figures.TableChart(
+    return figures.Chart(
         chart_id="flagship-share",
         title="Share of calls on flagship models per day",
         figure=figures._figure_json(figure),
@@ -203,7 +203,7 @@ def flagship_chart(usage: ModelUsage) -> figures.TableChart:
     )
 
 
-def model_cost_chart(usage: ModelUsage) -> figures.TableChart:
+def model_cost_chart(usage: ModelUsage) -> figures.Chart:
     """Priced spend per model, coloured by its tier."""
     rows = usage.models
     figure = go.Figure(
@@ -226,7 +226,7 @@ def model_cost_chart(usage: ModelUsage) -> figures.TableChart:
             yaxis={"autorange": "reversed"},
         ),
     )
-    return figures.TableChart(
+    return figures.Chart(
         chart_id="model-cost",
         title="Spend per model",
         figure=figures._figure_json(figure),

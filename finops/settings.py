@@ -101,7 +101,7 @@ ROOT_URLCONF = "finops.urls"
 WSGI_APPLICATION = "finops.wsgi.application"
 AUTH_USER_MODEL = "accounts.User"
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "dashboard:overview"
+LOGIN_REDIRECT_URL = "dashboard:home"  # the role's home (dashboard/home.py)
 LOGOUT_REDIRECT_URL = "login"
 
 TEMPLATES = [

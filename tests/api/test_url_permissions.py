@@ -101,6 +101,7 @@ API_WRITE = "200 200 | 200 200 200 200 403 | 200 200 403 | 401"
 BILLING_API_READ = "200 200 | 403 403 403 403 403 | 200 404 403 | 401"
 PAGE = "200 200 | 200 200 200 200 200 | 302 302 302 | 302"
 PAGE_FOREIGN = "200 200 | 404 404 404 404 404 | 302 302 302 | 302"
+HOME = "200 200 | 200 200 200 200 302 | 302 302 302 | 302"
 BILLING_PAGE = "200 200 | 403 403 403 403 403 | 302 302 302 | 302"
 AGENT_FOREIGN_CHANGE = "200 403 | 404 404 404 404 404 | 403 404 403 | 401"
 # a guardrail (allowance, kill switch): sre and tech_lead of the team, admin and finops, manage tokens
@@ -908,6 +909,28 @@ ROUTES: dict[str, Route] = {
                 team_b="302 302 | 404 404 404 404 404 | 302 302 302 | 302",
             ),
         },
+    ),
+    "dashboard:home": only(
+        None,
+        "GET",
+        Call(
+            {
+                **each_team(lambda t: get("/home/", team=t.slug)),
+                **about_all(lambda w: get("/home/")),
+                # another role's home: only where the person holds that role (admin and finops: all)
+                "team_a+as": lambda w: get("/home/", team=w.alpha.slug, **{"as": "sre"}),
+                "team_b+as": lambda w: get("/home/", team=w.bravo.slug, **{"as": "sre"}),
+            },
+            # a viewer's home is the team Overview: a redirect to it
+            team_a=HOME,
+            team_b=PAGE_FOREIGN,
+            all=HOME,
+            more={
+                "team_a+as": "200 200 | 200 400 400 400 400 | 302 302 302 | 302",
+                "team_b+as": PAGE_FOREIGN,
+            },
+            shows=of_each(lambda t: [t.slug]),
+        ),
     ),
     "dashboard:guardrails": Route(
         scope=None,

@@ -242,7 +242,9 @@ def test_login_page_and_logging_in_and_out(client, db):
     assert b'name="username"' in login_page.content and b'name="password"' in login_page.content
 
     response = client.post("/login/", {"username": "lee", "password": "pw-for-tests"})
-    assert response.status_code == 302 and response["Location"] == "/"
+    # login lands on the person's home (dashboard/home.py); lee holds no role, so that is the Overview
+    assert response.status_code == 302 and response["Location"] == "/home/"
+    assert client.get("/home/")["Location"] == "/"
     assert client.get("/").status_code == 200
 
     assert client.post("/logout/").status_code == 302
