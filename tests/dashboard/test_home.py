@@ -191,13 +191,46 @@ def nav_labels(text: str) -> list[str]:
 @pytest.mark.parametrize(
     ("role", "offered"),
     [
-        ("viewer", ["Home", "Overview", "Guardrails", "Alerts", "API docs"]),
-        ("pm", ["Home", "Overview", "Guardrails", "Alerts", "Audit", "Import", "Quarantine", "API docs"]),
+        (
+            "viewer",
+            [
+                "Home",
+                "Overview",
+                "Models",
+                "Caching",
+                "Breakdown",
+                "Forecast",
+                "Guardrails",
+                "Alerts",
+                "API docs",
+            ],
+        ),
+        (
+            "pm",
+            [
+                "Home",
+                "Overview",
+                "Models",
+                "Caching",
+                "Breakdown",
+                "Forecast",
+                "Guardrails",
+                "Alerts",
+                "Audit",
+                "Import",
+                "Quarantine",
+                "API docs",
+            ],
+        ),
         (
             "sre",
             [
                 "Home",
                 "Overview",
+                "Models",
+                "Caching",
+                "Breakdown",
+                "Forecast",
                 "Guardrails",
                 "Alerts",
                 "Rules",
