@@ -85,13 +85,22 @@ class DemoAccount:
         return f"{self.team_role} of team {self.team_slug}"
 
 
+# every team role of SPEC's table, so each role's pages can be tried as its person sees them: the
+# username is <team>-<role>, with tech-lead for tech_lead
+TEAM_ROLE_LOGINS: tuple[tuple[str, str], ...] = (
+    ("sre", TeamRole.SRE),
+    ("tech-lead", TeamRole.TECH_LEAD),
+    ("pm", TeamRole.PM),
+    ("ml", TeamRole.ML),
+    ("viewer", TeamRole.VIEWER),
+)
 DEMO_ACCOUNTS: tuple[DemoAccount, ...] = (
     DemoAccount("admin", "admin", org_role=OrgRole.ADMIN),
     DemoAccount("finops", "finops", org_role=OrgRole.FINOPS),
     *(
         DemoAccount(f"{slug}-{role_name}", f"{slug}-{role_name}", team_slug=slug, team_role=role)
         for slug in TEAMS
-        for role_name, role in (("sre", TeamRole.SRE), ("viewer", TeamRole.VIEWER))
+        for role_name, role in TEAM_ROLE_LOGINS
     ),
 )
 # (username, password, role description): what `finops up` prints after loading the demo

@@ -26,7 +26,7 @@ from finops.ledger.models import Agent, Call, DailyRollup, Task, TaskStatus
 from finops.ledger.tokens import INPUT_TOKEN_TYPES, TOKEN_TYPES
 from finops.pricing.services import call_price
 from ingest.connectors.models import StatementLine
-from ingest.demo import DEMO_LOGINS, DemoTask, demo_load, demo_story, demo_traffic
+from ingest.demo import DEMO_LOGINS, TEAM_ROLE_LOGINS, DemoTask, demo_load, demo_story, demo_traffic
 
 DAYS = 7
 SEED = 42
@@ -244,9 +244,11 @@ def test_demo_logins_exist_with_their_roles_and_can_log_in(demo, db, client):
     assert (admin.org_role, admin.is_staff, admin.is_superuser) == (OrgRole.ADMIN, True, True)
     finops = User.objects.get(username="finops")
     assert (finops.org_role, finops.is_staff, finops.is_superuser) == (OrgRole.FINOPS, True, False)
+    # every team role of SPEC's table has a login in every team
+    assert {role for _, role in TEAM_ROLE_LOGINS} == set(TeamRole.values)
     for slug in demo.teams:
-        for role in (TeamRole.SRE, TeamRole.VIEWER):
-            membership = Membership.objects.get(user__username=f"{slug}-{role}", team__slug=slug)
+        for role_name, role in TEAM_ROLE_LOGINS:
+            membership = Membership.objects.get(user__username=f"{slug}-{role_name}", team__slug=slug)
             assert membership.role == role
             assert not membership.user.is_staff
             assert Membership.objects.filter(user=membership.user).count() == 1
