@@ -24,6 +24,7 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 from django.urls import reverse
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import sync_playwright
 from pytest_django.live_server_helper import LiveServer
 
@@ -45,6 +46,16 @@ LOGINS = {
     "pm": "coding-pm",
     "ml": "research-ml",
     "viewer": "support-viewer",
+}
+# what each one's landing page is headed (dashboard/home.py, HOME_LABELS; a viewer's home is the Overview)
+HOMES = {
+    "admin": "Spend against budgets",
+    "finops": "Spend against budgets",
+    "sre": "Guardrails and alerts",
+    "tech_lead": "Prompt versions",
+    "pm": "Agents against their cost SLO",
+    "ml": "Models",
+    "viewer": "Overview",
 }
 TIMINGS: dict[str, float] = {}
 
@@ -82,7 +93,9 @@ def _close_leftover_sessions() -> None:
 def browser():
     assert CHROMIUM.exists(), f"Chromium not found at {CHROMIUM}: install it (apt-get install chromium)"
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
         try:
             yield chromium
         finally:
@@ -123,7 +136,7 @@ class Visit:
         self.problems: dict[str, list[str]] = {}
         self.outside: list[str] = []
         self.pages: list[str] = []
-        self.timings: list[tuple[str, float, float]] = []
+        self.seconds = {"open": 0.0, "wait": 0.0, "screenshot": 0.0}  # where the role's time went
         self.context = browser.new_context(viewport={"width": WIDTH, "height": HEIGHT})
         self.context.route(re.compile(r"^(?!" + re.escape(server_url) + r"/)"), self._outside)
         self.page = self.context.new_page()
@@ -136,6 +149,13 @@ class Visit:
             lambda response: response.status >= 400 and self.note(f"HTTP {response.status}: {response.url}"),
         )
         (SCREENSHOTS / role).mkdir(parents=True, exist_ok=True)
+        # the guard itself: a request to another host is stopped and counted
+        probe = self.context.new_page()
+        with pytest.raises(PlaywrightError, match="ERR_BLOCKED_BY_CLIENT"):
+            probe.goto("https://cdn.example.com/plotly.min.js")
+        probe.close()
+        assert self.outside == ["https://cdn.example.com/plotly.min.js"]
+        self.outside.clear()
 
     def _outside(self, route) -> None:
         self.outside.append(route.request.url)
@@ -165,10 +185,13 @@ class Visit:
         self.page.wait_for_function(
             "[...document.querySelectorAll('.js-plotly-plot')].every(p => p.querySelector('.main-svg'))"
         )
-        waited = time.monotonic() - clock
+        self.seconds["wait"] += time.monotonic() - clock
         self.pages.append(self.path)
-        self.page.screenshot(path=str(SCREENSHOTS / self.role / f"{page_name(self.path)}.png"), full_page=True)
-        self.timings.append((self.path, round(waited, 2), round(time.monotonic() - clock - waited, 2)))
+        clock = time.monotonic()
+        self.page.screenshot(
+            path=str(SCREENSHOTS / self.role / f"{page_name(self.path)}.png"), full_page=True
+        )
+        self.seconds["screenshot"] += time.monotonic() - clock
 
     def api(self, path: str, **params) -> dict:
         """The API as this browser's session asks it (session authentication, same cookies)."""
@@ -300,7 +323,10 @@ def check_home(visit: Visit, role: str) -> str:
     if role in ("admin", "finops"):
         # admin's home is finops's: this month's spend per team against the KPIs of the month so far
         today = datetime.now(UTC).date()
-        month = {"start": f"{today.replace(day=1)}T00:00:00Z", "end": f"{today + timedelta(days=1)}T00:00:00Z"}
+        month = {
+            "start": f"{today.replace(day=1)}T00:00:00Z",
+            "end": f"{today + timedelta(days=1)}T00:00:00Z",
+        }
         rows = visit.rows("budgets")
         assert len(rows) == 4, rows
         for row in rows:
@@ -381,6 +407,9 @@ def test_each_role_finds_its_pages_and_the_numbers_match_the_api(role, demo_serv
         # the role's home; a viewer's home is the team Overview
         page.wait_for_url(f"{url}/" if role == "viewer" else f"{url}/home/")
         visit.arrived()
+        assert visit.text("main h1").startswith(HOMES[role]), visit.text("main h1")
+        if role not in ("admin", "finops"):  # a person of one team: the heading names it
+            assert visit.text("#nav-team").split()[-1] == LOGINS[role].split("-")[0]
         if role == "viewer":
             check_overview(visit)
             compared.append("home (the team Overview): KPIs vs /kpis")
@@ -391,7 +420,7 @@ def test_each_role_finds_its_pages_and_the_numbers_match_the_api(role, demo_serv
         links = nav.evaluate_all("links => links.map(a => [a.innerText.trim(), a.getAttribute('href')])")
         offered = [href for _, href in links]
         seen = {reverse("dashboard:home"), visit.path}  # the home it landed on (a viewer's: the Overview)
-        for label, href in links:
+        for _, href in links:
             if href in seen:
                 continue
             seen.add(href)
@@ -402,7 +431,7 @@ def test_each_role_finds_its_pages_and_the_numbers_match_the_api(role, demo_serv
                     link.click()
             else:  # the API docs and the Django admin have no main navigation of ours
                 page.goto(f"{url}{href}")
-            visit.timings.append((f"open {href}", round(time.monotonic() - opened, 2), 0))
+            visit.seconds["open"] += time.monotonic() - opened
             visit.arrived()
             if href == "/":
                 check_overview(visit)
@@ -431,7 +460,7 @@ def test_each_role_finds_its_pages_and_the_numbers_match_the_api(role, demo_serv
     print(f"\n{role} ({LOGINS[role]}) in {TIMINGS[role]:.1f}s: pages {visit.pages}; refused {refused}")
     print(f"  read only when forced (status, changing controls): {read_only}")
     print("  compared: " + "; ".join(compared))
-    print(f"  timings: {visit.timings}")
+    print("  seconds: " + ", ".join(f"{name} {seconds:.1f}" for name, seconds in visit.seconds.items()))
 
     assert visit.problems == {}
     assert visit.outside == []
