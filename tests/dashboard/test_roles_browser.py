@@ -79,9 +79,10 @@ def demo_server(django_db_setup, django_db_blocker):
 
 
 def _close_leftover_sessions() -> None:
-    """One database session of the server's request threads outlives them (idle, its last statement a
-    ROLLBACK; not found why yet) and would keep the test database from being dropped at the end of the
-    run: end the sessions of this database other than ours, now that the server has stopped."""
+    """Django keeps a connection per context (asgiref Local), and Playwright's sync API runs the tests in
+    a greenlet of its own: the connection pytest-django opened there for the tests' transaction is out
+    of reach of this fixture's context, left idle after its ROLLBACK, and would keep the test database
+    from being dropped at the end of the run. End the sessions of this database other than ours."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
