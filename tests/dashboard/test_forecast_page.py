@@ -41,17 +41,8 @@ def call(event_id: str, *, at: datetime, team: str, dollars: int) -> dict:
     }
 
 
-@pytest.fixture
-def clock(monkeypatch):
-    """Every reader of timezone.now (the writer's minute-rollup cutoff, the page, the alerts) at NOW."""
-    monkeypatch.setattr(timezone, "now", lambda: NOW)
-    return NOW
-
-
-@pytest.fixture
-def spend(db, clock):
-    """support: $k on day k of November at 06:00 (days 1–20), $50 on 10 October; billing: $1000 on
-    18 November (another team's number, which support must never see)."""
+def acme_priced() -> None:
+    """acme/m1 at RATE per million uncached input tokens, nothing else charged."""
     ModelPriceOverride.objects.create(
         provider="acme",
         model="m1",
@@ -63,6 +54,20 @@ def spend(db, clock):
         output_per_mtok=0,
         reasoning_per_mtok=0,
     )
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """Every reader of timezone.now (the writer's minute-rollup cutoff, the page, the alerts) at NOW."""
+    monkeypatch.setattr(timezone, "now", lambda: NOW)
+    return NOW
+
+
+@pytest.fixture
+def spend(db, clock):
+    """support: $k on day k of November at 06:00 (days 1–20), $50 on 10 October; billing: $1000 on
+    18 November (another team's number, which support must never see)."""
+    acme_priced()
     TeamFactory(slug="support", name="Support")
     TeamFactory(slug="billing", name="Billing")
     events = [
@@ -263,17 +268,7 @@ def test_the_month_is_the_organisations_as_for_the_alert(client, db, monkeypatch
     settings.FINOPS_TIME_ZONE = "America/New_York"
     now = datetime(2026, 11, 3, 12, 0, 30, tzinfo=UTC)
     monkeypatch.setattr(timezone, "now", lambda: now)
-    ModelPriceOverride.objects.create(
-        provider="acme",
-        model="m1",
-        effective_from=datetime(2024, 1, 1, tzinfo=UTC),
-        uncached_input_per_mtok=RATE,
-        cache_read_per_mtok=0,
-        cache_write_5m_per_mtok=0,
-        cache_write_1h_per_mtok=0,
-        output_per_mtok=0,
-        reasoning_per_mtok=0,
-    )
+    acme_priced()
     support = TeamFactory(slug="support", name="Support")
     events = [
         call("oct", at=datetime(2026, 11, 1, 2, tzinfo=UTC), team="support", dollars=5),
