@@ -4,8 +4,11 @@
 
 Starts gunicorn on a fresh database holding calls, one allowance (a dollar limit that the run's
 estimates pass halfway) and an agent kill switch, then drives, side by side in the same run and from
-processes of their own, POST /api/v1/guard/check and a trivial authenticated endpoint (GET
-/api/v1/teams/<slug>) at --rate requests/s each, open loop, over kept-alive connections. Prints p50,
+processes of their own, POST /api/v1/guard/check and a trivial authenticated endpoint at --rate
+requests/s each, open loop, over kept-alive connections. The trivial endpoint is GET /api/v1/whoami
+(--trivial whoami, the default): the same server, middleware and token check as the guard check, so the
+difference is the check's own cost; --trivial teams takes GET /api/v1/teams/<slug> (a DRF viewset)
+instead. One at a time, before the timed run, all three are timed for comparison. Prints p50,
 p95 and p99 of both and the difference, the spend the checks allowed against the limit, and the
 pg_stat_user_tables scan counters of the calls table (its partitions) over the run: the guard check
 reads none of it. Uses DATABASE_URL if set, else the embedded PostgreSQL under bench/out/data; the
@@ -203,17 +206,21 @@ def alternate(port: int, token: str, check: bytes, *, count: int) -> dict[str, l
     times without queueing behind each other (the rates above measure them under load)."""
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    times: dict[str, list[float]] = {"check": [], "teams": []}
+    times: dict[str, list[float]] = {"check": [], "whoami": [], "teams": []}
     for _ in range(count):
         for name, method, path, body in (
             ("check", "POST", "/api/v1/guard/check", check),
-            ("teams", "GET", "/api/v1/teams/support", None),
+            ("whoami", "GET", TRIVIAL["whoami"], None),
+            ("teams", "GET", TRIVIAL["teams"], None),
         ):
             sent = time.perf_counter()
             connection.request(method, path, body=body, headers=headers)
             connection.getresponse().read()
             times[name].append(time.perf_counter() - sent)
     return times
+
+
+TRIVIAL = {"whoami": "/api/v1/whoami", "teams": "/api/v1/teams/support"}
 
 
 def raw_request(method: str, path: str, token: str, body: bytes | None) -> bytes:
@@ -308,6 +315,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--calls", type=int, default=50_000, help="calls in the ledger before the run")
     parser.add_argument("--sequential", type=int, default=500, help="requests of each, one at a time")
+    parser.add_argument("--trivial", choices=sorted(TRIVIAL), default="whoami", help="the endpoint beside it")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
@@ -374,7 +382,7 @@ def main() -> None:
             }
         ).encode()
         say(
-            f"== {args.seconds:.0f} s: guard checks and GET /api/v1/teams/support at {args.rate:.0f}/s each "
+            f"== {args.seconds:.0f} s: guard checks and GET {TRIVIAL[args.trivial]} at {args.rate:.0f}/s each "
             f"({args.workers} gunicorn workers x {args.threads} threads, {os.cpu_count()} cores)"
         )
         with psycopg.connect(url, autocommit=True) as connection:
@@ -390,7 +398,7 @@ def main() -> None:
                 port,
                 [
                     ("guard check", raw_request("POST", "/api/v1/guard/check", token, check)),
-                    ("trivial", raw_request("GET", "/api/v1/teams/support", token, None)),
+                    ("trivial", raw_request("GET", TRIVIAL[args.trivial], token, None)),
                 ],
                 args.rate,
                 args.seconds,
@@ -410,7 +418,10 @@ def main() -> None:
         say("")
         guard, trivial = results["guard check"], results["trivial"]
         say(f"{'':28}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'requests':>10}  answers")
-        for name, (latencies, answers, _) in (("guard check", guard), ("GET /api/v1/teams/<slug>", trivial)):
+        for name, (latencies, answers, _) in (
+            ("guard check", guard),
+            (f"GET {TRIVIAL[args.trivial]}", trivial),
+        ):
             say(
                 f"{name:28}{percentile(latencies, 0.5):9.2f}{percentile(latencies, 0.95):9.2f}"
                 f"{percentile(latencies, 0.99):9.2f}{len(latencies):10,}  {answers}"
@@ -425,11 +436,14 @@ def main() -> None:
         say(
             f"{'one at a time (alternating)':28}"
             + "".join(
-                f"{percentile(sequential['check'], q) - percentile(sequential['teams'], q):9.2f}"
+                f"{percentile(sequential['check'], q) - percentile(sequential[args.trivial], q):9.2f}"
                 for q in (0.5, 0.95, 0.99)
             )
-            + f"   guard minus trivial; guard p50 {percentile(sequential['check'], 0.5):.2f} ms,"
-            f" p99 {percentile(sequential['check'], 0.99):.2f} ms ({args.sequential} each)"
+            + f"   guard minus trivial ({args.sequential} each); p50/p99 ms: "
+            + ", ".join(
+                f"{name} {percentile(times, 0.5):.2f}/{percentile(times, 0.99):.2f}"
+                for name, times in sequential.items()
+            )
         )
         with psycopg.connect(url) as connection:
             reserved, holds = connection.execute(

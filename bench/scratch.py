@@ -42,3 +42,17 @@ def scratch_database_create(*, prefix: str) -> ScratchDatabase:
     with psycopg.connect(database.admin_url, autocommit=True) as connection:
         connection.execute(f'CREATE DATABASE "{name}"')
     return database
+
+
+def run_database(*, prefix: str, reuse: str | None) -> ScratchDatabase | None:
+    """Point DATABASE_URL at a new database (returned: the caller migrates it, and drops it when the run
+    ends) or, with `reuse`, at a database an earlier run kept (None)."""
+    if not reuse:
+        scratch = scratch_database_create(prefix=prefix)
+        os.environ["DATABASE_URL"] = scratch.url
+        return scratch
+    from finops import embedded
+
+    server = urlsplit(os.environ.get("DATABASE_URL") or embedded.ensure_postgres())
+    os.environ["DATABASE_URL"] = urlunsplit(server._replace(path=f"/{reuse}"))
+    return None

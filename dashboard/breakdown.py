@@ -76,7 +76,7 @@ def _stacked_bars(
             yaxis={"autorange": "reversed"},
         ),
     )
-    return Chart(chart_id, title, _figure_json(figure), "", [], [])
+    return Chart(chart_id, title, _figure_json(figure))
 
 
 def input_chart(breakdown: TokenBreakdown) -> Chart:

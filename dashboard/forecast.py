@@ -153,7 +153,7 @@ def forecast_chart(rows: list[TeamMonth], *, current: bool) -> Chart:
         ),
     )
     title = "Spend against budget, projected to the month's end" if current else "Spend against budget"
-    return Chart("forecast", title, _figure_json(figure), "", [], [])
+    return Chart("forecast", title, _figure_json(figure))
 
 
 def forecast_table(rows: list[TeamMonth], *, current: bool, month: date) -> Table:

@@ -33,6 +33,8 @@ FORMATS: dict[str, Callable[[Any], str]] = {
     "number": formatting.number,
     "date": lambda value: "—" if value is None else value.strftime("%-d %b %Y"),
     "datetime": lambda value: "—" if value is None else value.strftime("%-d %b %Y %H:%M"),
+    # 2025-03-04, as a chart's axis reads (a label such as "Total" in a totals row stays as it is)
+    "day": lambda value: "—" if value is None else value if isinstance(value, str) else value.isoformat(),
 }
 NUMERIC = frozenset({"count", "usd", "usd_exact", "percent", "ratio", "number"})
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet would run as a formula
@@ -45,6 +47,9 @@ class Column:
     kind: str = "text"  # a key of FORMATS
     # this column's cell links to link(source), source being what the row was made from (Table.sources)
     link: Callable[[Any], str | None] | None = None
+    # "usd" columns naming the same group show one precision (formatting.usd_places over all their cells,
+    # the totals row too), so the digits of a chart's table line up
+    align: str = ""
 
     def __post_init__(self):
         if self.kind not in FORMATS:
@@ -84,26 +89,49 @@ class Table:
                     f"table {self.name}: row {number} has {len(row)} cells, not {len(self.columns)}"
                 )
 
-    def _cells(self, row: list, source=None) -> list[Cell]:
+    def _aligned(self) -> dict[int, Decimal]:
+        """The shared precision of each aligned column, by its position."""
+        groups: dict[str, list[int]] = {}
+        for position, column in enumerate(self.columns):
+            if column.align:
+                groups.setdefault(column.align, []).append(position)
+        places = {}
+        for positions in groups.values():
+            lines = [*self.rows, *([self.foot] if self.foot is not None else [])]
+            group_places = formatting.usd_places(
+                [
+                    line[position]
+                    for line in lines
+                    for position in positions
+                    if isinstance(line[position], Decimal)
+                ]
+            )
+            places |= dict.fromkeys(positions, group_places)
+        return places
+
+    def _cells(self, row: list, source=None, *, aligned: dict[int, Decimal]) -> list[Cell]:
         return [
             Cell(
-                text=FORMATS[column.kind](value),
+                text=formatting.usd_at(value, aligned[position])
+                if position in aligned and (value is None or isinstance(value, Decimal))
+                else FORMATS[column.kind](value),
                 href=column.link(source) if column.link and source is not None else None,
                 numeric=column.numeric,
             )
-            for column, value in zip(self.columns, row, strict=True)
+            for position, (column, value) in enumerate(zip(self.columns, row, strict=True))
         ]
 
     @property
     def display_rows(self) -> Iterator[tuple[list[Cell], str]]:
         classes = self.row_classes or [""] * len(self.rows)
         sources = self.sources or [None] * len(self.rows)
+        aligned = self._aligned()
         for row, css, source in zip(self.rows, classes, sources, strict=True):
-            yield self._cells(row, source), css
+            yield self._cells(row, source, aligned=aligned), css
 
     @property
     def display_foot(self) -> list[Cell] | None:
-        return None if self.foot is None else self._cells(self.foot)
+        return None if self.foot is None else self._cells(self.foot, aligned=self._aligned())
 
     def csv_lines(self) -> Iterator[list[str]]:
         yield [column.label for column in self.columns]
@@ -159,11 +187,11 @@ def tables_in(value, depth: int = 0) -> Iterable[Table]:
         yield value.table
 
 
-def render_page(request, template: str, context: dict, *, page: str) -> HttpResponse:
+def render_page(request, template: str, context: dict, *, page: str, status: int = 200) -> HttpResponse:
     """The page, or with ?export=<name> that table of it as CSV (a 400 naming the tables it has)."""
     wanted = request.GET.get("export")
-    if wanted is None:
-        return render(request, template, context)
+    if wanted is None or request.method != "GET":
+        return render(request, template, context, status=status)
     tables = {table.name: table for table in tables_in(context)}
     if wanted not in tables:
         offered = ", ".join(sorted(tables)) or "none"

@@ -80,7 +80,7 @@ from finops.alerts.readings import (
     task_sums_empty,
 )
 from finops.guardrails.models import Allowance
-from finops.guardrails.selectors import allowances_live
+from finops.guardrails.selectors import allowance_used_fraction, allowances_live
 from finops.guardrails.windows import window_bounds
 from finops.kpis.forecast import forecast_from_sums, forecast_window
 from finops.kpis.selectors import Kpis, kpis_from_totals
@@ -474,16 +474,7 @@ class Evaluation:
             if rule.team_id and allowance.team_id != rule.team_id:
                 continue
             warn_at = rule.value if rule.value is not None else decimal(allowance.warn_at)
-            fractions = []
-            if allowance.limit_usd is not None:
-                fractions.append(live.used_usd / allowance.limit_usd if allowance.limit_usd else Decimal(1))
-            if allowance.limit_tokens is not None:
-                fractions.append(
-                    Decimal(live.used_tokens) / allowance.limit_tokens
-                    if allowance.limit_tokens
-                    else Decimal(1)
-                )
-            fraction = max(fractions)
+            fraction = allowance_used_fraction(allowance=allowance, live=live)
             if fraction < warn_at:
                 continue
             subject = (

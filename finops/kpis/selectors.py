@@ -2,8 +2,9 @@
 all call `kpis_for_scope`, so they can never disagree.
 
 Call-level figures (spend, calls, tokens, cache hit rate) come from the daily rollups for whole UTC days
-inside the window and from the calls themselves for the partial days at its edges. Task figures come
-from the per-task aggregates of the tasks that ended in the window.
+inside the window and from the calls themselves for the partial days at its edges. Task figures (of
+the tasks that ended in the window) likewise: whole days from the per-day task rollups, the edges from
+the per-task aggregates.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from decimal import Decimal
 from django.db.models import Count, F, Q, Sum
 from django.db.models.functions import Coalesce
 
-from finops.ledger.models import Agent, Call, DailyRollup, Task, TaskStatus
+from finops.ledger.models import Agent, Call, DailyRollup, Task, TaskDailyRollup, TaskStatus
 from finops.ledger.tokens import INPUT_TOKEN_TYPES, TOKEN_TYPES
 
 
@@ -75,6 +76,20 @@ def _whole_days(start: datetime, end: datetime) -> tuple[date, date]:
     return first, max(first, last)
 
 
+def _edges(start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
+    """The parts of [start, end) outside its whole UTC days (_whole_days), read from the rows."""
+    first_day, last_day = _whole_days(start, end)
+    if first_day >= last_day:  # no whole day inside: the window is all edge
+        return [(start, end)]
+    first_whole = datetime.combine(first_day, time(0), tzinfo=UTC)
+    last_whole = datetime.combine(last_day, time(0), tzinfo=UTC)
+    return [
+        (edge_start, edge_end)
+        for edge_start, edge_end in ((start, first_whole), (last_whole, end))
+        if edge_start < edge_end
+    ]
+
+
 _CALL_SUMS = {
     "calls": Count("id"),
     "unpriced_calls": Count("id", filter=Q(cost_usd__isnull=True)),
@@ -105,17 +120,7 @@ def call_totals(*, scope: Scope, start: datetime, end: datetime) -> dict:
     totals = _aggregate(
         scoped(DailyRollup.objects.filter(day__gte=first_day, day__lt=last_day), scope), _ROLLUP_SUMS
     )
-    edges = []
-    first_whole = datetime.combine(first_day, time(0), tzinfo=UTC)
-    last_whole = datetime.combine(last_day, time(0), tzinfo=UTC)
-    if first_day >= last_day:  # no whole day inside: the window is all edge
-        edges.append((start, end))
-    else:
-        if start < first_whole:
-            edges.append((start, first_whole))
-        if last_whole < end:
-            edges.append((last_whole, end))
-    for edge_start, edge_end in edges:
+    for edge_start, edge_end in _edges(start, end):
         partial = scoped(Call.objects.filter(timestamp__gte=edge_start, timestamp__lt=edge_end), scope)
         for key, value in _aggregate(partial, _CALL_SUMS).items():
             totals[key] += value
@@ -148,9 +153,38 @@ def tasks_ended(*, start: datetime, end: datetime):
     return Task.objects.filter(ended_at__gte=start, ended_at__lt=end, status__isnull=False)
 
 
+def _task_rollup_sums() -> dict:
+    """task_sums() over TaskDailyRollup rows: the tasks that fall back on their agent's ideal steps
+    take its value now, as task_sums() does over the tasks."""
+    agent_ideal_known = Q(agent__ideal_steps__isnull=False)
+    return {
+        **{
+            name: Coalesce(Sum(name), 0)
+            for name in ("ended", "successful", "failed", "abandoned", "killed", "unpriced_calls")
+        },
+        "cost_usd": Coalesce(Sum("cost_usd"), Decimal(0)),
+        "useful_output": Coalesce(Sum("useful_output"), 0),
+        "all_tokens": Coalesce(Sum("all_tokens"), 0),
+        "actual_steps": Coalesce(Sum("steps_ideal_known"), 0)
+        + Coalesce(Sum("steps_agent_ideal", filter=agent_ideal_known), 0),
+        "ideal_steps": Coalesce(Sum("ideal_steps"), 0)
+        + Coalesce(Sum(F("tasks_agent_ideal") * F("agent__ideal_steps"), filter=agent_ideal_known), 0),
+    }
+
+
 def task_totals(*, scope: Scope, start: datetime, end: datetime) -> dict:
-    """Sums over the tasks that ended in [start, end), with all of their calls."""
-    return _aggregate(scoped(tasks_ended(start=start, end=end), scope), task_sums())
+    """Sums over the tasks that ended in [start, end), with all of their calls: the whole UTC days
+    inside the window from the per-day task rollups, the partial days at its edges from the tasks."""
+    first_day, last_day = _whole_days(start, end)
+    totals = _aggregate(
+        scoped(TaskDailyRollup.objects.filter(day__gte=first_day, day__lt=last_day), scope),
+        _task_rollup_sums(),
+    )
+    for edge_start, edge_end in _edges(start, end):
+        partial = scoped(tasks_ended(start=edge_start, end=edge_end), scope)
+        for key, value in _aggregate(partial, task_sums()).items():
+            totals[key] += value
+    return totals
 
 
 def _cost_per_successful_task(tasks: dict) -> Decimal | None:
@@ -207,8 +241,14 @@ def agents_in_scope(*, scope: Scope) -> list[Agent]:
 
 
 def tasks_most_expensive(*, scope: Scope, start: datetime, end: datetime, limit: int = 10) -> list[Task]:
-    """The costliest runs with a call in [start, end), for the lists that link to a task's trace."""
-    tasks = scoped(Task.objects.select_related("team", "agent"), scope)
-    return list(
-        tasks.filter(last_call_at__gte=start, first_call_at__lt=end).order_by("-cost_usd", "id")[:limit]
+    """The costliest runs with a call in [start, end), for the lists that link to a task's trace.
+
+    Ended runs and running ones are read apart, each by an index of its own (ended: by cost,
+    task_ended_cost_idx, stopping at the first `limit` in the window; running: by last call,
+    task_running_idx), then merged: one query over both would read every task of the window."""
+    tasks = scoped(Task.objects.select_related("team", "agent"), scope).filter(
+        last_call_at__gte=start, first_call_at__lt=end
     )
+    ended = tasks.filter(status__isnull=False).order_by("-cost_usd", "id")[:limit]
+    running = tasks.filter(status__isnull=True).order_by("-cost_usd", "id")[:limit]
+    return sorted([*ended, *running], key=lambda task: (-task.cost_usd, task.id))[:limit]

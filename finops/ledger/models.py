@@ -96,6 +96,23 @@ class Task(TokenCounts):
         constraints = [models.UniqueConstraint(fields=["team", "task_id"], name="task_team_task_id_unique")]
         indexes = [
             models.Index(fields=["team", "ended_at"], name="task_team_ended_idx"),
+            # the ended tasks of every team (the ragged edges of a window's task KPIs) and of one agent
+            # (its page): partial, so the writer's new tasks (no outcome yet) cost it nothing
+            models.Index(fields=["ended_at"], condition=Q(status__isnull=False), name="task_ended_idx"),
+            # covering the agent page's reads (outcomes, steps, cost percentiles): index-only scans
+            models.Index(
+                fields=["agent", "ended_at"],
+                include=["status", "steps", "cost_usd", "unpriced_calls"],
+                condition=Q(status__isnull=False),
+                name="task_agent_ended_idx",
+            ),
+            # the costliest ended runs of a window (finops.kpis.selectors.tasks_most_expensive)
+            models.Index(
+                models.F("cost_usd").desc(),
+                "id",
+                condition=Q(status__isnull=False),
+                name="task_ended_cost_idx",
+            ),
             # the runaway-task alert's candidates: tasks with no outcome yet, by their latest call
             models.Index(fields=["last_call_at"], condition=Q(status__isnull=True), name="task_running_idx"),
         ]
@@ -233,6 +250,50 @@ class PromptVersionRollup(models.Model):
             models.UniqueConstraint(fields=["agent", "prompt_version"], name="prompt_version_rollup_unique")
         ]
         indexes = [models.Index(fields=["team", "agent"], name="prompt_version_team_idx")]
+
+
+class TaskDailyRollup(models.Model):
+    """Per UTC day a task ended x team x agent: the sums the task KPIs take over the tasks that ended
+    (an outcome and an end), so a window's whole days are read from here and only its ragged edges from
+    the tasks (finops/kpis/selectors.py).
+
+    Kept by triggers on ledger_task (migration 0006), in the transaction of every change to a task,
+    whoever makes it: the writer's call aggregates (calls may arrive after the outcome), an outcome
+    recorded, re-sent or changed, the kill switch, a repricing, a delete. Each change takes the task's
+    old contribution out and puts the new one in, so the sums stay exact in any order of arrival.
+
+    Steps against ideal steps are kept in two parts: the tasks that name their ideal steps, and those
+    that fall back on their agent's (which can be edited later), summed at read time with the agent's
+    current value, as the KPI over the tasks would."""
+
+    day = models.DateField()
+    team = models.ForeignKey(
+        Team, on_delete=models.CASCADE, related_name="+", db_constraint=False, db_index=False
+    )
+    agent = models.ForeignKey(
+        Agent, on_delete=models.CASCADE, related_name="+", db_constraint=False, db_index=False
+    )
+    ended = models.IntegerField(default=0)
+    successful = models.IntegerField(default=0)
+    failed = models.IntegerField(default=0)
+    abandoned = models.IntegerField(default=0)
+    killed = models.IntegerField(default=0)
+    cost_usd = models.DecimalField(**MONEY, default=Decimal(0))
+    unpriced_calls = models.BigIntegerField(default=0)
+    useful_output = models.BigIntegerField(default=0, help_text="output tokens of the successful tasks")
+    all_tokens = models.BigIntegerField(default=0, help_text="the six token types, every task")
+    steps_ideal_known = models.BigIntegerField(default=0, help_text="steps of the tasks naming ideal steps")
+    ideal_steps = models.BigIntegerField(default=0, help_text="their ideal steps")
+    steps_agent_ideal = models.BigIntegerField(default=0, help_text="steps of the tasks that do not")
+    tasks_agent_ideal = models.IntegerField(default=0, help_text="how many tasks do not")
+
+    objects = TeamOwnedQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["team", "agent", "day"], name="task_rollup_scope_day_unique")
+        ]
+        indexes = [models.Index(fields=["team", "day"], name="task_rollup_team_day_idx")]
 
 
 class BreakdownRollup(models.Model):

@@ -172,7 +172,7 @@ def test_migration_backfill_rebuilds_the_rollup_from_the_calls():
     events = random_events(rng, count=200, prefix="m")
     events_ingest(raw_events=events, principal=None, source="test")
     written = stored()
-    migration = importlib.import_module("finops.ledger.migrations.0006_breakdown_rollup")
+    migration = importlib.import_module("finops.ledger.migrations.0007_breakdown_rollup")
     with connection.cursor() as cursor:
         cursor.execute("TRUNCATE ledger_breakdownrollup")
         cursor.execute(migration.BACKFILL)

@@ -48,7 +48,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('accounts', '0003_alter_apitoken_scopes'),
-        ('ledger', '0005_recent_and_prompt_version_rollups'),
+        ('ledger', '0006_task_daily_rollup'),
     ]
 
     operations = [
