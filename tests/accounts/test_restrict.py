@@ -29,7 +29,9 @@ from finops.ledger.models import (
     PromptVersionRollup,
     RecentRollup,
     Task,
+    TaskDailyRollup,
 )
+from finops.ledger.services import task_outcomes_record
 from ingest.connectors.models import Connector, ConnectorRun, StatementLine
 from ingest.connectors.services import connector_create
 from ingest.models import ImportJob, QuarantinedRow
@@ -121,6 +123,20 @@ def world(db):
         for team in ("a", "b")
     ]
     events_ingest(raw_events=recent, principal=None, source="t")
+    # each team's run ends: the per-day task rollup holds a row of each team
+    task_outcomes_record(
+        outcomes=[
+            {
+                "team": team,
+                "agent": Agent.objects.get(team=team, name="bot"),
+                "task_id": f"run-{team.slug}",
+                "status": "success",
+                "started_at": datetime.now(UTC) - timedelta(hours=2),
+                "ended_at": datetime.now(UTC) - timedelta(minutes=30),
+            }
+            for team in (team_a, team_b)
+        ]
+    )
     for team in (team_a, team_b, None):
         QuarantinedRow.objects.create(source="t", team=team, payload={}, errors={"x": ["bad"]})
     members = {
@@ -225,6 +241,7 @@ TEAM_OWNED = [
     (RecentRollup, "team_id"),
     (PromptVersionRollup, "team_id"),
     (BreakdownRollup, "team_id"),
+    (TaskDailyRollup, "team_id"),
     (EventKey, "team_id"),
     (QuarantinedRow, "team_id"),
     # kept by the bulk writer and made by the guard check (scope ingest): written like the team's data
