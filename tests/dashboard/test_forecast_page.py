@@ -251,7 +251,7 @@ def test_query_count_is_pinned_and_no_call_is_read(client, spend, support_member
     """This month: the forecast's two rollup reads for every team at once. A past month (in UTC, whole
     days): one daily-rollup read per team shown. Neither reads the calls table."""
     client.force_login(support_member)
-    for query, count in (({}, 12), ({"month": "2026-10"}, 11)):
+    for query, count in (({}, 8), ({"month": "2026-10"}, 7)):
         with django_assert_num_queries(count) as queries:
             assert client.get("/forecast/", query).status_code == 200
         assert not [sql for sql in queries.captured_queries if "ledger_call" in sql["sql"]]
