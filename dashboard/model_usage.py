@@ -19,6 +19,7 @@ from dashboard import figures
 from dashboard.filtering import page_filters
 from dashboard.formatting import percent
 from dashboard.tables import Column, Table, render_page
+from finops.accounts.selectors import principal_may_edit_model_tiers
 from finops.modeltiers.models import UNMAPPED, ModelTier, Tier
 from finops.modeltiers.selectors import (
     FLAGSHIP_SHARE_TARGET,
@@ -26,7 +27,6 @@ from finops.modeltiers.selectors import (
     ModelUsage,
     UsageTotals,
     model_usage,
-    principal_may_edit_model_tiers,
     tier_map,
 )
 from finops.modeltiers.services import model_tier_delete, model_tier_set

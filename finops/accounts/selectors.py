@@ -169,3 +169,14 @@ def guarding_team_ids(*, principal: Principal) -> set[int] | None:
     return _team_ids_by_scope_or_role(
         principal=principal, scope=TokenScope.MANAGE, roles=list(GUARDING_ROLES)
     )
+
+
+def principal_may_edit_model_tiers(*, principal: Principal) -> bool:
+    """Who may change the model-tier mapping (organisation data, finops/modeltiers/models.py): people
+    with the admin or finops org role (and superusers), and anyone holding the ml role in a team; never
+    an API token (SPEC.md: `manage` does what an sre may, and an sre may not)."""
+    if principal_is_token(principal) or not principal_is_authenticated(principal):
+        return False
+    if principal.sees_every_team:
+        return True
+    return Membership.objects.filter(user=principal, role=TeamRole.ML).exists()

@@ -11,6 +11,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, mixins, serializers
 from rest_framework.response import Response
 
+from finops.accounts.selectors import principal_may_edit_model_tiers
 from finops.api.fields import JsonTypes
 from finops.api.permissions import ReadOrManageScope, ReadScope
 from finops.api.viewsets import ScopedAPIView, TeamScopedViewSet
@@ -24,7 +25,6 @@ from finops.modeltiers.selectors import (
     ModelUsage,
     UsageTotals,
     model_usage,
-    principal_may_edit_model_tiers,
 )
 from finops.modeltiers.services import model_tier_create, model_tier_delete, model_tier_update
 

@@ -20,6 +20,11 @@ from typing import Self
 from django.db import models
 
 from finops.accounts.querysets import RestrictedQuerySet
+from finops.accounts.selectors import (
+    principal_is_authenticated,
+    principal_is_token,
+    principal_may_edit_model_tiers,
+)
 
 
 class Tier(models.TextChoices):
@@ -36,9 +41,6 @@ class ModelTierQuerySet(RestrictedQuerySet):
     org role, or the ml role in any team (see the module docstring for why org-wide)."""
 
     def _restricted(self, principal, action: str) -> Self:
-        from finops.accounts.selectors import principal_is_authenticated, principal_is_token
-        from finops.modeltiers.selectors import principal_may_edit_model_tiers
-
         if action == "view":
             allowed = principal_is_token(principal) or principal_is_authenticated(principal)
         else:

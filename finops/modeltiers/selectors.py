@@ -13,8 +13,6 @@ from decimal import Decimal
 from django.db.models import Sum
 from django.db.models.functions import Coalesce
 
-from finops.accounts.models import Membership, TeamRole
-from finops.accounts.selectors import Principal, principal_is_authenticated, principal_is_token
 from finops.kpis.selectors import Scope, scoped
 from finops.kpis.series import days_in_window
 from finops.ledger.models import DailyRollup
@@ -25,16 +23,6 @@ from finops.pricing.catalog import catalog_model
 # the seeds' target: under 20% of requests on flagship models (shown as the line on the Models page)
 FLAGSHIP_SHARE_TARGET = 0.20
 TIERS: tuple[str, ...] = (*Tier.values, UNMAPPED)
-
-
-def principal_may_edit_model_tiers(*, principal: Principal) -> bool:
-    """People with the admin or finops org role (and superusers), and anyone holding the ml role in a
-    team; never an API token (SPEC.md: `manage` does what an sre may, and an sre may not)."""
-    if principal_is_token(principal) or not principal_is_authenticated(principal):
-        return False
-    if principal.sees_every_team:
-        return True
-    return Membership.objects.filter(user=principal, role=TeamRole.ML).exists()
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,16 @@ from finops.audit.models import AuditEntry
 from finops.audit.services import audit_record
 from finops.guardrails.models import Allowance, AllowanceUsage, Reservation
 from finops.guardrails.services import allowance_create
-from finops.ledger.models import Agent, Call, DailyRollup, EventKey, PromptVersionRollup, RecentRollup, Task
+from finops.ledger.models import (
+    Agent,
+    BreakdownRollup,
+    Call,
+    DailyRollup,
+    EventKey,
+    PromptVersionRollup,
+    RecentRollup,
+    Task,
+)
 from ingest.connectors.models import Connector, ConnectorRun, StatementLine
 from ingest.connectors.services import connector_create
 from ingest.models import ImportJob, QuarantinedRow
@@ -215,6 +224,7 @@ TEAM_OWNED = [
     (DailyRollup, "team_id"),
     (RecentRollup, "team_id"),
     (PromptVersionRollup, "team_id"),
+    (BreakdownRollup, "team_id"),
     (EventKey, "team_id"),
     (QuarantinedRow, "team_id"),
     # kept by the bulk writer and made by the guard check (scope ingest): written like the team's data
