@@ -158,14 +158,9 @@ def test_the_page_reads_no_call(client, sent, support_member):
 
 
 def test_query_count_is_pinned(client, sent, support_member, django_assert_num_queries):
-<<<<<<< HEAD
-    """Session and person (2), the two rollup reads, the filters' teams and agents and the navigation
-    (memberships once a request, firing alerts): the same however many calls, days or agents."""
-=======
     """Session and person (2), the person's teams (1, read once: memberships_of), the two rollup reads,
     the filters' teams and agents and the navigation's firing count: the same however many calls, days
     or agents."""
->>>>>>> main
     client.force_login(support_member)
     with django_assert_num_queries(8):
         assert client.get("/breakdown/", WINDOW).status_code == 200

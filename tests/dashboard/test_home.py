@@ -199,61 +199,9 @@ READ_PAGES = ["Home", "Overview", "Models", "Caching", "Breakdown", "Forecast", 
 @pytest.mark.parametrize(
     ("role", "offered"),
     [
-<<<<<<< HEAD
         ("viewer", [*READ_PAGES, "API docs"]),
         ("pm", [*READ_PAGES, "Audit", "Import", "Quarantine", "API docs"]),
         ("sre", [*READ_PAGES, "Rules", "Audit", "Import", "Quarantine", "API docs"]),
-=======
-        (
-            "viewer",
-            [
-                "Home",
-                "Overview",
-                "Models",
-                "Caching",
-                "Breakdown",
-                "Forecast",
-                "Guardrails",
-                "Alerts",
-                "API docs",
-            ],
-        ),
-        (
-            "pm",
-            [
-                "Home",
-                "Overview",
-                "Models",
-                "Caching",
-                "Breakdown",
-                "Forecast",
-                "Guardrails",
-                "Alerts",
-                "Audit",
-                "Import",
-                "Quarantine",
-                "API docs",
-            ],
-        ),
-        (
-            "sre",
-            [
-                "Home",
-                "Overview",
-                "Models",
-                "Caching",
-                "Breakdown",
-                "Forecast",
-                "Guardrails",
-                "Alerts",
-                "Rules",
-                "Audit",
-                "Import",
-                "Quarantine",
-                "API docs",
-            ],
-        ),
->>>>>>> main
     ],
 )
 def test_the_navigation_offers_a_role_what_it_may_use(recent, role, offered):
