@@ -4,8 +4,11 @@
 
 Starts gunicorn on a fresh database holding calls, one allowance (a dollar limit that the run's
 estimates pass halfway) and an agent kill switch, then drives, side by side in the same run and from
-processes of their own, POST /api/v1/guard/check and a trivial authenticated endpoint (GET
-/api/v1/teams/<slug>) at --rate requests/s each, open loop, over kept-alive connections. Prints p50,
+processes of their own, POST /api/v1/guard/check and a trivial authenticated endpoint at --rate
+requests/s each, open loop, over kept-alive connections. The trivial endpoint is GET /api/v1/whoami
+(--trivial whoami, the default): the same server, middleware and token check as the guard check, so the
+difference is the check's own cost; --trivial teams takes GET /api/v1/teams/<slug> (a DRF viewset)
+instead. One at a time, before the timed run, all three are timed for comparison. Prints p50,
 p95 and p99 of both and the difference, the spend the checks allowed against the limit, and the
 pg_stat_user_tables scan counters of the calls table (its partitions) over the run: the guard check
 reads none of it. Uses DATABASE_URL if set, else the embedded PostgreSQL under bench/out/data; the
@@ -77,21 +80,21 @@ class _Connection(asyncio.Protocol):
         self.lost(self)
 
 
-def drive(port: int, streams: list[tuple[str, bytes]], rate: float, seconds: float, out) -> None:
+def drive(port: int, streams: list[tuple[str, bytes, float]], seconds: float, out) -> None:
     """Open loop, on one asyncio event loop in this process (a light load generator: it shares the
-    server's cores): each stream (name, raw request) sends `rate` requests/s on a fixed schedule over
+    server's cores): each stream (name, raw request, rate) sends `rate` requests/s on a fixed schedule over
     kept-alive connections, opening another whenever none is idle, so the schedule never waits for an
     answer. A latency runs from the request's scheduled time, so time spent queued anywhere counts (no
     coordinated omission). Puts {name: (latencies, answers, allowed_usd)} on out."""
-    asyncio.run(_drive(port, streams, rate, seconds, out))
+    asyncio.run(_drive(port, streams, seconds, out))
 
 
-async def _drive(port, streams, rate, seconds, out) -> None:
+async def _drive(port, streams, seconds, out) -> None:
     loop = asyncio.get_running_loop()
-    results = {name: ([], {}, [Decimal(0)]) for name, _ in streams}
-    request_of = dict(streams)
-    idle: dict[str, list] = {name: [] for name, _ in streams}
-    waiting = {name: collections.deque() for name, _ in streams}
+    results = {name: ([], {}, [Decimal(0)]) for name, _, _ in streams}
+    request_of = {name: request for name, request, _ in streams}
+    idle: dict[str, list] = {name: [] for name, _, _ in streams}
+    waiting = {name: collections.deque() for name, _, _ in streams}
     opened = dict.fromkeys(request_of, 0)
     opening = dict.fromkeys(request_of, 0)
     idle_or_busy: dict[str, set] = {name: set() for name in request_of}
@@ -162,14 +165,13 @@ async def _drive(port, streams, rate, seconds, out) -> None:
         due_of[connection] = due
         connection.transport.write(request_of[name])
 
-    for name, _ in streams:
+    for name, _, _ in streams:
         idle[name] = [await connect(name) for _ in range(CONNECTIONS)]
     finished_sending = [0]
     start = loop.time() + 0.5
-    count = int(rate * seconds)
 
-    async def schedule(name, offset):
-        for number in range(count):
+    async def schedule(name, rate, offset):
+        for number in range(int(rate * seconds)):
             due = start + offset + number / rate
             delay = due - loop.time()
             if delay > 0:
@@ -179,9 +181,13 @@ async def _drive(port, streams, rate, seconds, out) -> None:
         if pending[0] == 0 and finished_sending[0] == len(streams) and not finished.done():
             finished.set_result(None)
 
-    # the streams interleaved: the second's schedule half an interval after the first's
+    # the streams interleaved: the second's schedule half the first's interval after it
+    first_interval = 1 / streams[0][2]
     await asyncio.gather(
-        *(schedule(name, index / (rate * len(streams))) for index, (name, _) in enumerate(streams))
+        *(
+            schedule(name, rate, index * first_interval / len(streams))
+            for index, (name, _, rate) in enumerate(streams)
+        )
     )
     try:  # a saturated server could take far longer than the run to answer what it queued: stop waiting
         await asyncio.wait_for(finished, timeout=DRAIN_SECONDS)
@@ -203,17 +209,21 @@ def alternate(port: int, token: str, check: bytes, *, count: int) -> dict[str, l
     times without queueing behind each other (the rates above measure them under load)."""
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    times: dict[str, list[float]] = {"check": [], "teams": []}
+    times: dict[str, list[float]] = {"check": [], "whoami": [], "teams": []}
     for _ in range(count):
         for name, method, path, body in (
             ("check", "POST", "/api/v1/guard/check", check),
-            ("teams", "GET", "/api/v1/teams/support", None),
+            ("whoami", "GET", TRIVIAL["whoami"], None),
+            ("teams", "GET", TRIVIAL["teams"], None),
         ):
             sent = time.perf_counter()
             connection.request(method, path, body=body, headers=headers)
             connection.getresponse().read()
             times[name].append(time.perf_counter() - sent)
     return times
+
+
+TRIVIAL = {"whoami": "/api/v1/whoami", "teams": "/api/v1/teams/support"}
 
 
 def raw_request(method: str, path: str, token: str, body: bytes | None) -> bytes:
@@ -303,12 +313,20 @@ print(api_token_create(name="bench", scopes=["ingest", "read"])[1])
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=60)
-    parser.add_argument("--rate", type=float, default=500, help="requests/s of each endpoint")
+    parser.add_argument("--rate", type=float, default=500, help="guard checks/s (and trivial requests/s)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--calls", type=int, default=50_000, help="calls in the ledger before the run")
     parser.add_argument("--sequential", type=int, default=500, help="requests of each, one at a time")
+    parser.add_argument("--trivial", choices=sorted(TRIVIAL), default="whoami", help="the endpoint beside it")
+    parser.add_argument(
+        "--trivial-rate",
+        type=float,
+        default=None,
+        help="requests/s of the trivial endpoint (default: --rate)",
+    )
     args = parser.parse_args()
+    trivial_rate = args.trivial_rate or args.rate
     OUT.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     env.setdefault("FINOPS_DATA_DIR", str(OUT / "data"))
@@ -374,7 +392,8 @@ def main() -> None:
             }
         ).encode()
         say(
-            f"== {args.seconds:.0f} s: guard checks and GET /api/v1/teams/support at {args.rate:.0f}/s each "
+            f"== {args.seconds:.0f} s: guard checks at {args.rate:.0f}/s and GET {TRIVIAL[args.trivial]} at "
+            f"{trivial_rate:.0f}/s beside them "
             f"({args.workers} gunicorn workers x {args.threads} threads, {os.cpu_count()} cores)"
         )
         with psycopg.connect(url, autocommit=True) as connection:
@@ -389,10 +408,9 @@ def main() -> None:
             args=(
                 port,
                 [
-                    ("guard check", raw_request("POST", "/api/v1/guard/check", token, check)),
-                    ("trivial", raw_request("GET", "/api/v1/teams/support", token, None)),
+                    ("guard check", raw_request("POST", "/api/v1/guard/check", token, check), args.rate),
+                    ("trivial", raw_request("GET", TRIVIAL[args.trivial], token, None), trivial_rate),
                 ],
-                args.rate,
                 args.seconds,
                 out,
             ),
@@ -410,7 +428,10 @@ def main() -> None:
         say("")
         guard, trivial = results["guard check"], results["trivial"]
         say(f"{'':28}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'requests':>10}  answers")
-        for name, (latencies, answers, _) in (("guard check", guard), ("GET /api/v1/teams/<slug>", trivial)):
+        for name, (latencies, answers, _) in (
+            ("guard check", guard),
+            (f"GET {TRIVIAL[args.trivial]}", trivial),
+        ):
             say(
                 f"{name:28}{percentile(latencies, 0.5):9.2f}{percentile(latencies, 0.95):9.2f}"
                 f"{percentile(latencies, 0.99):9.2f}{len(latencies):10,}  {answers}"
@@ -425,11 +446,14 @@ def main() -> None:
         say(
             f"{'one at a time (alternating)':28}"
             + "".join(
-                f"{percentile(sequential['check'], q) - percentile(sequential['teams'], q):9.2f}"
+                f"{percentile(sequential['check'], q) - percentile(sequential[args.trivial], q):9.2f}"
                 for q in (0.5, 0.95, 0.99)
             )
-            + f"   guard minus trivial; guard p50 {percentile(sequential['check'], 0.5):.2f} ms,"
-            f" p99 {percentile(sequential['check'], 0.99):.2f} ms ({args.sequential} each)"
+            + f"   guard minus trivial ({args.sequential} each); p50/p99 ms: "
+            + ", ".join(
+                f"{name} {percentile(times, 0.5):.2f}/{percentile(times, 0.99):.2f}"
+                for name, times in sequential.items()
+            )
         )
         with psycopg.connect(url) as connection:
             reserved, holds = connection.execute(

@@ -11,12 +11,14 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import get_object_or_404, redirect
 from django.views.decorators.http import require_http_methods
 
 from dashboard import figures
 from dashboard.formatting import usd
 from dashboard.forms import PERIODS, OverviewFilterForm, overview_filters
+from dashboard.tables import render_page
+from dashboard.tasks import tasks_table
 from dashboard.views import query_string_with
 from finops.accounts.selectors import team_role
 from finops.kpis.agents import agent_report
@@ -126,7 +128,7 @@ def agent_page(request, agent_pk: int):
         and kpis.cost_per_successful_task_usd is not None
         and kpis.cost_per_successful_task_usd > agent.cost_slo_usd
     )
-    return render(
+    return render_page(
         request,
         "dashboard/agent.html",
         {
@@ -144,7 +146,7 @@ def agent_page(request, agent_pk: int):
             "report": report,
             "charts": charts,
             "has_data": has_data,
-            "expensive_tasks": tasks_most_expensive(scope=scope, start=start, end=end),
+            "expensive_tasks": tasks_table(tasks_most_expensive(scope=scope, start=start, end=end)),
             "settings_form": settings_form,
             "editable": editable,
             "slo_gap": (
@@ -154,4 +156,5 @@ def agent_page(request, agent_pk: int):
             ),
             "zero": Decimal(0),
         },
+        page=f"agent-{agent.name}",
     )

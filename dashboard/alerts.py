@@ -22,7 +22,9 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from dashboard import exports
 from dashboard.alert_forms import ChannelForm, RuleForm, SilenceForm, errors_onto, rule_initial
+from dashboard.tables import render_page
 from finops.accounts.models import Team
 from finops.accounts.selectors import guarding_team_ids
 from finops.alerts import services
@@ -141,10 +143,15 @@ def _alerts_page(request, *, silence_form: SilenceForm | None = None, status: in
         for silence in silences
     ]
     query = {key: value for key, value in (("team", team.slug if team else ""), ("state", state)) if value}
-    return render(
+    return render_page(
         request,
         "dashboard/alerts.html",
         {
+            "exports": {
+                "open": exports.open_alerts_table(open_list),
+                "past": exports.past_alerts_table(list(past_page.object_list)),
+                "silences": exports.silences_table([row["silence"] for row in silence_rows]),
+            },
             "team": team,
             "state": state,
             "states": AlertState.values,
@@ -163,6 +170,7 @@ def _alerts_page(request, *, silence_form: SilenceForm | None = None, status: in
             "may_guard": guarding.any,
             "now": now,
         },
+        page="alerts",
         status=status,
     )
 
@@ -290,16 +298,18 @@ def alert_detail(request, alert_id: int):
         and alert.acknowledged_at is None
         and Alert.objects.restrict(request.user, "change").filter(pk=alert.pk).exists()
     )
-    return render(
+    return render_page(
         request,
         "dashboard/alert_detail.html",
         {
             "alert": alert,
             "rule": alert.rule,
             "deliveries": deliveries,
+            "deliveries_export": exports.deliveries_table(deliveries),
             "timeline": alert_timeline(alert=alert, deliveries=deliveries),
             "may_ack": may_ack,
         },
+        page=f"alert-{alert.pk}",
     )
 
 
@@ -328,10 +338,11 @@ def _rules_page(request, *, rule_form=None, channel_form=None, created_channel=N
     if guarding.any:
         rule_form = rule_form or _rule_form(principal, guarding)
         channel_form = channel_form or _channel_form(guarding)
-    return render(
+    return render_page(
         request,
         "dashboard/rules.html",
         {
+            "exports": {"rules": exports.rules_table(rules), "channels": exports.channels_table(channels)},
             "rules": [{"rule": rule, "may_change": guarding.may_change(rule)} for rule in rules],
             "channels": [
                 {"channel": channel, "may_change": guarding.may_change(channel)} for channel in channels
@@ -343,6 +354,7 @@ def _rules_page(request, *, rule_form=None, channel_form=None, created_channel=N
             "may_guard": guarding.any,
             "kinds": RuleKind.choices,
         },
+        page="rules",
         status=status,
     )
 

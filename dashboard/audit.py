@@ -12,10 +12,11 @@ from urllib.parse import urlencode
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404
-from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
+from dashboard import exports
 from dashboard.alerts import team_filter
+from dashboard.tables import render_page
 from finops.accounts.models import Team
 from finops.audit.models import AuditAction, AuditEntry
 
@@ -27,6 +28,7 @@ OBJECT_TYPES = {
     "alert_channel": "alert channels",
     "alert": "alerts (acknowledgements)",
     "silence": "silences",
+    "model_tier": "model tiers (organisation-wide)",
 }
 
 
@@ -103,10 +105,11 @@ def audit(request):
             if value
         }
     )
-    return render(
+    return render_page(
         request,
         "dashboard/audit.html",
         {
+            "audit_export": exports.audit_table(rows),
             "rows": rows,
             "page": page,
             "team": team,
@@ -115,4 +118,5 @@ def audit(request):
             "team_options": list(Team.objects.restrict(request.user)),
             "query": query,
         },
+        page="audit",
     )

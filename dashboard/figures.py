@@ -1,20 +1,22 @@
 """Plotly figures for the dashboards, built in Python and drawn by the app's own plotly.min.js.
 
 Each chart comes with the table a person can read instead (screen readers, print, copy-paste), built
-from the same series so the two never disagree. Money becomes float only inside the figure; the
-tables format the exact Decimal.
+from the same series so the two never disagree: a dashboard.tables.Table of raw values, so it also
+downloads as CSV with the page's ?export=<chart id>. Money becomes float only inside the figure; the
+table formats the exact Decimal (one precision per column group, so digits line up).
 """
 
 from __future__ import annotations
 
 import json
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 
 import plotly.graph_objects as go
 
-from dashboard.formatting import count, percent, usd, usd_column
+from dashboard.formatting import percent, usd
+from dashboard.tables import Column, Table
 from finops.kpis.agents import AgentReport
 from finops.kpis.series import DailyUsage, SpendSeries
 from finops.kpis.trace import TaskTrace
@@ -47,15 +49,14 @@ FONT = {"family": "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif", "s
 
 @dataclass(frozen=True)
 class Chart:
-    """A figure (Plotly JSON: data, layout, config) and the same numbers as a table."""
+    """A figure (Plotly JSON: data, layout, config) and the same numbers as a table (named chart_id):
+    drawn with its table folded under it by dashboard/_chart.html, beside it by _table_chart.html, or
+    alone by _plot.html when the page shows its numbers in a table of its own (table None)."""
 
     chart_id: str
     title: str
     figure: dict
-    table_caption: str
-    table_head: list[str]
-    table_rows: list[list[str]]
-    table_foot: list[str] = field(default_factory=list)
+    table: Table | None = None
 
     @property
     def data_id(self) -> str:
@@ -155,24 +156,27 @@ def spend_chart(series: SpendSeries, *, colours: dict[str, str] | None = None) -
     day_totals = series.day_totals()
     shown_days = [position for position, total in enumerate(day_totals) if total]
     stack_totals = [sum(amounts, Decimal(0)) for amounts in stacks.values()]
-    table_amounts = [
-        *(column[position] for position in shown_days for column in [*stacks.values(), day_totals]),
-        *stack_totals,
-        series.total(),
-    ]
-    cells = iter(usd_column(table_amounts))
-    width = len(stacks) + 1
-    rows = [
-        [series.days[position].isoformat(), *(next(cells) for _ in range(width))] for position in shown_days
-    ]
     return Chart(
         chart_id="spend-by-day",
         title="Spend per day",
         figure=_figure_json(figure),
-        table_caption=f"Priced spend per UTC day by {series.stack_by.replace('_', ' ')} (days with spend)",
-        table_head=["Day", *labels, "Total"],
-        table_rows=rows,
-        table_foot=["Total", *(next(cells) for _ in range(width))],
+        table=Table(
+            name="spend-by-day",
+            caption=f"Priced spend per UTC day by {series.stack_by.replace('_', ' ')} (days with spend)",
+            columns=[
+                Column("Day", "day"),
+                *(Column(label, "usd", align="spend") for label in [*labels, "Total"]),
+            ],
+            rows=[
+                [
+                    series.days[position],
+                    *(amounts[position] for amounts in stacks.values()),
+                    day_totals[position],
+                ]
+                for position in shown_days
+            ],
+            foot=["Total", *stack_totals, series.total()],
+        ),
     )
 
 
@@ -224,23 +228,25 @@ def cache_hit_chart(usage: list[DailyUsage], *, target: float) -> Chart:
             yaxis={"range": [0, 105], "ticksuffix": "%", "gridcolor": "#e5e7eb"},
         ),
     )
-    rows = [
-        [
-            day.day.isoformat(),
-            count(day.tokens["cache_read"]),
-            count(day.total_input_tokens),
-            percent(day.cache_hit_rate),
-        ]
-        for day in usage
-        if day.total_input_tokens
-    ]
     return Chart(
         chart_id="cache-hit-by-day",
         title="Cache hit rate per day",
         figure=_figure_json(figure),
-        table_caption="Cache read ÷ total input tokens per UTC day (days with input)",
-        table_head=["Day", "Cache read tokens", "Total input tokens", "Cache hit rate"],
-        table_rows=rows,
+        table=Table(
+            name="cache-hit-by-day",
+            caption="Cache read ÷ total input tokens per UTC day (days with input)",
+            columns=[
+                Column("Day", "day"),
+                Column("Cache read tokens", "count"),
+                Column("Total input tokens", "count"),
+                Column("Cache hit rate", "percent"),
+            ],
+            rows=[
+                [day.day, day.tokens["cache_read"], day.total_input_tokens, day.cache_hit_rate]
+                for day in usage
+                if day.total_input_tokens
+            ],
+        ),
     )
 
 
@@ -265,23 +271,30 @@ def token_chart(tokens: dict[str, int]) -> Chart:
             yaxis={"autorange": "reversed"},
         ),
     )
-    rows = [
-        [
-            TOKEN_TYPE_LABELS[token_type],
-            "input" if token_type in INPUT_TOKEN_TYPES else "output",
-            count(tokens[token_type]),
-            percent(tokens[token_type] / all_tokens if all_tokens else None),
-        ]
-        for token_type in TOKEN_TYPES
-    ]
     return Chart(
         chart_id="tokens-by-type",
         title="Tokens by type",
         figure=_figure_json(figure),
-        table_caption="Token totals in the window, by the six token types",
-        table_head=["Token type", "Billed as", "Tokens", "Share"],
-        table_rows=rows,
-        table_foot=["All tokens", "", count(all_tokens), percent(1.0 if all_tokens else None)],
+        table=Table(
+            name="tokens-by-type",
+            caption="Token totals in the window, by the six token types",
+            columns=[
+                Column("Token type"),
+                Column("Billed as"),
+                Column("Tokens", "count"),
+                Column("Share", "percent"),
+            ],
+            rows=[
+                [
+                    TOKEN_TYPE_LABELS[token_type],
+                    "input" if token_type in INPUT_TOKEN_TYPES else "output",
+                    tokens[token_type],
+                    tokens[token_type] / all_tokens if all_tokens else None,
+                ]
+                for token_type in TOKEN_TYPES
+            ],
+            foot=["All tokens", "", all_tokens, 1.0 if all_tokens else None],
+        ),
     )
 
 
@@ -363,17 +376,25 @@ def trace_context_chart(trace: TaskTrace) -> Chart:
         chart_id="trace-context",
         title="Context sent per call and so far",
         figure=_figure_json(figure),
-        table_caption="Input tokens (all four input types) per call, so far, and so far with compaction",
-        table_head=["Call", "Context", "So far", "With compaction"],
-        table_rows=[
-            [
-                str(step.position),
-                count(step.context_tokens),
-                count(step.cumulative_context_tokens),
-                count(step.compacted_cumulative_tokens),
-            ]
-            for step in trace.steps
-        ],
+        table=Table(
+            name="trace-context",
+            caption="Input tokens (all four input types) per call, so far, and so far with compaction",
+            columns=[
+                Column("Call"),
+                Column("Context", "count"),
+                Column("So far", "count"),
+                Column("With compaction", "count"),
+            ],
+            rows=[
+                [
+                    step.position,
+                    step.context_tokens,
+                    step.cumulative_context_tokens,
+                    step.compacted_cumulative_tokens,
+                ]
+                for step in trace.steps
+            ],
+        ),
     )
 
 
@@ -412,19 +433,20 @@ def trace_cost_chart(trace: TaskTrace) -> Chart:
             },
         ),
     )
-    amounts = usd_column(
-        [amount for step in trace.steps for amount in (step.cost_usd or Decimal(0), step.cumulative_cost_usd)]
-    )
     return Chart(
         chart_id="trace-cost",
         title="Cost per call and so far",
         figure=_figure_json(figure),
-        table_caption="Cost per call (— unpriced) and cost so far of the priced calls",
-        table_head=["Call", "Cost", "So far"],
-        table_rows=[
-            [str(step.position), "—" if step.cost_usd is None else amounts[2 * index], amounts[2 * index + 1]]
-            for index, step in enumerate(trace.steps)
-        ],
+        table=Table(
+            name="trace-cost",
+            caption="Cost per call (— unpriced) and cost so far of the priced calls",
+            columns=[
+                Column("Call"),
+                Column("Cost", "usd", align="cost"),
+                Column("So far", "usd", align="cost"),
+            ],
+            rows=[[step.position, step.cost_usd, step.cumulative_cost_usd] for step in trace.steps],
+        ),
     )
 
 
@@ -460,26 +482,25 @@ def cost_per_success_chart(report: AgentReport, *, slo: Decimal | None) -> Chart
             yaxis={"tickprefix": "$", "gridcolor": "#e5e7eb", "rangemode": "tozero"},
         ),
     )
-    costs = usd_column([day.cost_usd for day in report.days])
-    per_success = [day.cost_per_successful_task_usd for day in report.days]
-    shown = usd_column([value for value in per_success if value is not None])
-    shown_iter = iter(shown)
     return Chart(
         chart_id="cost-per-success",
         title="$ per successful task per day",
         figure=_figure_json(figure),
-        table_caption="Runs ended per UTC day: their cost over the successful ones (— none succeeded)",
-        table_head=["Day", "Runs", "Successful", "Cost", "$ per successful task"],
-        table_rows=[
-            [
-                day.day.isoformat(),
-                count(day.tasks),
-                count(day.successful),
-                costs[index],
-                "—" if per_success[index] is None else next(shown_iter),
-            ]
-            for index, day in enumerate(report.days)
-        ],
+        table=Table(
+            name="cost-per-success",
+            caption="Runs ended per UTC day: their cost over the successful ones (— none succeeded)",
+            columns=[
+                Column("Day", "day"),
+                Column("Runs", "count"),
+                Column("Successful", "count"),
+                Column("Cost", "usd", align="cost"),
+                Column("$ per successful task", "usd", align="per-success"),
+            ],
+            rows=[
+                [day.day, day.tasks, day.successful, day.cost_usd, day.cost_per_successful_task_usd]
+                for day in report.days
+            ],
+        ),
     )
 
 
@@ -534,7 +555,10 @@ def steps_chart(report: AgentReport, *, ideal_steps: int | None) -> Chart:
         chart_id="steps-per-run",
         title="Steps per run",
         figure=_figure_json(figure),
-        table_caption="Ended runs by how many calls they made",
-        table_head=["Steps", "Runs"],
-        table_rows=[[str(steps), count(runs)] for steps, runs in report.steps.items()],
+        table=Table(
+            name="steps-per-run",
+            caption="Ended runs by how many calls they made",
+            columns=[Column("Steps"), Column("Runs", "count")],
+            rows=[[steps, runs] for steps, runs in report.steps.items()],
+        ),
     )

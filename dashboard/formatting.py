@@ -46,13 +46,21 @@ def count(value: int | None) -> str:
     return "—" if value is None else f"{value:,}"
 
 
-def usd_column(values: list[Decimal]) -> list[str]:
+def usd_places(values: list[Decimal | None]) -> Decimal:
     """One precision for a whole table column, so digits line up: the places the smallest
     non-zero amount needs (2 from a dollar up, 4 from a cent, else 6)."""
     nonzero = [abs(value) for value in values if value]
     smallest = min(nonzero, default=Decimal(1))
-    places = CENT if smallest >= 1 else HUNDREDTH_CENT if smallest >= CENT else MICRO
-    return [f"${value.quantize(places, ROUND_HALF_EVEN):,}" for value in values]
+    return CENT if smallest >= 1 else HUNDREDTH_CENT if smallest >= CENT else MICRO
+
+
+def usd_at(value: Decimal | None, places: Decimal) -> str:
+    return "—" if value is None else f"${value.quantize(places, ROUND_HALF_EVEN):,}"
+
+
+def usd_column(values: list[Decimal]) -> list[str]:
+    places = usd_places(values)
+    return [usd_at(value, places) for value in values]
 
 
 def duration_text(delta) -> str:

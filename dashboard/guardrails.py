@@ -14,8 +14,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
+from dashboard import exports
 from dashboard.alert_forms import MICRO, errors_onto
 from dashboard.audit import audit_changes
+from dashboard.tables import render_page
 from finops.accounts.models import Team
 from finops.accounts.selectors import guarding_team_ids
 from finops.audit.models import AuditEntry
@@ -131,15 +133,17 @@ def guardrails(request):
         {"entry": entry, "changes": audit_changes(entry)}
         for entry in AuditEntry.objects.restrict(principal, "view").select_related("team")[:20]
     ]
-    return render(
+    return render_page(
         request,
         "dashboard/guardrails.html",
         {
+            "exports": {"allowances": exports.allowances_table(rows), "audit": exports.audit_table(audit)},
             "rows": rows,
             "form": form if guarded_teams.exists() else None,
             "rows_audit": audit,
             "now": timezone.now(),
         },
+        page="guardrails",
     )
 
 

@@ -1,11 +1,24 @@
 from django.urls import path
 
-from dashboard import agents, alerts, audit, guardrails, tasks, views
+from dashboard import (
+    agents,
+    alerts,
+    audit,
+    breakdown,
+    caching,
+    forecast,
+    guardrails,
+    home,
+    model_usage,
+    tasks,
+    views,
+)
 
 app_name = "dashboard"
 
 urlpatterns = [
     path("", views.overview, name="overview"),
+    path("home/", home.home, name="home"),
     path("guardrails/", guardrails.guardrails, name="guardrails"),
     path("tasks/<int:task_pk>/", tasks.task_trace_page, name="task"),
     path("agents/<int:agent_pk>/", agents.agent_page, name="agent"),
@@ -28,4 +41,8 @@ urlpatterns = [
     path("alerts/channels/", alerts.channel_create, name="channel-create"),
     path("alerts/channels/<int:channel_id>/delete", alerts.channel_remove, name="channel-remove"),
     path("audit/", audit.audit, name="audit"),
+    path("breakdown/", breakdown.breakdown_page, name="breakdown"),
+    path("forecast/", forecast.forecast_page, name="forecast"),
+    path("models/", model_usage.models_page, name="models"),
+    path("caching/", caching.caching_page, name="caching"),
 ]

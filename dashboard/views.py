@@ -6,11 +6,12 @@ from datetime import UTC, datetime, time
 
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
-from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from dashboard import figures
 from dashboard.forms import PERIODS, STACK_BY_LABELS, OverviewFilterForm, overview_filters
+from dashboard.tables import render_page
+from dashboard.tasks import tasks_table
 from finops.accounts.models import Team
 from finops.kpis.selectors import Scope, agents_in_scope, kpis_for_scope, tasks_most_expensive
 from finops.kpis.series import (
@@ -73,7 +74,7 @@ def overview(request):
     visible = Scope(team_ids=frozenset(option.pk for option in team_options))
     targets = kpi_targets(agent=resolved.single_agent)
     has_data = bool(kpis.calls or kpis.tasks_ended)
-    charts, expensive_tasks = {}, []
+    charts, expensive_tasks = {}, None
     if has_data:
         spend = spend_by_day(
             scope=resolved.scope, start=filters.start, end=filters.end_exclusive, stack_by=filters.stack_by
@@ -87,7 +88,9 @@ def overview(request):
             "cache_hit": figures.cache_hit_chart(usage, target=targets.cache_hit_rate),
             "tokens": figures.token_chart(kpis.tokens),
         }
-        expensive_tasks = tasks_most_expensive(scope=resolved.scope, start=window_start, end=window_end)
+        expensive_tasks = tasks_table(
+            tasks_most_expensive(scope=resolved.scope, start=window_start, end=window_end)
+        )
     status = kpis_on_target(kpis=kpis, targets=targets)
     cost_slo = targets.cost_per_successful_task_usd
     bullets = {
@@ -147,4 +150,4 @@ def overview(request):
         "bullets": bullets,
         "status": status,
     }
-    return render(request, "dashboard/overview.html", context)
+    return render_page(request, "dashboard/overview.html", context, page="overview")

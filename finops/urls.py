@@ -4,6 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import SimpleRouter
 
+from finops.accounts.api import WhoAmIView, whoami_fast
 from finops.alerts.api import (
     AlertChannelViewSet,
     AlertRuleViewSet,
@@ -11,10 +12,12 @@ from finops.alerts.api import (
     DeliveryViewSet,
     SilenceViewSet,
 )
+from finops.api import fast
 from finops.audit.api import AuditEntryViewSet
-from finops.guardrails.api import AllowanceViewSet, GuardCheckView
+from finops.guardrails.api import AllowanceViewSet, GuardCheckView, guard_check_fast
 from finops.kpis.api import KpisView
 from finops.ledger.api import AgentViewSet, TeamViewSet
+from finops.modeltiers.api import ModelTierViewSet, ModelUsageView
 from ingest.api import EventsView, TasksView
 
 router = SimpleRouter(trailing_slash=False)
@@ -27,15 +30,19 @@ router.register("alert-rules", AlertRuleViewSet, basename="alert-rule")
 router.register("alerts", AlertViewSet, basename="alert")
 router.register("alert-silences", SilenceViewSet, basename="alert-silence")
 router.register("alert-deliveries", DeliveryViewSet, basename="alert-delivery")
+router.register("model-tiers", ModelTierViewSet, basename="model-tier")
 
 api_v1 = [
+    # first: the resolver tries patterns in order, and an agent asks the guard check before every call
+    path("guard/check", fast.with_fast_path(GuardCheckView.as_view(), guard_check_fast), name="guard-check"),
+    path("whoami", fast.with_fast_path(WhoAmIView.as_view(), whoami_fast), name="whoami"),
     *router.urls,
     path("", include("ingest.api_urls")),
     path("", include("ingest.connectors.api_urls")),
     path("events", EventsView.as_view(), name="events"),
     path("tasks", TasksView.as_view(), name="tasks"),
     path("kpis", KpisView.as_view(), name="kpis"),
-    path("guard/check", GuardCheckView.as_view(), name="guard-check"),
+    path("models/usage", ModelUsageView.as_view(), name="model-usage"),
     path("schema", SpectacularAPIView.as_view(), name="schema"),
     # the split view loads its set-up script from a URL: no inline script, so it works under our CSP
     path(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 import msgspec
@@ -13,7 +14,7 @@ from finops.api.parsers import RAW_BODY_PARSERS, raw_body
 from finops.api.permissions import IngestScope
 from finops.api.schema import Batch
 from finops.api.viewsets import ScopedAPIView
-from finops.core.json_depth import MAX_VALUE_DEPTH
+from finops.core.json_depth import MAX_VALUE_DEPTH, JsonTooDeep, json_loads_bounded
 from ingest.outcomes import TaskOutcomeSerializer, task_outcomes_ingest
 from ingest.quarantine import nonblank_lines
 from ingest.serializers import IngestResultSerializer, TaskIngestResultSerializer, UsageEventSerializer
@@ -47,9 +48,7 @@ def parse_events_body(body: bytes, content_type: str) -> tuple[list[bytes], Sequ
         except RecursionError:
             raise BodyError(_TOO_DEEP) from None
         except msgspec.DecodeError as error:
-            raise BodyError(
-                f"the body is not JSON ({error}); send a JSON array of events or NDJSON"
-            ) from None
+            _lenient_split(stripped, error)  # a BodyError unless only msgspec refuses it
         return [stripped], None
     try:
         return [bytes(raw) for raw in _split_array.decode(body)], None
@@ -58,7 +57,26 @@ def parse_events_body(body: bytes, content_type: str) -> tuple[list[bytes], Sequ
     except msgspec.ValidationError:
         raise BodyError("the body must be a JSON array of events") from None
     except msgspec.DecodeError as error:
+        return _lenient_split(body, error), None
+
+
+def _lenient_split(body: bytes, error: msgspec.DecodeError) -> list[bytes]:
+    """The events of a body msgspec refuses but Python's json reads, each re-encoded as JSON: a lone
+    UTF-16 surrogate escape ("\\ud800") anywhere in one event, or NaN, refused the whole batch with a 400
+    that called the body malformed; now that event alone is a rejected row (the writer names its field,
+    as it does for the same event on an NDJSON line) and the others are kept. A body Python's json
+    cannot read either is a BodyError, with msgspec's reason."""
+    try:
+        decoded = json_loads_bounded(body)
+    except JsonTooDeep:
+        raise BodyError(_TOO_DEEP) from None
+    except ValueError:
         raise BodyError(f"the body is not JSON ({error}); send a JSON array of events or NDJSON") from None
+    if isinstance(decoded, dict):
+        decoded = [decoded]
+    if not isinstance(decoded, list):
+        raise BodyError("the body must be a JSON array of events")
+    return [json.dumps(item).encode() for item in decoded]  # ensure_ascii: a surrogate stays an escape
 
 
 class EventsView(ScopedAPIView):

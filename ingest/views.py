@@ -25,6 +25,8 @@ from rest_framework import mixins, status
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
+from dashboard.exports import quarantine_table
+from dashboard.tables import render_page
 from finops import embedded
 from finops.accounts.models import User
 from finops.accounts.selectors import writable_team_ids
@@ -177,15 +179,17 @@ def quarantine_list(request):
     page = Paginator(rows, QUARANTINE_PAGE_SIZE).get_page(request.GET.get("page"))
     for row in page.object_list:
         row.payload_excerpt = _payload_excerpt(row.payload)
-    return render(
+    return render_page(
         request,
         "ingest/quarantine.html",
         {
+            "quarantine_export": quarantine_table(list(page.object_list)),
             "page": page,
             "source": source,
             "sources": quarantine_sources(principal=request.user),
             "may_replay": may_write_events(user=request.user),
         },
+        page="quarantine",
     )
 
 

@@ -40,6 +40,8 @@ from finops.accounts.selectors import (
     writable_team_ids,
 )
 from finops.guardrails.sql import WRITER_LOCK_SQL, guard_ctes, guard_params
+from finops.ledger.breakdown import STAGE_COLUMNS as BREAKDOWN_STAGE_COLUMNS
+from finops.ledger.breakdown import breakdown_rollup_cte, breakdown_stage_values
 from finops.ledger.models import Agent
 from finops.ledger.rollups import rollup_ctes, rollup_params
 from finops.ledger.services import call_partitions_ensure
@@ -72,6 +74,7 @@ STAGE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("cost_pico", "int8"),
     *((f"cost_{token_type}_pico", "int8") for token_type in TOKEN_TYPES),
     ("reservation_id", "uuid"),  # guardrails: the guard check's reservation this call settles
+    *BREAKDOWN_STAGE_COLUMNS,  # the call's input tokens by part of the prompt (finops/ledger/breakdown.py)
 )
 
 _STAGE_DDL = (
@@ -134,9 +137,9 @@ def _write_sql(*, rows: str, ctes: str = "") -> str:
     """Writes the calls, daily rollups and task aggregates of the stage rows named by `rows` (a table
     or one of the `ctes` before them) and answers how many rows that was. The guardrails' CTEs
     (allowance counters, reservations settled) and the alert rollups' (recent minutes, prompt
-    versions) take the parameters of _write_params()."""
+    versions) take the parameters of _write_params(); the breakdown rollup's take none."""
     return f"""
-WITH {ctes}{guard_ctes(rows=rows)}{rollup_ctes(rows=rows)}calls AS (
+WITH {ctes}{guard_ctes(rows=rows)}{rollup_ctes(rows=rows)}{breakdown_rollup_cte(rows=rows)}calls AS (
     INSERT INTO ledger_call (timestamp, team_id, agent_id, event_id, task_id, step, provider, model,
         {_tokens}, input_breakdown, batch, latency_ms, status, prompt_version, max_tokens, tool_calls,
         reported_cost_usd, tags, cost_usd, ingested_at)
@@ -568,6 +571,7 @@ def _stage_build(
         batch = event.batch is True
         costs = price(provider=provider, model=event.model, tokens=tokens, at=timestamp, batch=batch)
         input_breakdown, tool_calls, tags = event.input_breakdown, event.tool_calls, event.tags
+        input_breakdown = None if input_breakdown == null else input_breakdown
         append(
             (
                 ordinal,
@@ -581,7 +585,7 @@ def _stage_build(
                 event.model,
                 *tokens,
                 # JSON values go to COPY as the bytes they came as (msgspec.Raw is a buffer)
-                None if input_breakdown == null else input_breakdown,
+                input_breakdown,
                 batch,
                 event.latency_ms,
                 event.status or "ok",
@@ -592,6 +596,7 @@ def _stage_build(
                 None if tags == null else tags,
                 *(costs or UNPRICED_COSTS),
                 event.reservation_id,
+                *breakdown_stage_values(input_breakdown, input_tokens=sum(tokens[:4])),
             )
         )
     # in key order (team, event id); a key repeated within the batch is left to the write statement,

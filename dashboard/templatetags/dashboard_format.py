@@ -11,3 +11,11 @@ register.filter("ratio", formatting.ratio)
 register.filter("count", formatting.count)
 register.filter("duration_text", formatting.duration_text)
 register.filter("number", formatting.number)
+
+
+@register.simple_tag(takes_context=True)
+def export_query(context, table_name: str) -> str:
+    """This page's query string asking for one of its tables as CSV (dashboard.tables.render_page)."""
+    query = context["request"].GET.copy()
+    query["export"] = table_name
+    return query.urlencode()

@@ -110,6 +110,13 @@ def token_for_secret(secret: str) -> ApiToken | None:
     return token
 
 
+def token_touch(token: ApiToken) -> None:
+    """Note that the token was used: to the minute, so one UPDATE per token per minute, not per request."""
+    now = timezone.now()
+    if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+
+
 class BearerTokenAuthentication(authentication.BaseAuthentication):
     keyword = "Bearer"
 
@@ -128,10 +135,7 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
             ) from throttled
         if token is None:
             raise exceptions.AuthenticationFailed("Unknown or revoked API token.")
-        # last_used_at to the minute: one UPDATE per token per minute, not per request
-        now = timezone.now()
-        if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
-            ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        token_touch(token)
         return (token, token)
 
     def authenticate_header(self, request) -> str:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.contrib.auth.models import AbstractUser
 from django.contrib.postgres.fields import ArrayField
+from django.core.validators import MinValueValidator
 from django.db import models
 
 from finops.accounts.querysets import AdministeredQuerySet, TeamOwnedQuerySet
@@ -52,6 +55,15 @@ class TeamQuerySet(TeamOwnedQuerySet):
 class Team(models.Model):
     slug = models.SlugField(max_length=64, unique=True)
     name = models.CharField(max_length=128)
+    # set by the finops role (SPEC.md, roles: "team budgets"); the Forecast page holds spend against it
+    monthly_budget_usd = models.DecimalField(
+        max_digits=16,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal(0))],
+        help_text="$ per calendar month (in FINOPS_TIME_ZONE); empty: no budget",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = TeamQuerySet.as_manager()

@@ -3,12 +3,56 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from itertools import count
 from typing import Literal
+
+from django.db.models.signals import post_delete, post_save
 
 from finops.accounts.models import ApiToken, Membership, OrgRole, TeamRole, TokenScope, User
 
 Principal = User | ApiToken | None
 Action = Literal["view", "change"]
+
+
+@dataclass(frozen=True)
+class TeamMembership:
+    team_id: int
+    team_slug: str
+    team_name: str
+    role: str
+
+
+# bumped by every saved or deleted Membership, so a memo read before a change is never used after it
+_MEMBERSHIPS_GENERATION = count(1)
+_memberships_generation = 0
+
+
+def _memberships_changed(**kwargs) -> None:
+    global _memberships_generation
+    _memberships_generation = next(_MEMBERSHIPS_GENERATION)
+
+
+post_save.connect(_memberships_changed, sender=Membership, dispatch_uid="finops-memberships-memo")
+post_delete.connect(_memberships_changed, sender=Membership, dispatch_uid="finops-memberships-memo")
+
+
+def memberships_of(*, user: User) -> list[TeamMembership]:
+    """A person's teams and role in each, slug order: one query per user object, then remembered on it.
+    A request's `request.user` is one object for one request, so the navigation, the page's scoping and
+    its permission checks share this one read instead of asking the database each."""
+    memo = getattr(user, "_finops_memberships", None)
+    if memo is not None and memo[0] == _memberships_generation:
+        return memo[1]
+    generation = _memberships_generation
+    rows = [
+        TeamMembership(*row)
+        for row in Membership.objects.filter(user=user)
+        .order_by("team__slug")
+        .values_list("team_id", "team__slug", "team__name", "role")
+    ]
+    user._finops_memberships = (generation, rows)
+    return rows
 
 
 def principal_is_token(principal: Principal) -> bool:
@@ -58,7 +102,7 @@ def visible_team_ids(*, principal: Principal) -> set[int] | None:
         return set()
     if principal.sees_every_team:
         return None
-    return set(Membership.objects.filter(user=principal).values_list("team_id", flat=True))
+    return {membership.team_id for membership in memberships_of(user=principal)}
 
 
 def writable_team_ids(*, principal: Principal) -> set[int] | None:
@@ -84,7 +128,7 @@ def _team_ids_by_scope_or_role(*, principal: Principal, scope: str, roles: list[
         return set()
     if principal.sees_every_team:
         return None
-    return set(Membership.objects.filter(user=principal, role__in=roles).values_list("team_id", flat=True))
+    return {membership.team_id for membership in memberships_of(user=principal) if membership.role in roles}
 
 
 def team_ids_for(*, principal: Principal, action: Action) -> set[int] | None:
@@ -101,7 +145,9 @@ def team_role(*, user: User, team_id: int) -> str | None:
         return "admin"
     if user.org_role:
         return user.org_role
-    return Membership.objects.filter(user=user, team_id=team_id).values_list("role", flat=True).first()
+    return next(
+        (membership.role for membership in memberships_of(user=user) if membership.team_id == team_id), None
+    )
 
 
 def principal_may_create_teams(principal: Principal) -> bool:
@@ -123,3 +169,14 @@ def guarding_team_ids(*, principal: Principal) -> set[int] | None:
     return _team_ids_by_scope_or_role(
         principal=principal, scope=TokenScope.MANAGE, roles=list(GUARDING_ROLES)
     )
+
+
+def principal_may_edit_model_tiers(*, principal: Principal) -> bool:
+    """Who may change the model-tier mapping (organisation data, finops/modeltiers/models.py): people
+    with the admin or finops org role (and superusers), and anyone holding the ml role in a team; never
+    an API token (SPEC.md: `manage` does what an sre may, and an sre may not)."""
+    if principal_is_token(principal) or not principal_is_authenticated(principal):
+        return False
+    if principal.sees_every_team:
+        return True
+    return Membership.objects.filter(user=principal, role=TeamRole.ML).exists()

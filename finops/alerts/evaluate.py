@@ -15,7 +15,8 @@ Kinds:
   current minute (included so far) and starts its length before that minute's end. A metric with no
   value (a rate with nothing to divide) does not hold.
 - forecast: month-to-date cost_usd + the trailing 7 days' daily average × the days left in the month,
-  `op` (gt by default) `value`.
+  `op` (gt by default) `value`: finops.kpis.forecast.month_end_forecast, which the Forecast page
+  shows too (with its uncertainty band, which the alert names in its message but does not judge).
 - anomaly: spend over `window` (1h by default) > `value` × the scope's baseline: for 15m and 1h the
   mean of the same window on each of the 7 previous days (so a daily rhythm is not an anomaly); for 1d
   the mean of the 7 previous days; for 7d the 7 whole UTC days before the window's first day. No
@@ -79,8 +80,9 @@ from finops.alerts.readings import (
     task_sums_empty,
 )
 from finops.guardrails.models import Allowance
-from finops.guardrails.selectors import allowances_live
+from finops.guardrails.selectors import allowance_used_fraction, allowances_live
 from finops.guardrails.windows import window_bounds
+from finops.kpis.forecast import forecast_from_sums, forecast_window
 from finops.kpis.selectors import Kpis, kpis_from_totals
 from finops.ledger.models import Agent, Task
 from finops.ledger.rollups import minute_of
@@ -198,9 +200,6 @@ class Evaluation:
             return window_bounds(window="month", at=self.now)[0], self.end
         return self.end - TRAILING[name], self.end
 
-    def month_end(self) -> datetime:
-        return window_bounds(window="month", at=self.now)[1]
-
     def anomaly_baseline_ranges(self, window: str) -> tuple[list[Range], int]:
         """The ranges whose spend, summed and divided by the count, is the baseline of a window."""
         start, end = self.window(window)
@@ -220,8 +219,8 @@ class Evaluation:
             if METRICS.get(rule.metric, (False,))[0]:
                 self._task_ranges.setdefault(self.window(window), len(self._task_ranges))
         elif kind == RuleKind.FORECAST:
-            for window in (RuleWindow.MONTH, RuleWindow.WEEK):
-                self._call_ranges.setdefault(self.window(window), len(self._call_ranges))
+            for span in forecast_window(now=self.now).ranges():
+                self._call_ranges.setdefault(span, len(self._call_ranges))
         elif kind == RuleKind.ANOMALY:
             window = rule.window or DEFAULT_WINDOW[kind]
             if window in ANOMALY_WINDOWS:
@@ -346,13 +345,17 @@ class Evaluation:
 
     def forecast(self, rule: AlertRule) -> list[Breach]:
         threshold = self.needs_value(rule)
-        month, week = self.window(RuleWindow.MONTH), self.window(RuleWindow.WEEK)
-        days_left = Decimal(int((self.month_end() - self.end).total_seconds())) / Decimal(86_400)
+        window = forecast_window(now=self.now)
         breaches = []
         for subject, team_id, agent_id in self.scope_subjects(rule):
-            to_date = self.call_sums(month, team_id=team_id, agent_id=agent_id)["cost_usd"]
-            last_week = self.call_sums(week, team_id=team_id, agent_id=agent_id)["cost_usd"]
-            projected = to_date + last_week / 7 * max(days_left, Decimal(0))
+            forecast = forecast_from_sums(
+                window,
+                {
+                    span: self.call_sums(span, team_id=team_id, agent_id=agent_id)["cost_usd"]
+                    for span in window.ranges()
+                },
+            )
+            projected = forecast.projected_usd
             if holds(rule.op, projected, threshold):
                 breaches.append(
                     Breach(
@@ -361,8 +364,9 @@ class Evaluation:
                         agent_id,
                         projected,
                         threshold,
-                        f"month-end spend projected at ${projected:.2f} (${to_date:.2f} so far, "
-                        f"${last_week / 7:.2f}/day over the last 7 days), threshold ${threshold:.2f}",
+                        f"month-end spend projected at ${projected:.2f} (${forecast.to_date_usd:.2f} so far, "
+                        f"${forecast.daily_rate_usd:.2f}/day over the last 7 days; likely between "
+                        f"${forecast.low_usd:.2f} and ${forecast.high_usd:.2f}), threshold ${threshold:.2f}",
                     )
                 )
         return breaches
@@ -470,16 +474,7 @@ class Evaluation:
             if rule.team_id and allowance.team_id != rule.team_id:
                 continue
             warn_at = rule.value if rule.value is not None else decimal(allowance.warn_at)
-            fractions = []
-            if allowance.limit_usd is not None:
-                fractions.append(live.used_usd / allowance.limit_usd if allowance.limit_usd else Decimal(1))
-            if allowance.limit_tokens is not None:
-                fractions.append(
-                    Decimal(live.used_tokens) / allowance.limit_tokens
-                    if allowance.limit_tokens
-                    else Decimal(1)
-                )
-            fraction = max(fractions)
+            fraction = allowance_used_fraction(allowance=allowance, live=live)
             if fraction < warn_at:
                 continue
             subject = (

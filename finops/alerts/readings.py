@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 from django.db import connection
+from django.db.models import QuerySet
 
 from finops.accounts.models import Team
 from finops.kpis.selectors import task_sums, tasks_ended
@@ -132,13 +133,19 @@ class RunningTask:
     cost_usd: Decimal
     unpriced_calls: int
     last_call_at: datetime
+    pk: int | None = None  # the task row's, for a link to its trace
 
 
 def running_tasks(
-    *, active_since: datetime, over_cost_usd: Decimal | None, over_steps: int | None
+    *,
+    active_since: datetime,
+    over_cost_usd: Decimal | None,
+    over_steps: int | None,
+    tasks: QuerySet[Task] | None = None,
 ) -> list[RunningTask]:
     """Tasks with no outcome yet whose last call is at or after `active_since`, past either bound (one
-    query, on the partial index of tasks without an outcome)."""
+    query, on the partial index of tasks without an outcome). `tasks`: a restricted queryset to read
+    from (a page's, through Task.objects.restrict); the evaluator reads every team's."""
     from django.db.models import Q
 
     past = Q(pk__in=[])
@@ -146,8 +153,9 @@ def running_tasks(
         past |= Q(cost_usd__gt=over_cost_usd)
     if over_steps is not None:
         past |= Q(steps__gt=over_steps)
-    rows = Task.objects.filter(past, status__isnull=True, last_call_at__gte=active_since).values_list(
-        "team_id", "agent_id", "task_id", "steps", "cost_usd", "unpriced_calls", "last_call_at"
+    tasks = Task.objects.all() if tasks is None else tasks
+    rows = tasks.filter(past, status__isnull=True, last_call_at__gte=active_since).values_list(
+        "team_id", "agent_id", "task_id", "steps", "cost_usd", "unpriced_calls", "last_call_at", "pk"
     )
     return [RunningTask(*row) for row in rows]
 

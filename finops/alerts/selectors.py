@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 from django.db.models import Case, Count, F, IntegerField, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from finops.accounts.selectors import Principal
-from finops.alerts.models import Alert, AlertChannel, AlertRule, AlertState, DeliveryStatus, Silence
+from finops.alerts.models import (
+    Alert,
+    AlertChannel,
+    AlertRule,
+    AlertState,
+    DeliveryStatus,
+    RuleKind,
+    Silence,
+)
+from finops.alerts.readings import RunningTask
 
 # --- alerts, rules, silences (h-api) --------------------------------------------------------------
 
@@ -98,3 +109,58 @@ def channels_failing(*, principal: Principal) -> QuerySet[AlertChannel]:
 
 
 # --- end of channel health -------------------------------------------------------------------------------
+
+
+# --- runaway tasks (the sre home) -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunawayTask:
+    task: RunningTask
+    rules: list[AlertRule]  # the runaway_task rules it is past
+
+
+def runaway_tasks(
+    *, principal: Principal, team_ids: frozenset[int] | None, now: datetime | None = None
+) -> list[RunawayTask]:
+    """The principal's running tasks past an enabled runaway_task rule that covers them: the alert
+    evaluator's definition (finops.alerts.evaluate: no outcome, a call within TASK_IDLE_AFTER, past the
+    rule's dollars or steps, the rule's team or agent), read now rather than at the last evaluation.
+    An org-wide rule (no team) covers every team; its threshold is no team's data. Costliest first."""
+    from finops.alerts.evaluate import TASK_IDLE_AFTER
+    from finops.alerts.readings import running_tasks
+    from finops.ledger.models import Task
+
+    now = now or timezone.now()
+    rules = list(
+        (
+            AlertRule.objects.restrict(principal, "view").filter(team__isnull=False)
+            | AlertRule.objects.filter(team__isnull=True)
+        ).filter(kind=RuleKind.RUNAWAY_TASK, enabled=True, value__isnull=False)
+    )
+    if team_ids is not None:
+        rules = [rule for rule in rules if rule.team_id is None or rule.team_id in team_ids]
+    costs = [rule.value for rule in rules if (rule.metric or "cost_usd") == "cost_usd"]
+    steps = [rule.value for rule in rules if rule.metric == "steps"]
+    if not costs and not steps:
+        return []
+    tasks = Task.objects.restrict(principal, "view")
+    if team_ids is not None:
+        tasks = tasks.filter(team_id__in=team_ids)
+    running = running_tasks(
+        active_since=now - TASK_IDLE_AFTER,
+        over_cost_usd=min(costs) if costs else None,
+        over_steps=int(min(steps)) if steps else None,
+        tasks=tasks,
+    )
+    found = []
+    for task in running:
+        past = [
+            rule
+            for rule in rules
+            if (task.agent_id == rule.agent_id if rule.agent_id else rule.team_id in (None, task.team_id))
+            and (Decimal(task.steps) if rule.metric == "steps" else task.cost_usd) > rule.value
+        ]
+        if past:
+            found.append(RunawayTask(task=task, rules=past))
+    return sorted(found, key=lambda runaway: (-runaway.task.cost_usd, runaway.task.task_id))

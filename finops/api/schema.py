@@ -6,7 +6,8 @@ project's machinery can answer, so a view documents only its own success respons
 - 400 where the request carries input (a body or parameters): a validation error or an unreadable body;
 - 401, 403 and 404 where authentication is required: no or a bad token; a token without the scope or a
   role without the right; a resource that does not exist or lies outside the caller's teams;
-- 415 where there is a request body: a Content-Type no parser of the view reads;
+- 413 and 415 where there is a request body: one over DATA_UPLOAD_MAX_MEMORY_SIZE; a Content-Type no
+  parser of the view reads;
 - 429 where authentication is required (too many unknown bearer tokens from the address) or the
   view is throttled.
 
@@ -44,6 +45,7 @@ ERROR_RESPONSES = {
     401: "no API token, or an unknown or revoked one (send `Authorization: Bearer <token>`)",
     403: "the token lacks the scope, or the user the role, this operation needs",
     404: "no such resource, or it lies outside the caller's teams",
+    413: "the body is larger than the server reads (DATA_UPLOAD_MAX_MEMORY_SIZE): send smaller batches",
     415: "the body's Content-Type is not one this operation reads",
     429: "too many requests: retry after the `Retry-After` seconds",
 }
@@ -105,7 +107,7 @@ class AutoSchema(openapi.AutoSchema):
         if {} not in operation.get("security", [{}]):
             statuses += [HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN, HTTPStatus.NOT_FOUND]
         if operation.get("requestBody"):
-            statuses.append(HTTPStatus.UNSUPPORTED_MEDIA_TYPE)
+            statuses += [HTTPStatus.REQUEST_ENTITY_TOO_LARGE, HTTPStatus.UNSUPPORTED_MEDIA_TYPE]
         # an address that sent too many unknown bearer tokens is refused on every authenticated operation
         # (finops.accounts.throttling), as is any view with DRF throttles of its own
         if {} not in operation.get("security", [{}]) or self.view.get_throttles():

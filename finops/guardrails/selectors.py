@@ -63,3 +63,45 @@ def allowances_live(*, allowances: list[Allowance], now: datetime | None = None)
             reserved_usd=holds.get("usd", Decimal(0)),
         )
     return live
+
+
+def allowance_used_fraction(*, allowance: Allowance, live: AllowanceLive) -> Decimal:
+    """How much of its limit an allowance's current window used (reservations aside): the larger of its
+    dollar and token fractions; a zero limit counts as used up. The allowance alert and the sre home
+    both judge `warn_at` against this."""
+    fractions = []
+    if allowance.limit_usd is not None:
+        fractions.append(live.used_usd / allowance.limit_usd if allowance.limit_usd else Decimal(1))
+    if allowance.limit_tokens is not None:
+        fractions.append(
+            Decimal(live.used_tokens) / allowance.limit_tokens if allowance.limit_tokens else Decimal(1)
+        )
+    return max(fractions, default=Decimal(0))
+
+
+@dataclass(frozen=True)
+class AllowanceUse:
+    allowance: Allowance
+    live: AllowanceLive
+    fraction: Decimal
+
+    @property
+    def state(self) -> str:
+        """ "over" at or past its limit, "near" at or past its warn_at, else "ok"."""
+        if self.fraction >= 1:
+            return "over"
+        return "near" if self.fraction >= Decimal(str(self.allowance.warn_at)) else "ok"
+
+
+def allowances_by_use(*, allowances: list[Allowance], now: datetime | None = None) -> list[AllowanceUse]:
+    """Allowances (already restricted by the caller) with their current window's use, most used first."""
+    live = allowances_live(allowances=allowances, now=now)
+    uses = [
+        AllowanceUse(
+            allowance,
+            live[allowance.pk],
+            allowance_used_fraction(allowance=allowance, live=live[allowance.pk]),
+        )
+        for allowance in allowances
+    ]
+    return sorted(uses, key=lambda use: (-use.fraction, use.allowance.pk))

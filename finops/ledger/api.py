@@ -1,14 +1,23 @@
-"""Teams and agents in the API: list what you may see; change the agent settings your role allows."""
+"""Teams and agents in the API: list what you may see; change the agent settings your role allows, and
+(finops and admin) a team's monthly budget."""
 
 from __future__ import annotations
 
 from rest_framework import mixins, serializers
 from rest_framework.exceptions import PermissionDenied
+from rest_framework.permissions import SAFE_METHODS
 
 from finops.accounts.models import Team
-from finops.accounts.selectors import guarding_team_ids, principal_is_token, team_role
+from finops.accounts.selectors import (
+    guarding_team_ids,
+    principal_is_authenticated,
+    principal_is_token,
+    principal_manages_billing,
+    team_role,
+)
+from finops.accounts.services import BudgetNotAllowed, team_budget_set
 from finops.api.fields import JsonTypes
-from finops.api.permissions import ReadOrManageScope, ReadScope
+from finops.api.permissions import ReadOrManageScope, ReadScope, principal_of
 from finops.api.viewsets import TeamScopedViewSet
 from finops.ledger.models import Agent
 from finops.ledger.services import AGENT_SETTING_ROLES, SettingNotAllowed, agent_settings_update
@@ -17,7 +26,24 @@ from finops.ledger.services import AGENT_SETTING_ROLES, SettingNotAllowed, agent
 class TeamSerializer(serializers.ModelSerializer):
     class Meta:
         model = Team
-        fields = ["id", "slug", "name"]
+        fields = ["id", "slug", "name", "monthly_budget_usd"]
+        read_only_fields = ["id", "slug", "name"]
+
+
+class TeamBudgetPermission(ReadScope):
+    """Reading a team needs the `read` scope; setting its budget is for people with the finops or admin
+    role (SPEC.md, roles: "team budgets"), never an API token. Judged on the team, so a team outside
+    the caller's reach is a 404 first."""
+
+    message = "Setting a team's monthly budget needs the finops or admin role (API tokens may not)."
+
+    def has_permission(self, request, view) -> bool:
+        if request.method in SAFE_METHODS:
+            return super().has_permission(request, view)
+        return principal_is_authenticated(principal_of(request))
+
+    def has_object_permission(self, request, view, obj) -> bool:
+        return request.method in SAFE_METHODS or principal_manages_billing(principal_of(request))
 
 
 class AgentSerializer(JsonTypes, serializers.ModelSerializer):
@@ -29,12 +55,33 @@ class AgentSerializer(JsonTypes, serializers.ModelSerializer):
         read_only_fields = ["id", "team", "name", "created_at"]
 
 
-class TeamViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TeamScopedViewSet):
+class TeamViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin, TeamScopedViewSet
+):
     queryset = Team.objects.all()
     serializer_class = TeamSerializer
-    permission_classes = [ReadScope]
+    permission_classes = [TeamBudgetPermission]
     lookup_field = "slug"
     lookup_value_regex = r"[-\w]+"  # a slug: anything else (a NUL byte) is a 404, not a query that fails
+    http_method_names = ["get", "patch", "head", "options"]
+
+    @property
+    def restrict_action(self) -> str:
+        # a team's budget is the finops role's (TeamBudgetPermission), not its members' to change
+        return "view"
+
+    def perform_update(self, serializer):
+        team = serializer.instance
+        try:
+            serializer.instance = team_budget_set(
+                team=team,
+                monthly_budget_usd=serializer.validated_data.get(
+                    "monthly_budget_usd", team.monthly_budget_usd
+                ),
+                principal=self.principal,
+            )
+        except BudgetNotAllowed as error:
+            raise PermissionDenied(str(error)) from None
 
 
 class AgentViewSet(

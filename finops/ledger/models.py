@@ -294,3 +294,44 @@ class TaskDailyRollup(models.Model):
             models.UniqueConstraint(fields=["team", "agent", "day"], name="task_rollup_scope_day_unique")
         ]
         indexes = [models.Index(fields=["team", "day"], name="task_rollup_team_day_idx")]
+
+
+class BreakdownRollup(models.Model):
+    """Per UTC day x team x agent: the input tokens the calls' `input_breakdown` put in each part of the
+    prompt, and the input tokens of calls that carried none (`not_broken_down_tokens`), each with the
+    number of calls that added to it. Kept by the writer with the calls (finops/ledger/breakdown.py says
+    what each call adds); the Breakdown page reads these. One row a day and agent, the parts as
+    columns: a row per part made the writer upsert up to eight rows where the daily rollup upserts one."""
+
+    day = models.DateField()
+    # no database foreign keys: checked per inserted row, they cost the writer; the ids are its own
+    team = models.ForeignKey(
+        Team, on_delete=models.CASCADE, related_name="+", db_constraint=False, db_index=False
+    )
+    agent = models.ForeignKey(
+        Agent, on_delete=models.CASCADE, related_name="+", db_constraint=False, db_index=False
+    )
+    system_tokens = models.BigIntegerField(default=0)
+    system_calls = models.BigIntegerField(default=0)
+    tools_tokens = models.BigIntegerField(default=0)
+    tools_calls = models.BigIntegerField(default=0)
+    history_tokens = models.BigIntegerField(default=0)
+    history_calls = models.BigIntegerField(default=0)
+    retrieval_tokens = models.BigIntegerField(default=0)
+    retrieval_calls = models.BigIntegerField(default=0)
+    tool_results_tokens = models.BigIntegerField(default=0)
+    tool_results_calls = models.BigIntegerField(default=0)
+    user_tokens = models.BigIntegerField(default=0)
+    user_calls = models.BigIntegerField(default=0)
+    other_tokens = models.BigIntegerField(default=0, help_text="keys SPEC does not name")
+    other_calls = models.BigIntegerField(default=0)
+    not_broken_down_tokens = models.BigIntegerField(default=0, help_text="input of calls with no breakdown")
+    not_broken_down_calls = models.BigIntegerField(default=0)
+
+    objects = TeamOwnedQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["day", "team", "agent"], name="breakdown_rollup_unique")
+        ]
+        indexes = [models.Index(fields=["team", "day"], name="breakdown_rollup_team_day_idx")]

@@ -167,6 +167,57 @@ def test_a_quarantined_row_holding_deep_json_is_replayed_as_still_rejected(api):
     assert "at most 64 levels" in QuarantinedRow.objects.get(pk=row_id).errors["non_field_errors"][0]
 
 
+# --- B.6: text PostgreSQL cannot store rejects its event only, in a JSON array as on an NDJSON line -----
+
+
+@pytest.mark.parametrize("escape", ["\\ud800", "\\udfff"])
+def test_a_lone_surrogate_in_a_json_array_of_events_rejects_that_event_only(api, escape):
+    # msgspec, which splits the array, refuses a lone surrogate escape: the whole batch was a 400
+    surrogate = json.dumps(event("surrogate"))[:-1] + ', "tags": {"note": "' + escape + '"}}'
+    body = f"[{json.dumps(event('before'))}, {surrogate}, {json.dumps(event('after'))}]"
+
+    response = api.post("/api/v1/events", body)
+
+    assert response.status_code == 200, response.content
+    answer = response.json()
+    assert (answer["accepted"], answer["duplicates"]) == (2, 0)
+    assert [(row["index"], row["event_id"], list(row["errors"])) for row in answer["rejected"]] == [
+        (1, "surrogate", ["tags"])
+    ]
+    assert "lone UTF-16 surrogate" in answer["rejected"][0]["errors"]["tags"][0]
+    assert sorted(Call.objects.values_list("event_id", flat=True)) == ["after", "before"]
+    assert QuarantinedRow.objects.get(source="api:events").event_id == "surrogate"
+
+
+def test_one_event_object_with_a_lone_surrogate_is_a_rejected_row_not_a_400(api):
+    body = json.dumps(event("alone", agent="AGENT")).replace('"AGENT"', '"a\\ud800"')
+
+    response = api.post("/api/v1/events", body)
+
+    assert response.status_code == 200, response.content
+    answer = response.json()
+    assert answer["accepted"] == 0
+    assert [(row["event_id"], list(row["errors"])) for row in answer["rejected"]] == [("alone", ["agent"])]
+
+
+def test_nan_in_a_json_array_of_events_rejects_that_event_only(api):
+    body = f"[{json.dumps(event('kept'))}, " + json.dumps(event("nan"))[:-1] + ', "latency_ms": NaN}]'
+
+    answer = api.post("/api/v1/events", body).json()
+
+    assert answer["accepted"] == 1
+    assert [row["event_id"] for row in answer["rejected"]] == ["nan"]
+    assert list(Call.objects.values_list("event_id", flat=True)) == ["kept"]
+
+
+def test_a_json_array_neither_parser_reads_is_still_a_400_naming_the_fault(api):
+    response = api.post("/api/v1/events", f'[{json.dumps(event("a"))}, {{"event_id": ]')
+
+    assert response.status_code == 400
+    assert response.json()["message"].startswith("the body is not JSON (JSON is malformed")
+    assert not Call.objects.exists()
+
+
 # --- B.7: a rejected event keeps its team, so a team-bound token sees and replays it ------------------
 
 

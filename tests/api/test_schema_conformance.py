@@ -113,9 +113,11 @@ schema = schemathesis.openapi.from_wsgi(
 
 def _moment(value):
     try:
-        return datetime.fromisoformat(value)
+        moment = datetime.fromisoformat(value)
     except (TypeError, ValueError):
         return None
+    # a date alone (/models/usage takes whole UTC days) is its UTC midnight
+    return moment.replace(tzinfo=UTC) if isinstance(value, str) and len(value) == 10 else moment
 
 
 # The coverage phase tries each field's edge values at every depth: for OTLP's nested spans that is ~4,000

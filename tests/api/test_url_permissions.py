@@ -53,6 +53,7 @@ from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from finops.accounts.models import TokenScope
+from finops.modeltiers.models import ModelTier
 from tests.api.conftest import CALL_TIME, WINDOW, Principal, TeamData, World, teams_fingerprint
 
 CSRF_TOKEN = re.compile(r'(?<=name="csrfmiddlewaretoken" )value="[^"]*"')
@@ -100,6 +101,7 @@ API_WRITE = "200 200 | 200 200 200 200 403 | 200 200 403 | 401"
 BILLING_API_READ = "200 200 | 403 403 403 403 403 | 200 404 403 | 401"
 PAGE = "200 200 | 200 200 200 200 200 | 302 302 302 | 302"
 PAGE_FOREIGN = "200 200 | 404 404 404 404 404 | 302 302 302 | 302"
+HOME = "200 200 | 200 200 200 200 302 | 302 302 302 | 302"
 BILLING_PAGE = "200 200 | 403 403 403 403 403 | 302 302 302 | 302"
 AGENT_FOREIGN_CHANGE = "200 403 | 404 404 404 404 404 | 403 404 403 | 401"
 # a guardrail (allowance, kill switch): sre and tech_lead of the team, admin and finops, manage tokens
@@ -114,6 +116,18 @@ EVERYONE = "200 200 | 200 200 200 200 200 | 200 200 200 | 200"
 # and finops; a row seen but not changeable a 403, one not seen a 404
 PAGE_GUARD_CHANGE = "302 302 | 302 302 403 403 403 | 302 302 302 | 302"
 PAGE_GUARD_FOREIGN = "302 302 | 404 404 404 404 404 | 302 302 302 | 302"
+
+
+# the model-tier mapping (organisation data): admin, finops and the ml role of any team; never a token
+TIER_CREATE = "201 201 | 403 403 403 201 403 | 403 403 403 | 401"
+TIER_CHANGE = "200 200 | 403 403 403 200 403 | 403 403 403 | 401"
+TIER_DELETE = "204 204 | 403 403 403 204 403 | 403 403 403 | 401"
+DAYS = {"start": "2026-11-01", "end": "2026-11-30"}  # the calls' month, as pages and /models/usage take it
+
+
+def gpt_4o_tier() -> int:
+    """The id of a default row of the mapping (migration 0002 of finops.modeltiers)."""
+    return ModelTier.objects.get(provider="openai", model="gpt-4o").pk
 
 
 def billing_api_change(status: int) -> str:
@@ -341,15 +355,22 @@ ROUTES: dict[str, Route] = {
         "GET",
         Call(about_all(lambda w: get("/api/v1/teams")), all=API_READ, shows=of_each(lambda t: [t.name])),
     ),
-    "api:team-detail": only(
-        READ,
-        "GET",
-        Call(
-            each_team(lambda t: get(f"/api/v1/teams/{t.slug}")),
-            team_a=API_READ,
-            team_b=API_FOREIGN,
-            shows=of_each(lambda t: [t.name]),
-        ),
+    "api:team-detail": Route(
+        scope=READ,
+        methods={
+            "GET": Call(
+                each_team(lambda t: get(f"/api/v1/teams/{t.slug}")),
+                team_a=API_READ,
+                team_b=API_FOREIGN,
+                shows=of_each(lambda t: [t.name]),
+            ),
+            # a team's monthly budget: the finops and admin roles only, never a token (SPEC.md, roles)
+            "PATCH": Call(
+                each_team(lambda t: send(f"/api/v1/teams/{t.slug}", {"monthly_budget_usd": "1200.00"})),
+                team_a="200 200 | 403 403 403 403 403 | 403 403 403 | 401",
+                team_b="200 200 | 404 404 404 404 404 | 403 404 403 | 401",
+            ),
+        },
     ),
     "api:agent-list": only(
         READ_OR_MANAGE,
@@ -680,6 +701,62 @@ ROUTES: dict[str, Route] = {
             shows=lambda teams: [f'"uncached_input":{sum(team.uncached_input for team in teams)}'],
         ),
     ),
+    # --- API: models (the tier mapping is organisation data: every principal reads it; admin, finops
+    # and the ml role of any team change it; API tokens never do) ---
+    "api:model-usage": only(
+        READ,
+        "GET",
+        Call(
+            {
+                **each_team(lambda t: get("/api/v1/models/usage", team=t.slug, **DAYS)),
+                **about_all(lambda w: get("/api/v1/models/usage", **DAYS)),
+            },
+            team_a=API_READ,
+            team_b=API_FOREIGN,
+            all=API_READ,
+            shows=lambda teams: ['"model":"gpt-4o"'] if teams else [],
+        ),
+    ),
+    "api:model-tier-list": Route(
+        scope=READ_OR_MANAGE,
+        methods={
+            "GET": Call(
+                organisation(lambda w: get("/api/v1/model-tiers")),
+                org=API_READ,
+                shows=lambda teams: ['"model":"claude-sonnet-4-5"'],
+            ),
+            "POST": Call(
+                organisation(
+                    lambda w: send(
+                        "/api/v1/model-tiers", {"provider": "walk", "model": "walk-model", "tier": "small"}
+                    )
+                ),
+                org=TIER_CREATE,
+                scope=MANAGE,
+            ),
+        },
+    ),
+    "api:model-tier-detail": Route(
+        scope=READ_OR_MANAGE,
+        methods={
+            "GET": Call(
+                organisation(lambda w: get(f"/api/v1/model-tiers/{gpt_4o_tier()}")),
+                org=API_READ,
+                shows=lambda teams: ['"model":"gpt-4o"'],
+            ),
+            "PATCH": Call(
+                organisation(lambda w: send(f"/api/v1/model-tiers/{gpt_4o_tier()}", {"tier": "flagship"})),
+                org=TIER_CHANGE,
+                scope=MANAGE,
+                shows=lambda teams: ['"tier":"flagship"'],
+            ),
+            "DELETE": Call(
+                organisation(lambda w: get(f"/api/v1/model-tiers/{gpt_4o_tier()}")),
+                org=TIER_DELETE,
+                scope=MANAGE,
+            ),
+        },
+    ),
     # --- API: ingest ---
     "api:events": batch_route(
         "/api/v1/events",
@@ -760,6 +837,15 @@ ROUTES: dict[str, Route] = {
         READ, "GET", Call(organisation(lambda w: get("/api/v1/statements")), org=BILLING_API_READ)
     ),
     # --- API: its own description (public: it holds no data) ---
+    # who am I: any principal, about itself (no team's data)
+    "api:whoami": only(
+        None,
+        "GET",
+        Call(
+            organisation(lambda w: get("/api/v1/whoami")),
+            org="200 200 | 200 200 200 200 200 | 200 200 200 | 401",
+        ),
+    ),
     "api:schema": only(None, "GET", Call(organisation(lambda w: get("/api/v1/schema")), org=EVERYONE)),
     "api:docs": only(None, "GET", Call(organisation(lambda w: get("/api/v1/docs")), org=EVERYONE)),
     # --- pages ---
@@ -780,6 +866,70 @@ ROUTES: dict[str, Route] = {
             all=PAGE,
             more={"team_b+agent": PAGE_FOREIGN},
             shows=of_each(lambda t: [t.name, t.agent.name]),
+        ),
+    ),
+    "dashboard:breakdown": only(
+        None,
+        "GET",
+        Call(
+            {
+                **each_team(lambda t: get("/breakdown/", team=t.slug, start="2026-11-01", end="2026-11-30")),
+                **about_all(lambda w: get("/breakdown/", start="2026-11-01", end="2026-11-30")),
+                "team_b+agent": lambda w: get(
+                    "/breakdown/", agent=w.bravo.agent.name, start="2026-11-01", end="2026-11-30"
+                ),
+            },
+            team_a=PAGE,
+            team_b=PAGE_FOREIGN,
+            all=PAGE,
+            more={"team_b+agent": PAGE_FOREIGN},
+            shows=of_each(lambda t: [t.name, t.agent.name]),
+        ),
+    ),
+    "dashboard:forecast": Route(
+        scope=None,
+        methods={
+            "GET": Call(
+                {
+                    **each_team(lambda t: get("/forecast/", team=t.slug)),
+                    **about_all(lambda w: get("/forecast/")),
+                    "team_b+agent": lambda w: get("/forecast/", agent=w.bravo.agent.name),
+                    "team_b+month": lambda w: get("/forecast/", team=w.bravo.slug, month="2026-11"),
+                },
+                team_a=PAGE,
+                team_b=PAGE_FOREIGN,
+                all=PAGE,
+                more={"team_b+agent": PAGE_FOREIGN, "team_b+month": PAGE_FOREIGN},
+                shows=of_each(lambda t: [t.name, t.slug]),
+            ),
+            # a team's monthly budget: finops and admin (SPEC.md, roles); a team seen is a 403 to others
+            "POST": Call(
+                each_team(lambda t: form("/forecast/", {"team": t.slug, "monthly_budget_usd": "1200"})),
+                team_a="302 302 | 403 403 403 403 403 | 302 302 302 | 302",
+                team_b="302 302 | 404 404 404 404 404 | 302 302 302 | 302",
+            ),
+        },
+    ),
+    "dashboard:home": only(
+        None,
+        "GET",
+        Call(
+            {
+                **each_team(lambda t: get("/home/", team=t.slug)),
+                **about_all(lambda w: get("/home/")),
+                # another role's home: only where the person holds that role (admin and finops: all)
+                "team_a+as": lambda w: get("/home/", team=w.alpha.slug, **{"as": "sre"}),
+                "team_b+as": lambda w: get("/home/", team=w.bravo.slug, **{"as": "sre"}),
+            },
+            # a viewer's home is the team Overview: a redirect to it
+            team_a=HOME,
+            team_b=PAGE_FOREIGN,
+            all=HOME,
+            more={
+                "team_a+as": "200 200 | 200 400 400 400 400 | 302 302 302 | 302",
+                "team_b+as": PAGE_FOREIGN,
+            },
+            shows=of_each(lambda t: [t.slug]),
         ),
     ),
     "dashboard:guardrails": Route(
@@ -1011,6 +1161,47 @@ ROUTES: dict[str, Route] = {
             all=PAGE,
             more={"team_a+team": PAGE, "team_b+team": PAGE_FOREIGN},
             shows=of_each(lambda t: [limit(t), t.rule.name]),
+        ),
+    ),
+    "dashboard:models": Route(
+        scope=None,
+        methods={
+            "GET": Call(
+                {
+                    **each_team(lambda t: get("/models/", team=t.slug, **DAYS)),
+                    **about_all(lambda w: get("/models/", **DAYS)),
+                },
+                team_a=PAGE,
+                team_b=PAGE_FOREIGN,
+                all=PAGE,
+                shows=of_each(lambda t: [t.name, "gpt-4o"]),
+            ),
+            # the org-wide tier mapping: admin, finops and the ml role of any team; the others a 403
+            "POST": Call(
+                organisation(
+                    lambda w: form("/models/", {"provider": "walk", "model": "walk-model", "tier": "mid"})
+                ),
+                org="302 302 | 403 403 403 302 403 | 302 302 302 | 302",
+            ),
+        },
+    ),
+    "dashboard:caching": only(
+        None,
+        "GET",
+        Call(
+            {
+                **each_team(lambda t: get("/caching/", team=t.slug, **DAYS)),
+                **about_all(lambda w: get("/caching/", **DAYS)),
+                "team_b+agent": lambda w: get("/caching/", agent=w.bravo.agent.name, **DAYS),
+            },
+            team_a=PAGE,
+            team_b=PAGE_FOREIGN,
+            all=PAGE,
+            more={"team_b+agent": PAGE_FOREIGN},
+            # one team's uncached input (on its own: a page of both teams sums them)
+            shows=lambda teams: (
+                [team.name for team in teams] + ([f"{teams[0].uncached_input:,}"] if len(teams) == 1 else [])
+            ),
         ),
     ),
     "ingest:upload": Route(

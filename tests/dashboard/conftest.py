@@ -172,3 +172,7 @@ def support_member(ledger):
 @pytest.fixture
 def finops_user(db):
     return UserFactory(username="fran", org_role="finops")
+
+
+# the last days' ledger of the homes and the exports (tests/dashboard/recent_ledger.py)
+from tests.dashboard.recent_ledger import recent  # noqa: E402, F401

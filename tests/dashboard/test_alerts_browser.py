@@ -118,7 +118,7 @@ def test_an_sre_goes_through_the_alert_pages(live_server, transactional_db):
             page.fill("input[name=username]", "sree")
             page.fill("input[name=password]", PASSWORD)
             page.click("button[type=submit]")
-            page.wait_for_url(f"{live_server.url}/")
+            page.wait_for_url(f"{live_server.url}/home/")  # the sre's home
 
             nav = page.locator("nav.mainnav")
             expect(nav.get_by_role("link", name="Alerts 1")).to_be_visible()

@@ -242,7 +242,9 @@ def test_login_page_and_logging_in_and_out(client, db):
     assert b'name="username"' in login_page.content and b'name="password"' in login_page.content
 
     response = client.post("/login/", {"username": "lee", "password": "pw-for-tests"})
-    assert response.status_code == 302 and response["Location"] == "/"
+    # login lands on the person's home (dashboard/home.py); lee holds no role, so that is the Overview
+    assert response.status_code == 302 and response["Location"] == "/home/"
+    assert client.get("/home/")["Location"] == "/"
     assert client.get("/").status_code == 200
 
     assert client.post("/logout/").status_code == 302
@@ -330,9 +332,9 @@ def test_overview_query_count_does_not_grow_with_teams_and_agents(client, ledger
 
 def test_overview_query_budget(client, ledger, support_member, django_assert_max_num_queries):
     client.force_login(support_member)
-    # 12 for the page, 2 for the most expensive tasks (ended, running), 2 for the navigation's count of
-    # firing alerts
-    with django_assert_max_num_queries(16):
+    # 12 for the page, 2 for the most expensive tasks (ended, running), 3 for the navigation (the person's
+    # roles, and their teams and the count of their firing alerts)
+    with django_assert_max_num_queries(17):
         assert client.get("/", {**MARCH, "team": "support", "agent": "triage"}).status_code == 200
 
 

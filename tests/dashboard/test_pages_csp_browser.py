@@ -65,10 +65,16 @@ def test_pages_load_under_the_csp_with_no_violation(live_server, transactional_d
             page.fill("input[name=username]", "root")
             page.fill("input[name=password]", PASSWORD)
             page.click("button[type=submit]")
-            page.wait_for_url(f"{live_server.url}/")
+            page.wait_for_url(f"{live_server.url}/home/")
             page.wait_for_load_state("networkidle")
 
+            visit("/home/", "#home-budgets")
+
             visit("/", "#spend-by-day-plot.js-plotly-plot .main-svg")
+            visit("/breakdown/", "#input-breakdown-plot.js-plotly-plot .main-svg")
+            visit("/forecast/", "#forecast-plot.js-plotly-plot .main-svg")
+            visit("/models/", "#flagship-share-plot.js-plotly-plot .main-svg")
+            visit("/caching/", "#cache-hit-rate-plot.js-plotly-plot .main-svg")
             visit("/ingest/quarantine", "#replay-form")
             visit("/ingest/upload", "input[type=file]")
             visit(f"/ingest/jobs/{job.pk}", "#job-status")

@@ -191,7 +191,8 @@ def test_the_python_copy_row_encoder_matches_psycopgs():
             0,
         )
         + (b'{"a": 1}', True, 1200, "ok", None, None, None, "0.0171", None, 10**15, 1, 2, 3, 4, 5, 6)
-        + (uuid.UUID("7d9f1a52-4c0e-4b8e-9a51-0c6f2b1d3e4f"),),  # the guard check's reservation_id
+        + (uuid.UUID("7d9f1a52-4c0e-4b8e-9a51-0c6f2b1d3e4f"),)  # the guard check's reservation_id
+        + (2000, None, 30000, None, None, 200, 7, None),  # the input tokens by part of the prompt
         (1, "é-ü", datetime(2026, 10, 1, 12, tzinfo=UTC), 7, 9, None, None, "acme", "x", 0, 0, 0, 0, 0, 0)
         + (
             None,
@@ -211,7 +212,9 @@ def test_the_python_copy_row_encoder_matches_psycopgs():
             None,
             None,
             None,
-        ),
+        )
+        + (None,) * 7
+        + (3,),  # no breakdown: its input tokens are not broken down
     ]
     transformer = writer.copy_transformer()
     python, native = bytearray(), bytearray()
