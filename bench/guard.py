@@ -80,21 +80,21 @@ class _Connection(asyncio.Protocol):
         self.lost(self)
 
 
-def drive(port: int, streams: list[tuple[str, bytes]], rate: float, seconds: float, out) -> None:
+def drive(port: int, streams: list[tuple[str, bytes, float]], seconds: float, out) -> None:
     """Open loop, on one asyncio event loop in this process (a light load generator: it shares the
-    server's cores): each stream (name, raw request) sends `rate` requests/s on a fixed schedule over
+    server's cores): each stream (name, raw request, rate) sends `rate` requests/s on a fixed schedule over
     kept-alive connections, opening another whenever none is idle, so the schedule never waits for an
     answer. A latency runs from the request's scheduled time, so time spent queued anywhere counts (no
     coordinated omission). Puts {name: (latencies, answers, allowed_usd)} on out."""
-    asyncio.run(_drive(port, streams, rate, seconds, out))
+    asyncio.run(_drive(port, streams, seconds, out))
 
 
-async def _drive(port, streams, rate, seconds, out) -> None:
+async def _drive(port, streams, seconds, out) -> None:
     loop = asyncio.get_running_loop()
-    results = {name: ([], {}, [Decimal(0)]) for name, _ in streams}
-    request_of = dict(streams)
-    idle: dict[str, list] = {name: [] for name, _ in streams}
-    waiting = {name: collections.deque() for name, _ in streams}
+    results = {name: ([], {}, [Decimal(0)]) for name, _, _ in streams}
+    request_of = {name: request for name, request, _ in streams}
+    idle: dict[str, list] = {name: [] for name, _, _ in streams}
+    waiting = {name: collections.deque() for name, _, _ in streams}
     opened = dict.fromkeys(request_of, 0)
     opening = dict.fromkeys(request_of, 0)
     idle_or_busy: dict[str, set] = {name: set() for name in request_of}
@@ -165,14 +165,13 @@ async def _drive(port, streams, rate, seconds, out) -> None:
         due_of[connection] = due
         connection.transport.write(request_of[name])
 
-    for name, _ in streams:
+    for name, _, _ in streams:
         idle[name] = [await connect(name) for _ in range(CONNECTIONS)]
     finished_sending = [0]
     start = loop.time() + 0.5
-    count = int(rate * seconds)
 
-    async def schedule(name, offset):
-        for number in range(count):
+    async def schedule(name, rate, offset):
+        for number in range(int(rate * seconds)):
             due = start + offset + number / rate
             delay = due - loop.time()
             if delay > 0:
@@ -182,9 +181,13 @@ async def _drive(port, streams, rate, seconds, out) -> None:
         if pending[0] == 0 and finished_sending[0] == len(streams) and not finished.done():
             finished.set_result(None)
 
-    # the streams interleaved: the second's schedule half an interval after the first's
+    # the streams interleaved: the second's schedule half the first's interval after it
+    first_interval = 1 / streams[0][2]
     await asyncio.gather(
-        *(schedule(name, index / (rate * len(streams))) for index, (name, _) in enumerate(streams))
+        *(
+            schedule(name, rate, index * first_interval / len(streams))
+            for index, (name, _, rate) in enumerate(streams)
+        )
     )
     try:  # a saturated server could take far longer than the run to answer what it queued: stop waiting
         await asyncio.wait_for(finished, timeout=DRAIN_SECONDS)
@@ -310,13 +313,20 @@ print(api_token_create(name="bench", scopes=["ingest", "read"])[1])
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=60)
-    parser.add_argument("--rate", type=float, default=500, help="requests/s of each endpoint")
+    parser.add_argument("--rate", type=float, default=500, help="guard checks/s (and trivial requests/s)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--calls", type=int, default=50_000, help="calls in the ledger before the run")
     parser.add_argument("--sequential", type=int, default=500, help="requests of each, one at a time")
     parser.add_argument("--trivial", choices=sorted(TRIVIAL), default="whoami", help="the endpoint beside it")
+    parser.add_argument(
+        "--trivial-rate",
+        type=float,
+        default=None,
+        help="requests/s of the trivial endpoint (default: --rate)",
+    )
     args = parser.parse_args()
+    trivial_rate = args.trivial_rate or args.rate
     OUT.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     env.setdefault("FINOPS_DATA_DIR", str(OUT / "data"))
@@ -382,7 +392,8 @@ def main() -> None:
             }
         ).encode()
         say(
-            f"== {args.seconds:.0f} s: guard checks and GET {TRIVIAL[args.trivial]} at {args.rate:.0f}/s each "
+            f"== {args.seconds:.0f} s: guard checks at {args.rate:.0f}/s and GET {TRIVIAL[args.trivial]} at "
+            f"{trivial_rate:.0f}/s beside them "
             f"({args.workers} gunicorn workers x {args.threads} threads, {os.cpu_count()} cores)"
         )
         with psycopg.connect(url, autocommit=True) as connection:
@@ -397,10 +408,9 @@ def main() -> None:
             args=(
                 port,
                 [
-                    ("guard check", raw_request("POST", "/api/v1/guard/check", token, check)),
-                    ("trivial", raw_request("GET", TRIVIAL[args.trivial], token, None)),
+                    ("guard check", raw_request("POST", "/api/v1/guard/check", token, check), args.rate),
+                    ("trivial", raw_request("GET", TRIVIAL[args.trivial], token, None), trivial_rate),
                 ],
-                args.rate,
                 args.seconds,
                 out,
             ),

@@ -17,6 +17,7 @@ import sys
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 TEAMS, AGENTS, STEPS = 5, 50, 12
 
@@ -97,7 +98,7 @@ def ledger_ready(*, new: bool, calls: int) -> datetime:
     import django
 
     if new:
-        say(f"== database {os.environ['DATABASE_URL'].rsplit('/', 1)[-1]}; migrating")
+        say(f"== database {urlsplit(os.environ['DATABASE_URL']).path.lstrip('/')}; migrating")
         root = Path(__file__).resolve().parent.parent
         subprocess.run([sys.executable, "-m", "finops.cli", "migrate", "-v0"], cwd=root, check=True)
     django.setup()

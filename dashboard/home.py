@@ -2,8 +2,9 @@
 role"). `/home/` is the home (login goes there, the brand links there); `/` stays the Overview, so
 bookmarks and links to it keep working.
 
-- finops (and admin): this month's spend and month-end forecast against each team's monthly budget, by
-  team and by provider; bills are not reconciled in finops yet, and the page says so.
+- finops (and admin): this month's spend and month-end forecast (finops.kpis.forecast, the forecast
+  alert's) against each team's monthly budget, by team and by provider, linking to the Forecast page;
+  bills are not reconciled in finops yet, and the page says so.
 - sre: allowances near or over their limit, open alerts, runaway tasks, unpriced calls.
 - tech_lead: prompt versions per agent: calls, cache hit rate and $ per task.
 - pm: agents against their cost SLO ($ per successful task).
@@ -18,7 +19,6 @@ person holds there. Admin and finops see every team, so every home is offered to
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from urllib.parse import urlencode
@@ -37,8 +37,9 @@ from finops.alerts.selectors import alerts_open, runaway_tasks
 from finops.guardrails.models import Allowance
 from finops.guardrails.selectors import allowances_by_use
 from finops.kpis import homes
+from finops.kpis.forecast import forecasts_by_team
 from finops.kpis.selectors import Scope
-from finops.ledger.models import Agent, DailyRollup
+from finops.ledger.models import Agent
 
 HOME_ORDER = ("finops", "sre", "tech_lead", "pm", "ml", "viewer")
 HOME_LABELS = {
@@ -50,42 +51,6 @@ HOME_LABELS = {
     "viewer": "Team overview",
 }
 RECENT_DAYS = 30  # the window of the homes that are not about the month
-
-
-@dataclass(frozen=True)
-class Forecast:
-    month_to_date_usd: Decimal
-    month_end_usd: Decimal
-
-
-def team_forecasts(*, team_ids: list[int], now: datetime) -> dict[int, Forecast]:
-    """Month to date and projected month end per team: the month so far plus the last 7 whole UTC days'
-    daily average for each day left (the forecast alert's rule, from the daily rollups). One place, so
-    the shared forecast selector replaces it in one edit."""
-    from django.db.models import Q, Sum
-
-    month_start = now.date().replace(day=1)
-    next_month = (month_start + timedelta(days=32)).replace(day=1)
-    today = now.date()
-    week_start = today - timedelta(days=7)
-    sums = {
-        row["team_id"]: row
-        for row in DailyRollup.objects.filter(team_id__in=team_ids, day__gte=min(month_start, week_start))
-        .values("team_id")
-        .annotate(
-            month=Sum("cost_usd", filter=Q(day__gte=month_start)),
-            week=Sum("cost_usd", filter=Q(day__gte=week_start, day__lt=today)),
-        )
-        .order_by()
-    }
-    midnight = datetime.combine(next_month, time(0), tzinfo=UTC)
-    days_left = max(Decimal(0), Decimal(int((midnight - now).total_seconds())) / Decimal(86_400))
-    forecasts = {}
-    for team_id in team_ids:
-        row = sums.get(team_id, {})
-        month, week = row.get("month") or Decimal(0), row.get("week") or Decimal(0)
-        forecasts[team_id] = Forecast(month, month + week / 7 * days_left)
-    return forecasts
 
 
 def _role_teams(user) -> dict[str, frozenset[int] | None]:
@@ -164,25 +129,49 @@ def home(request):
 def _finops_home(request, *, scope: Scope, teams: dict[int, Team]) -> dict:
     now = timezone.now()
     team_ids = sorted(teams if scope.team_ids is None else scope.team_ids, key=lambda pk: teams[pk].slug)
-    forecasts = team_forecasts(team_ids=team_ids, now=now)
+    # the forecast alert's and the Forecast page's own function (finops.kpis.forecast)
+    forecasts = forecasts_by_team(scope=scope, team_ids=team_ids, now=now)
     month_start = now.astimezone(UTC).date().replace(day=1)
     rows, classes = [], []
     for team_id in team_ids:
         forecast = forecasts[team_id]
-        budget = getattr(teams[team_id], "monthly_budget_usd", None)
-        share = None if not budget else forecast.month_end_usd / budget
-        status = "no budget" if budget is None else "over budget" if share and share > 1 else "within budget"
-        rows.append(
-            [teams[team_id].slug, forecast.month_to_date_usd, forecast.month_end_usd, budget, share, status]
+        budget = teams[team_id].monthly_budget_usd
+        share = forecast.projected_usd / budget if budget else None
+        status = (
+            "no budget"
+            if budget is None
+            else "over budget"
+            if forecast.projected_usd > budget
+            else "may pass budget"
+            if forecast.high_usd > budget
+            else "within budget"
         )
-        classes.append("over" if status == "over budget" else "")
+        rows.append(
+            [
+                teams[team_id].slug,
+                forecast.to_date_usd,
+                forecast.projected_usd,
+                forecast.low_usd,
+                forecast.high_usd,
+                budget,
+                share,
+                status,
+            ]
+        )
+        classes.append("over" if status in {"over budget", "may pass budget"} else "")
+    forecast_page = reverse("dashboard:forecast")
     budgets = Table(
         name="budgets",
-        caption=f"{month_start:%B %Y} so far and projected to month end, against each team's monthly budget",
+        caption=f"{month_start:%B %Y} so far and projected to month end (with its band), "
+        "against each team's monthly budget",
         columns=[
-            Column("Team"),
+            Column(
+                "Team", link=lambda team_id: f"{forecast_page}?{urlencode({'team': teams[team_id].slug})}"
+            ),
             Column("Month to date", "usd"),
             Column("Forecast month end", "usd"),
+            Column("Band low", "usd"),
+            Column("Band high", "usd"),
             Column("Monthly budget", "usd"),
             Column("Forecast ÷ budget", "percent"),
             Column("Status"),
@@ -190,8 +179,9 @@ def _finops_home(request, *, scope: Scope, teams: dict[int, Team]) -> dict:
         rows=rows,
         foot=[
             "All teams",
-            sum((row[1] for row in rows), Decimal(0)),
-            sum((row[2] for row in rows), Decimal(0)),
+            *(sum((row[column] for row in rows), Decimal(0)) for column in (1, 2)),
+            None,
+            None,
             None,
             None,
             "",
@@ -199,6 +189,7 @@ def _finops_home(request, *, scope: Scope, teams: dict[int, Team]) -> dict:
         if len(rows) > 1
         else None,
         row_classes=classes,
+        sources=team_ids,
         empty="No team yet.",
     )
     spend = homes.spend_by_team_and_provider(
@@ -220,7 +211,12 @@ def _finops_home(request, *, scope: Scope, teams: dict[int, Team]) -> dict:
         ],
         empty="No call this month yet.",
     )
-    return {"tables": [budgets, by_provider], "reconciliation": None, "month_start": month_start}
+    return {
+        "tables": [budgets, by_provider],
+        "month_start": month_start,
+        "forecast_page": forecast_page,
+        "unbudgeted": sum(teams[team_id].monthly_budget_usd is None for team_id in team_ids),
+    }
 
 
 def _sre_home(request, *, scope: Scope, teams: dict[int, Team]) -> dict:

@@ -264,6 +264,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "AlertChannelKindEnum": "finops.alerts.models.ChannelKind",
         "AlertRuleKindEnum": "finops.alerts.models.RuleKind",
+        "ModelTierEnum": "finops.modeltiers.models.Tier",
+        "UsageTierEnum": "finops.modeltiers.selectors.TIERS",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

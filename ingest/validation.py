@@ -216,7 +216,9 @@ def event_validate(raw: Any, *, now: datetime | None = None) -> tuple[Event | No
         else:
             unknown = sorted(set(usage) - set(TOKEN_TYPES))
             if unknown:
-                fail("usage", f"unknown token field(s) {', '.join(unknown)}; use {', '.join(TOKEN_TYPES)}")
+                # quoted as Python writes them: a key may hold a NUL or a control character
+                named = ", ".join(repr(name) for name in unknown)
+                fail("usage", f"unknown token field(s) {named}; use {', '.join(TOKEN_TYPES)}")
             for position, token_type in enumerate(TOKEN_TYPES):
                 value = usage.get(token_type)
                 if value is None:

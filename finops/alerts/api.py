@@ -352,9 +352,8 @@ VALUE_KINDS = (
     RuleKind.RUNAWAY_TASK,
     RuleKind.CACHE_COLLAPSE,
 )
-# a drop in hit rate, 0 to 1; and a whole number of steps (as DecimalField reads them, no sign)
+# a drop in hit rate, 0 to 1 (as DecimalField reads them, no sign)
 AT_MOST_ONE = r"^0*(?:1(?:\.0{0,6})?|0?(?:\.\d{0,6})?)$"
-WHOLE = r"^0*\d{1,18}(?:\.0{0,6})?$"
 
 
 def rule_kind_rules() -> list[dict]:
@@ -384,15 +383,7 @@ def rule_kind_rules() -> list[dict]:
         kind(
             RuleKind.RUNAWAY_TASK,
             not_null("metric"),
-            {"properties": {"metric": one_of(["cost_usd"])}},
-            not_null("value"),
-            empty("window"),
-            over,
-        ),
-        kind(
-            RuleKind.RUNAWAY_TASK,
-            not_null("metric"),
-            {"properties": {"metric": one_of(["steps"]), "value": {"type": "string", "pattern": WHOLE}}},
+            {"properties": {"metric": one_of(["cost_usd", "steps"])}},
             not_null("value"),
             empty("window"),
             over,

@@ -1,6 +1,6 @@
 """One agent over a window (issue 9, "Agent page"): $/successful task per day against its cost SLO,
 outcomes, how many steps its runs take against the ideal, and what a run costs (p50, p95). Read from
-the task aggregates the writer keeps (ledger_task), never from the calls."""
+the per-day task rollups and the task aggregates (ledger_task), never from the calls."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from decimal import Decimal
 from django.db.models import Aggregate, Count, DecimalField, Q, Sum
 from django.db.models.functions import Coalesce, TruncDate
 
-from finops.ledger.models import MONEY, Agent, Task, TaskStatus
+from finops.kpis.selectors import whole_days, window_edges
+from finops.ledger.models import MONEY, Agent, Task, TaskDailyRollup, TaskStatus
 
 
 class Percentile(Aggregate):
@@ -51,21 +52,33 @@ class AgentReport:
 def agent_report(*, agent: Agent, start: datetime, end: datetime) -> AgentReport:
     """The caller has restricted `agent`. Days are UTC days of the runs' end."""
     ended = Task.objects.filter(agent=agent, ended_at__gte=start, ended_at__lt=end, status__isnull=False)
-    per_day = (
-        ended.annotate(day=TruncDate("ended_at"))
-        .values("day")
-        .annotate(
-            tasks=Count("id"),
-            successful=Count("id", filter=Q(status=TaskStatus.SUCCESS)),
-            cost=Coalesce(Sum("cost_usd"), Decimal(0)),
-        )
-        .order_by("day")
-    )
+    # whole days from the per-day task rollups, the window's ragged edges from the tasks
+    first_day, last_day = whole_days(start, end)
+    sums: dict[date, list] = {
+        day: [tasks, successful, cost]
+        for day, tasks, successful, cost in TaskDailyRollup.objects.filter(
+            agent=agent, day__gte=first_day, day__lt=last_day
+        ).values_list("day", "ended", "successful", "cost_usd")
+    }
+    for edge_start, edge_end in window_edges(start, end):
+        edge = ended.filter(ended_at__gte=edge_start, ended_at__lt=edge_end)
+        for row in (
+            edge.annotate(day=TruncDate("ended_at"))
+            .values("day")
+            .annotate(
+                tasks=Count("id"),
+                successful=Count("id", filter=Q(status=TaskStatus.SUCCESS)),
+                cost=Coalesce(Sum("cost_usd"), Decimal(0)),
+            )
+        ):
+            day_sums = sums.setdefault(row["day"], [0, 0, Decimal(0)])
+            day_sums[0] += row["tasks"]
+            day_sums[1] += row["successful"]
+            day_sums[2] += row["cost"]
     days = [
-        DayCostPerSuccess(
-            day=row["day"], tasks=row["tasks"], successful=row["successful"], cost_usd=row["cost"]
-        )
-        for row in per_day
+        DayCostPerSuccess(day=day, tasks=tasks, successful=successful, cost_usd=cost)
+        for day, (tasks, successful, cost) in sorted(sums.items())
+        if tasks  # a day all of whose runs were changed to end elsewhere keeps a row of zeros
     ]
     steps = Counter(dict(ended.values("steps").annotate(runs=Count("id")).values_list("steps", "runs")))
     # a run with an unpriced call has no known cost: it would pull the percentiles down as if cheap

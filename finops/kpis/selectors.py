@@ -67,7 +67,7 @@ def scoped(queryset, scope: Scope):
     return queryset
 
 
-def _whole_days(start: datetime, end: datetime) -> tuple[date, date]:
+def whole_days(start: datetime, end: datetime) -> tuple[date, date]:
     """[first, last) whole UTC days inside [start, end)."""
     first = start.date()
     if start.timetz() != time(0, tzinfo=UTC) and first < date.max:  # date.max + 1 day would overflow
@@ -76,9 +76,9 @@ def _whole_days(start: datetime, end: datetime) -> tuple[date, date]:
     return first, max(first, last)
 
 
-def _edges(start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
-    """The parts of [start, end) outside its whole UTC days (_whole_days), read from the rows."""
-    first_day, last_day = _whole_days(start, end)
+def window_edges(start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
+    """The parts of [start, end) outside its whole UTC days (whole_days), read from the rows."""
+    first_day, last_day = whole_days(start, end)
     if first_day >= last_day:  # no whole day inside: the window is all edge
         return [(start, end)]
     first_whole = datetime.combine(first_day, time(0), tzinfo=UTC)
@@ -116,11 +116,11 @@ def _aggregate(queryset, sums: dict) -> dict:
 
 def call_totals(*, scope: Scope, start: datetime, end: datetime) -> dict:
     """Sums over the calls whose timestamp is in [start, end)."""
-    first_day, last_day = _whole_days(start, end)
+    first_day, last_day = whole_days(start, end)
     totals = _aggregate(
         scoped(DailyRollup.objects.filter(day__gte=first_day, day__lt=last_day), scope), _ROLLUP_SUMS
     )
-    for edge_start, edge_end in _edges(start, end):
+    for edge_start, edge_end in window_edges(start, end):
         partial = scoped(Call.objects.filter(timestamp__gte=edge_start, timestamp__lt=edge_end), scope)
         for key, value in _aggregate(partial, _CALL_SUMS).items():
             totals[key] += value
@@ -175,12 +175,12 @@ def _task_rollup_sums() -> dict:
 def task_totals(*, scope: Scope, start: datetime, end: datetime) -> dict:
     """Sums over the tasks that ended in [start, end), with all of their calls: the whole UTC days
     inside the window from the per-day task rollups, the partial days at its edges from the tasks."""
-    first_day, last_day = _whole_days(start, end)
+    first_day, last_day = whole_days(start, end)
     totals = _aggregate(
         scoped(TaskDailyRollup.objects.filter(day__gte=first_day, day__lt=last_day), scope),
         _task_rollup_sums(),
     )
-    for edge_start, edge_end in _edges(start, end):
+    for edge_start, edge_end in window_edges(start, end):
         partial = scoped(tasks_ended(start=edge_start, end=edge_end), scope)
         for key, value in _aggregate(partial, task_sums()).items():
             totals[key] += value

@@ -24,6 +24,7 @@ from finops.modeltiers.selectors import (
     TIERS,
     ModelUsage,
     UsageTotals,
+    model_tier_taken,
     model_usage,
 )
 from finops.modeltiers.services import model_tier_create, model_tier_delete, model_tier_update
@@ -44,10 +45,7 @@ class ModelTierSerializer(JsonTypes, serializers.ModelSerializer):
     def validate(self, attrs):
         provider = attrs.get("provider", getattr(self.instance, "provider", "")).lower()
         model = attrs.get("model", getattr(self.instance, "model", "")).lower()
-        clash = ModelTier.objects.filter(provider=provider, model=model)
-        if self.instance is not None:
-            clash = clash.exclude(pk=self.instance.pk)
-        if clash.exists():
+        if model_tier_taken(provider=provider, model=model, other_than=self.instance):
             raise serializers.ValidationError(
                 {"model": [f"{provider}/{model} is mapped already: change that row"]}
             )

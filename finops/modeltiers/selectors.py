@@ -172,3 +172,11 @@ def model_usage(
         calls_by_day=calls_by_day,
         total=total,
     )
+
+
+def model_tier_taken(*, provider: str, model: str, other_than: ModelTier | None = None) -> bool:
+    """Whether another row of the mapping names this model already (the mapping is org-wide: no team's)."""
+    rows = ModelTier.objects.filter(provider=provider, model=model)
+    if other_than is not None:
+        rows = rows.exclude(pk=other_than.pk)
+    return rows.exists()

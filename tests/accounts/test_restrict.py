@@ -20,7 +20,18 @@ from finops.audit.models import AuditEntry
 from finops.audit.services import audit_record
 from finops.guardrails.models import Allowance, AllowanceUsage, Reservation
 from finops.guardrails.services import allowance_create
-from finops.ledger.models import Agent, Call, DailyRollup, EventKey, PromptVersionRollup, RecentRollup, Task
+from finops.ledger.models import (
+    Agent,
+    BreakdownRollup,
+    Call,
+    DailyRollup,
+    EventKey,
+    PromptVersionRollup,
+    RecentRollup,
+    Task,
+    TaskDailyRollup,
+)
+from finops.ledger.services import task_outcomes_record
 from ingest.connectors.models import Connector, ConnectorRun, StatementLine
 from ingest.connectors.services import connector_create
 from ingest.models import ImportJob, QuarantinedRow
@@ -112,6 +123,20 @@ def world(db):
         for team in ("a", "b")
     ]
     events_ingest(raw_events=recent, principal=None, source="t")
+    # each team's run ends: the per-day task rollup holds a row of each team
+    task_outcomes_record(
+        outcomes=[
+            {
+                "team": team,
+                "agent": Agent.objects.get(team=team, name="bot"),
+                "task_id": f"run-{team.slug}",
+                "status": "success",
+                "started_at": datetime.now(UTC) - timedelta(hours=2),
+                "ended_at": datetime.now(UTC) - timedelta(minutes=30),
+            }
+            for team in (team_a, team_b)
+        ]
+    )
     for team in (team_a, team_b, None):
         QuarantinedRow.objects.create(source="t", team=team, payload={}, errors={"x": ["bad"]})
     members = {
@@ -215,6 +240,8 @@ TEAM_OWNED = [
     (DailyRollup, "team_id"),
     (RecentRollup, "team_id"),
     (PromptVersionRollup, "team_id"),
+    (BreakdownRollup, "team_id"),
+    (TaskDailyRollup, "team_id"),
     (EventKey, "team_id"),
     (QuarantinedRow, "team_id"),
     # kept by the bulk writer and made by the guard check (scope ingest): written like the team's data

@@ -353,7 +353,6 @@ BAD_RULES = [
     ({"kind": "forecast", "value": 1}, "value", "decimal string"),
     ({"kind": "anomaly", "value": "3"}, "window", "needs a window"),
     ({"kind": "runaway_task", "value": "5"}, "metric", "needs a metric"),
-    ({"kind": "runaway_task", "metric": "steps", "value": "2.5"}, "value", "whole number"),
     ({"kind": "cache_collapse", "value": "1.5"}, "value", "from 0 to 1"),
     ({"kind": "cache_collapse", "value": "0.2", "window": "1h"}, "window", "takes no window"),
     ({"kind": "allowance", "value": "1"}, "value", "takes no value"),

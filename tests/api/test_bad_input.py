@@ -327,3 +327,22 @@ def test_a_logged_in_session_with_its_csrf_token_may_post_events_as_json_and_ndj
     assert (as_ndjson.status_code, as_ndjson.json()["accepted"]) == (200, 1)
     assert without_token.status_code == 403
     assert sorted(Call.objects.values_list("event_id", flat=True)) == ["s-1", "s-2"]
+
+
+def test_an_unknown_usage_key_holding_a_nul_and_a_surrogate_is_named_escaped(api):
+    # the JSON fallback (a lone surrogate elsewhere in the batch) reads keys msgspec would refuse: the
+    # error must still be text the schema allows (no NUL) and PostgreSQL can store in quarantine
+    sent = event("odd-key")
+    sent["usage"] = {"uncached_input": 10, "bad\u0000key": 1}
+    body = "[" + json.dumps(sent)[:-1] + ', "tags": {"note": "\\ud800"}}]'
+
+    response = api.post("/api/v1/events", body)
+
+    assert response.status_code == 200, response.content
+    assert b"\\u0000" not in response.content
+    (rejected,) = response.json()["rejected"]
+    assert rejected["errors"]["usage"] == [
+        "unknown token field(s) 'bad\\x00key'; use uncached_input, cache_read, cache_write_5m, "
+        "cache_write_1h, output, reasoning"
+    ]
+    assert QuarantinedRow.objects.get(source="api:events").errors["usage"] == rejected["errors"]["usage"]

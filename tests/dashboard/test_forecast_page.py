@@ -41,17 +41,8 @@ def call(event_id: str, *, at: datetime, team: str, dollars: int) -> dict:
     }
 
 
-@pytest.fixture
-def clock(monkeypatch):
-    """Every reader of timezone.now (the writer's minute-rollup cutoff, the page, the alerts) at NOW."""
-    monkeypatch.setattr(timezone, "now", lambda: NOW)
-    return NOW
-
-
-@pytest.fixture
-def spend(db, clock):
-    """support: $k on day k of November at 06:00 (days 1–20), $50 on 10 October; billing: $1000 on
-    18 November (another team's number, which support must never see)."""
+def acme_priced() -> None:
+    """acme/m1 at RATE per million uncached input tokens, nothing else charged."""
     ModelPriceOverride.objects.create(
         provider="acme",
         model="m1",
@@ -63,6 +54,20 @@ def spend(db, clock):
         output_per_mtok=0,
         reasoning_per_mtok=0,
     )
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """Every reader of timezone.now (the writer's minute-rollup cutoff, the page, the alerts) at NOW."""
+    monkeypatch.setattr(timezone, "now", lambda: NOW)
+    return NOW
+
+
+@pytest.fixture
+def spend(db, clock):
+    """support: $k on day k of November at 06:00 (days 1–20), $50 on 10 October; billing: $1000 on
+    18 November (another team's number, which support must never see)."""
+    acme_priced()
     TeamFactory(slug="support", name="Support")
     TeamFactory(slug="billing", name="Billing")
     events = [
@@ -255,3 +260,31 @@ def test_query_count_is_pinned_and_no_call_is_read(client, spend, support_member
         with django_assert_num_queries(count) as queries:
             assert client.get("/forecast/", query).status_code == 200
         assert not [sql for sql in queries.captured_queries if "ledger_call" in sql["sql"]]
+
+
+def test_the_month_is_the_organisations_as_for_the_alert(client, db, monkeypatch, settings):
+    """In New York, November starts at 04:00 UTC on the 1st (still summer time at midnight): a call
+    at 02:00 UTC is October's. The page and the forecast alert count the same month."""
+    settings.FINOPS_TIME_ZONE = "America/New_York"
+    now = datetime(2026, 11, 3, 12, 0, 30, tzinfo=UTC)
+    monkeypatch.setattr(timezone, "now", lambda: now)
+    acme_priced()
+    support = TeamFactory(slug="support", name="Support")
+    events = [
+        call("oct", at=datetime(2026, 11, 1, 2, tzinfo=UTC), team="support", dollars=5),
+        call("nov-1", at=datetime(2026, 11, 1, 6, tzinfo=UTC), team="support", dollars=7),
+        call("nov-2", at=datetime(2026, 11, 2, 6, tzinfo=UTC), team="support", dollars=11),
+    ]
+    events_ingest(raw_events=events, principal=None, source="test")
+    client.force_login(UserFactory(username="fran", org_role="finops"))
+    head, *rows = rows_of(client.get("/forecast/", {"export": "teams"}))
+    row = dict(zip(head, rows[0], strict=True))
+    assert Decimal(row["Spent so far"]) == 7 + 11
+    assert Decimal(row["$ per day (last 7 days)"]) == Decimal(5 + 7 + 11) / 7
+    # 1 December 00:00 in New York is 05:00 UTC; from 3 November 12:01 UTC that is 27 d 16 h 59 min
+    days_left = 27 + Decimal(16 * 60 + 59) / (24 * 60)
+    projected = Decimal(18) + Decimal(23) / 7 * days_left
+    assert abs(Decimal(row["Projected month end"]) - projected) < Decimal("1e-9")
+    AlertRule.objects.create(team=support, name="month end", kind="forecast", value=Decimal(1))
+    alerts_evaluate(now=now)
+    assert abs(Alert.objects.get().value - projected) < Decimal("1e-11")

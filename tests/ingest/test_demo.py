@@ -7,7 +7,7 @@ so the other test modules never see it.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from io import StringIO
 
 import pytest
@@ -488,3 +488,18 @@ def test_the_prompt_change_has_fired_its_cache_collapse_alert(demo, db):
     drop = rates[story.prompt_version_before] - rates[story.prompt_version_after]
     assert drop > Decimal("0.2") and abs(alert.value - drop) < Decimal("1e-9")
     assert [alert.pk for alert in demo.alerts.fired] == [alert.pk]
+
+
+def test_each_team_has_a_monthly_budget_from_its_spend_and_the_runaways_team_a_tight_one(demo, db):
+    story = demo.story
+    days = Decimal((story.end - story.start).total_seconds()) / 86400
+    for team in Team.objects.all():
+        spent = sum(
+            (call.cost_usd for call in Call.objects.filter(team=team, timestamp__gte=story.start,
+                                                            timestamp__lt=story.end, cost_usd__isnull=False)),
+            Decimal(0),
+        )  # fmt: skip
+        factor = Decimal("0.85") if team.slug == story.runaway_team else Decimal("1.25")
+        expected = max(Decimal(50), (spent * 30 / days * factor / 50).to_integral_value(ROUND_CEILING) * 50)
+        assert team.monthly_budget_usd == expected, team.slug
+    assert AuditEntry.objects.filter(object_type="team", action="update").count() == Team.objects.count()

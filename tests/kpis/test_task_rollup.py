@@ -13,6 +13,7 @@ from decimal import Decimal
 import pytest
 
 from finops.guardrails.services import task_kill
+from finops.kpis.agents import agent_report
 from finops.ledger.models import Agent, Task, TaskDailyRollup
 from finops.ledger.services import calls_reprice
 from finops.ledger.tokens import TOKEN_TYPES
@@ -119,10 +120,24 @@ def rollup_brute_force() -> dict:
     return {key: tuple(values) for key, values in sums.items()}
 
 
+def agent_days_brute_force(agent: Agent, start: datetime, end: datetime) -> list[tuple]:
+    days: dict = defaultdict(lambda: [0, 0, Decimal(0)])
+    for task in Task.objects.filter(agent=agent, status__isnull=False, ended_at__gte=start, ended_at__lt=end):
+        row = days[task.ended_at.astimezone(UTC).date()]
+        row[0] += 1
+        row[1] += task.status == "success"
+        row[2] += task.cost_usd
+    return [(day, *sums) for day, sums in sorted(days.items())]
+
+
 def assert_exact(ledger: Ledger, agent_ideal: dict | None = None) -> None:
     assert rollup_rows() == rollup_brute_force()
     assert rollup_rows(), "the scenario ended tasks: the comparison means something"
     for start, end in WINDOWS:
+        for agent in Agent.objects.all():  # the agent page's runs per day: rollup days and edges
+            days = agent_report(agent=agent, start=start, end=end).days
+            got = [(day.day, day.tasks, day.successful, day.cost_usd) for day in days]
+            assert got == agent_days_brute_force(agent, start, end), (agent.name, start, end)
         for team, agent in [(None, None), ("support", None), ("support", "triage")]:
             expected = reference_kpis(
                 events=ledger.events,
