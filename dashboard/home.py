@@ -206,7 +206,7 @@ def _finops_home(request, *, scope: Scope, teams: dict[int, Team]) -> dict:
             Column("Unpriced calls", "count"),
         ],
         rows=[
-            [teams[row.team_id].slug, row.provider, row.cost_usd, row.calls, row.unpriced_calls]
+            [teams[row.team_id].slug, row.provider, priced(row), row.calls, row.unpriced_calls]
             for row in sorted(spend, key=lambda row: (teams[row.team_id].slug, -row.cost_usd, row.provider))
         ],
         empty="No call this month yet.",
@@ -362,6 +362,12 @@ def _sre_home(request, *, scope: Scope, teams: dict[int, Team]) -> dict:
     }
 
 
+def priced(row) -> Decimal | None:
+    """A row's spend, or None (shown "—", unknown) when every one of its calls is unpriced: unknown
+    prices are flagged, never $0 (SPEC.md)."""
+    return None if row.calls and row.unpriced_calls == row.calls else row.cost_usd
+
+
 def _agent_ids(runaway) -> set[int]:
     return {found.task.agent_id for found in runaway}
 
@@ -472,8 +478,8 @@ def _ml_home(request, *, scope: Scope, teams: dict[int, Team]) -> dict:
             [
                 row.provider,
                 row.model,
-                row.cost_usd,
-                row.cost_usd / total if total else None,
+                priced(row),
+                None if priced(row) is None else row.cost_usd / total if total else None,
                 row.calls,
                 row.unpriced_calls,
                 row.tokens,

@@ -333,23 +333,42 @@ def check_home(visit: Visit, role: str) -> str:
         for row in rows:
             kpis = visit.api("/api/v1/kpis", team=row[0], **month)
             assert money(row[1]) == as_shown(row[1], kpis["cost_usd"]), row
+            budget = visit.api(f"/api/v1/teams/{row[0]}")["monthly_budget_usd"]
+            assert (row[5] == "—") if budget is None else money(row[5]) == as_shown(row[5], budget), row
         everything = visit.api("/api/v1/kpis", **month)
         foot = visit.foot("budgets")
         assert money(foot[1]) == as_shown(foot[1], everything["cost_usd"]), foot
         by_provider = visit.rows("spend-by-provider")
         assert sum(number(row[3]) for row in by_provider) == everything["calls"]
         assert sum(number(row[4]) for row in by_provider) == everything["unpriced_calls"]
-        return "month to date per team and all teams ($), calls and unpriced calls per provider vs /kpis"
+        return (
+            "month to date per team and all teams ($), calls and unpriced calls per provider vs /kpis; "
+            "each team's monthly budget vs /teams/<slug>"
+        )
     start, end = last_30_days()
     window = {"start": f"{start}T00:00:00Z", "end": f"{end}T00:00:00Z"}
     if role == "sre":
         firing = visit.api("/api/v1/alerts", state="firing")
         found = firing["results"] if isinstance(firing, dict) else firing
         assert visit.text("#home-firing .big") == f"{len(found):,}"
+        # the coding team's day allowance (the demo's guardrails story): used $, tokens and limit
+        listed = visit.api("/api/v1/allowances")
+        allowances = listed["results"] if isinstance(listed, dict) else listed
+        rows = visit.rows("allowances")
+        assert len(rows) == len(allowances) >= 1, rows
+        for row, allowance in zip(
+            rows, sorted(allowances, key=lambda a: -Decimal(a["used_usd"])), strict=True
+        ):
+            assert money(row[2]) == as_shown(row[2], allowance["used_usd"]), (row, allowance)
+            assert number(row[4]) == allowance["used_tokens"], (row, allowance)
+            assert money(row[3]) == as_shown(row[3], allowance["limit_usd"]), (row, allowance)
         unpriced = visit.rows("unpriced-calls")
         kpis = visit.api("/api/v1/kpis", team="coding", **window)
         assert sum(number(row[4]) for row in unpriced) == kpis["unpriced_calls"]
-        return "firing alerts vs /alerts?state=firing; unpriced calls (30 d) vs /kpis"
+        return (
+            "firing alerts vs /alerts?state=firing; allowance used $, used tokens, limit vs /allowances; "
+            "unpriced calls (30 d) vs /kpis"
+        )
     if role == "tech_lead":
         versions = visit.rows("prompt-versions")
         assert versions, "no prompt version shown"
@@ -378,7 +397,10 @@ def check_home(visit: Visit, role: str) -> str:
         for model in usage["models"]:
             row = models[(model["provider"], model["model"])]
             assert (number(row[4]), number(row[5])) == (model["calls"], model["unpriced_calls"]), row
-            assert money(row[2]) == as_shown(row[2], model["cost_usd"]), row
+            if model["unpriced_calls"] == model["calls"]:  # no price: unknown, never $0
+                assert (row[2], row[3]) == ("—", "—"), row
+            else:
+                assert money(row[2]) == as_shown(row[2], model["cost_usd"]), row
         return "spend, calls and unpriced calls per model (30 d) vs /models/usage"
     raise AssertionError(f"no home check for {role}")
 
