@@ -187,6 +187,11 @@ class Visit:
             "[...document.querySelectorAll('.js-plotly-plot')].every(p => p.querySelector('.main-svg'))"
         )
         self.seconds["wait"] += time.monotonic() - clock
+        if self.page.locator("body").count():  # template syntax printed as text: a tag or comment left open
+            shown = self.page.locator("body").inner_text()
+            for leak in ("{#", "#}", "{%", "%}", "{{", "}}"):
+                if leak in shown:
+                    self.note(f"template syntax {leak!r} on the page")
         self.pages.append(self.path)
         clock = time.monotonic()
         self.page.screenshot(
