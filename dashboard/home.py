@@ -30,6 +30,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
+from dashboard.formatting import alert_figure_of
 from dashboard.tables import Column, Table, render_page
 from finops.accounts.models import Team
 from finops.accounts.selectors import memberships_of
@@ -271,8 +272,8 @@ def _sre_home(request, *, scope: Scope, teams: dict[int, Team]) -> dict:
             Column("Team"),
             Column("Subject"),
             Column("State"),
-            Column("Value", "number"),
-            Column("Threshold", "number"),
+            Column("Value", "number", display=lambda value, alert: alert_figure_of(alert, value)),
+            Column("Threshold", "number", display=lambda value, alert: alert_figure_of(alert, value)),
             Column("Since (UTC)", "datetime"),
             Column("Acknowledged by"),
         ],
