@@ -68,7 +68,7 @@ USAGE_COLUMNS = [
 
 def _usage_cells(totals: UsageTotals, whole: UsageTotals) -> list:
     # no call priced: the cost is unknown ("—"), never $0.00 (SPEC: unknown prices are never zero)
-    unknown = totals.calls > 0 and totals.unpriced_calls == totals.calls
+    unknown = totals.known_cost_usd is None
     return [
         totals.calls,
         _share(totals.calls, whole.calls),

@@ -116,7 +116,10 @@ class UsageTotalsSerializer(serializers.Serializer):
     calls = serializers.IntegerField()
     unpriced_calls = serializers.IntegerField(help_text="counted, but not in cost_usd (cost unknown)")
     tokens = serializers.IntegerField(help_text="all six token types")
-    cost_usd = serializers.CharField(help_text="priced calls, exact decimal string to 1e-6 USD")
+    cost_usd = serializers.CharField(
+        allow_null=True,
+        help_text="priced calls, exact decimal string to 1e-6 USD; null when none of the calls is priced",
+    )
 
     class Meta:
         ref_name = "UsageTotals"
@@ -165,7 +168,7 @@ def _totals_json(totals: UsageTotals) -> dict:
         "calls": totals.calls,
         "unpriced_calls": totals.unpriced_calls,
         "tokens": totals.tokens,
-        "cost_usd": money(totals.cost_usd),
+        "cost_usd": None if totals.known_cost_usd is None else money(totals.known_cost_usd),
     }
 
 
@@ -176,7 +179,7 @@ def _shares_json(totals: UsageTotals, whole: UsageTotals) -> dict:
     return {
         "share_of_calls": share(totals.calls, whole.calls),
         "share_of_tokens": share(totals.tokens, whole.tokens),
-        "share_of_cost": share(totals.cost_usd, whole.cost_usd),
+        "share_of_cost": None if totals.known_cost_usd is None else share(totals.cost_usd, whole.cost_usd),
     }
 
 

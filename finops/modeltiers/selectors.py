@@ -70,6 +70,11 @@ class UsageTotals:
         self.tokens += other.tokens
         self.cost_usd += other.cost_usd
 
+    @property
+    def known_cost_usd(self) -> Decimal | None:
+        """The priced calls' cost; None (unknown, never $0) when there are calls and none is priced."""
+        return None if self.calls and self.unpriced_calls == self.calls else self.cost_usd
+
 
 @dataclass
 class ModelRow:
