@@ -24,12 +24,13 @@ from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from functools import lru_cache
 
-from django.db.models import Max, Min, Sum
+from django.db.models import Sum
 from django.db.models.functions import Coalesce
 
+from finops.kpis.homes import prompt_version_sums
 from finops.kpis.selectors import Scope, scoped
 from finops.kpis.series import days_in_window
-from finops.ledger.models import DailyRollup, PromptVersionDailyRollup, PromptVersionRollup
+from finops.ledger.models import DailyRollup, PromptVersionRollup
 from finops.pricing.services import PriceBook
 
 _TOKEN_SUMS = ("uncached_input", "cache_read", "cache_write_5m", "cache_write_1h")
@@ -182,18 +183,7 @@ def prompt_versions(*, scope: Scope, start: date, end: date) -> list[PromptVersi
     and hit rate over the window (the per-day prompt-version rollup), and the agent's version before it
     (by first call ever) with that version's hit rate over all of its calls (it may not have been
     called in the window at all; the all-time prompt-version rollup). Two queries."""
-    windowed = (
-        scoped(PromptVersionDailyRollup.objects.filter(day__gte=start, day__lt=end), scope)
-        .values("agent_id", "prompt_version")
-        .annotate(
-            first=Min("first_call_at"),
-            last=Max("last_call_at"),
-            total_calls=Sum("calls"),
-            total_cache_read=Sum("cache_read"),
-            total_input=Sum("input_tokens"),
-        )
-        .order_by()
-    )
+    windowed = prompt_version_sums(scope=scope, start=start, end=end)
     in_window = {(row["agent_id"], row["prompt_version"]): row for row in windowed}
     if not in_window:
         return []

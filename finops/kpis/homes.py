@@ -194,11 +194,10 @@ class PromptVersionRow:
         return self.cost_usd / priced if priced else None
 
 
-def prompt_versions_report(*, scope: Scope, start: date, end: date) -> list[PromptVersionRow]:
-    """Per agent and prompt version, over its calls on the UTC days [start, end): calls, cache hit
-    rate, priced cost ($ per priced call) and the calls in tasks with their cost. One grouped read of
-    the per-day prompt-version rollup; tasks are not counted (a rollup cannot count them distinctly)."""
-    rows = (
+def prompt_version_sums(*, scope: Scope, start: date, end: date):
+    """Per agent and prompt version called on the UTC days [start, end): its first and last call there
+    and the sums of the per-day prompt-version rollup (values, unordered: one grouped read)."""
+    return (
         scoped(PromptVersionDailyRollup.objects.filter(day__gte=start, day__lt=end), scope)
         .values("agent_id", "prompt_version")
         .annotate(
@@ -212,7 +211,16 @@ def prompt_versions_report(*, scope: Scope, start: date, end: date) -> list[Prom
             total_in_tasks=Sum("calls_in_tasks"),
             total_cost_in_tasks=Sum("cost_in_tasks_usd"),
         )
-        .order_by("agent_id", "-first", "prompt_version")
+        .order_by()
+    )
+
+
+def prompt_versions_report(*, scope: Scope, start: date, end: date) -> list[PromptVersionRow]:
+    """Per agent and prompt version, over its calls on the UTC days [start, end): calls, cache hit
+    rate, priced cost ($ per priced call) and the calls in tasks with their cost. One grouped read of
+    the per-day prompt-version rollup; tasks are not counted (a rollup cannot count them distinctly)."""
+    rows = prompt_version_sums(scope=scope, start=start, end=end).order_by(
+        "agent_id", "-first", "prompt_version"
     )
     return [
         PromptVersionRow(
