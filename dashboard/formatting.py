@@ -82,3 +82,33 @@ def number(value: Decimal | None) -> str:
         return "—"
     text = format(value.normalize(), ",f")
     return text
+
+
+# how a threshold rule's metric reads (finops.alerts.services.THRESHOLD_METRICS); the rest are counts
+_RATE_METRICS = {"cache_hit_rate"}
+_RATIO_METRICS = {"token_efficiency_index", "step_inflation_ratio"}
+
+
+def alert_figure(value: Decimal | None, *, kind: str, metric: str | None) -> str:
+    """An alert's value or threshold in its rule's unit: dollars, tokens, percentage points of hit rate
+    (cache_collapse: a drop), the share of an allowance used, a ratio; as stored when unknown."""
+    if value is None:
+        return "—"
+    if kind == "cache_collapse":
+        return f"{value * 100:.1f} points"
+    if kind == "allowance":
+        return percent(float(value), 0)
+    if kind in ("forecast", "anomaly") or (metric or "").endswith("usd"):
+        return usd(value)
+    if metric in _RATE_METRICS:
+        return percent(float(value))
+    if metric in _RATIO_METRICS:
+        return ratio(float(value))
+    if metric and value == value.to_integral_value():
+        return count(int(value))  # tokens, calls, tasks, steps
+    return number(value)
+
+
+def alert_figure_of(alert, value: Decimal | None) -> str:
+    """`value` (the alert's value or threshold) in the unit of the alert's rule."""
+    return alert_figure(value, kind=alert.rule.kind, metric=alert.rule.metric)

@@ -31,6 +31,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
+from dashboard.formatting import alert_figure_of
 from dashboard.tables import Column, Table, render_page
 from finops.accounts.models import Team
 from finops.accounts.selectors import memberships_of
@@ -207,7 +208,7 @@ def _finops_home(request, *, scope: Scope, teams: dict[int, Team]) -> dict:
             Column("Unpriced calls", "count"),
         ],
         rows=[
-            [teams[row.team_id].slug, row.provider, row.cost_usd, row.calls, row.unpriced_calls]
+            [teams[row.team_id].slug, row.provider, priced(row), row.calls, row.unpriced_calls]
             for row in sorted(spend, key=lambda row: (teams[row.team_id].slug, -row.cost_usd, row.provider))
         ],
         empty="No call this month yet.",
@@ -272,8 +273,8 @@ def _sre_home(request, *, scope: Scope, teams: dict[int, Team]) -> dict:
             Column("Team"),
             Column("Subject"),
             Column("State"),
-            Column("Value", "number"),
-            Column("Threshold", "number"),
+            Column("Value", "number", display=lambda value, alert: alert_figure_of(alert, value)),
+            Column("Threshold", "number", display=lambda value, alert: alert_figure_of(alert, value)),
             Column("Since (UTC)", "datetime"),
             Column("Acknowledged by"),
         ],
@@ -361,6 +362,12 @@ def _sre_home(request, *, scope: Scope, teams: dict[int, Team]) -> dict:
         "firing": sum(alert.state == "firing" for alert in open_alerts),
         "near_limit": sum(use.state != "ok" for use in uses),
     }
+
+
+def priced(row) -> Decimal | None:
+    """A row's spend, or None (shown "—", unknown) when every one of its calls is unpriced: unknown
+    prices are flagged, never $0 (SPEC.md)."""
+    return None if row.calls and row.unpriced_calls == row.calls else row.cost_usd
 
 
 def _agent_ids(runaway) -> set[int]:
@@ -478,8 +485,8 @@ def _ml_home(request, *, scope: Scope, teams: dict[int, Team]) -> dict:
             [
                 row.provider,
                 row.model,
-                row.cost_usd,
-                row.cost_usd / total if total else None,
+                priced(row),
+                None if priced(row) is None else row.cost_usd / total if total else None,
                 row.calls,
                 row.unpriced_calls,
                 row.tokens,

@@ -67,13 +67,15 @@ USAGE_COLUMNS = [
 
 
 def _usage_cells(totals: UsageTotals, whole: UsageTotals) -> list:
+    # no call priced: the cost is unknown ("—"), never $0.00 (SPEC: unknown prices are never zero)
+    unknown = totals.calls > 0 and totals.unpriced_calls == totals.calls
     return [
         totals.calls,
         _share(totals.calls, whole.calls),
         totals.tokens,
         _share(totals.tokens, whole.tokens),
-        totals.cost_usd,
-        _share(totals.cost_usd, whole.cost_usd),
+        None if unknown else totals.cost_usd,
+        None if unknown else _share(totals.cost_usd, whole.cost_usd),
         totals.unpriced_calls,
     ]
 

@@ -50,6 +50,9 @@ class Column:
     # "usd" columns naming the same group show one precision (formatting.usd_places over all their cells,
     # the totals row too), so the digits of a chart's table line up
     align: str = ""
+    # the page's text of a cell when its kind alone cannot say it (an alert's value: dollars, points,
+    # a share, by its rule): display(value, source); the file keeps the raw value
+    display: Callable[[Any, Any], str] | None = None
 
     def __post_init__(self):
         if self.kind not in FORMATS:
@@ -112,7 +115,9 @@ class Table:
     def _cells(self, row: list, source=None, *, aligned: dict[int, Decimal]) -> list[Cell]:
         return [
             Cell(
-                text=formatting.usd_at(value, aligned[position])
+                text=column.display(value, source)
+                if column.display and source is not None
+                else formatting.usd_at(value, aligned[position])
                 if position in aligned and (value is None or isinstance(value, Decimal))
                 else FORMATS[column.kind](value),
                 href=column.link(source) if column.link and source is not None else None,

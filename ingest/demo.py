@@ -26,14 +26,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 
 from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
 from finops.accounts.models import Membership, OrgRole, Team, TeamRole, User
-from finops.accounts.services import team_get_or_create
+from finops.accounts.services import team_budget_set, team_get_or_create
 from finops.alerts.evaluate import Summary as AlertsSummary
 from finops.alerts.evaluate import alerts_evaluate
 from finops.alerts.models import AlertRule, RuleKind, RuleOp
@@ -85,13 +85,22 @@ class DemoAccount:
         return f"{self.team_role} of team {self.team_slug}"
 
 
+# every team role of SPEC's table, so each role's pages can be tried as its person sees them: the
+# username is <team>-<role>, with tech-lead for tech_lead
+TEAM_ROLE_LOGINS: tuple[tuple[str, str], ...] = (
+    ("sre", TeamRole.SRE),
+    ("tech-lead", TeamRole.TECH_LEAD),
+    ("pm", TeamRole.PM),
+    ("ml", TeamRole.ML),
+    ("viewer", TeamRole.VIEWER),
+)
 DEMO_ACCOUNTS: tuple[DemoAccount, ...] = (
     DemoAccount("admin", "admin", org_role=OrgRole.ADMIN),
     DemoAccount("finops", "finops", org_role=OrgRole.FINOPS),
     *(
         DemoAccount(f"{slug}-{role_name}", f"{slug}-{role_name}", team_slug=slug, team_role=role)
         for slug in TEAMS
-        for role_name, role in (("sre", TeamRole.SRE), ("viewer", TeamRole.VIEWER))
+        for role_name, role in TEAM_ROLE_LOGINS
     ),
 )
 # (username, password, role description): what `finops up` prints after loading the demo
@@ -978,6 +987,7 @@ def demo_load(
         flush()
 
     demo_bill_write(story=story, agent_ids=[agent.pk for agent in agents.values()], result=result)
+    demo_budgets_ensure(story=story, teams=teams)
     totals = kpis_for_scope(
         scope=Scope(team_ids=frozenset(team.pk for team in teams.values())), start=story.start, end=story.end
     )
@@ -989,6 +999,32 @@ def demo_load(
     result.alerts = alerts_evaluate()
     result.seconds = time.monotonic() - clock
     return result
+
+
+# each team's monthly budget against its demo spend: the runaway's team is set to run over it
+BUDGET_OVER_FACTOR, BUDGET_FACTOR, BUDGET_STEP = Decimal("0.85"), Decimal("1.25"), Decimal(50)
+
+
+def demo_budgets_ensure(*, story: DemoStory, teams: dict[str, Team]) -> dict[str, Decimal]:
+    """Give each demo team without one a monthly budget (set as the demo's admin, so in the audit log):
+    its spend over the demo's days scaled to 30, times 1.25, in steps of $50; the runaway's team gets
+    0.85 of it, so the Forecast page and the finops home show one team heading over budget."""
+    admin = User.objects.get(username="admin")
+    budgets = {}
+    for slug, team in sorted(teams.items()):
+        if team.monthly_budget_usd is not None:
+            budgets[slug] = team.monthly_budget_usd
+            continue
+        spent = kpis_for_scope(scope=Scope(team_ids=frozenset({team.pk})), start=story.start, end=story.end)
+        days = Decimal((story.end - story.start).total_seconds()) / 86400
+        monthly = spent.cost_usd * 30 / days
+        factor = BUDGET_OVER_FACTOR if slug == story.runaway_team else BUDGET_FACTOR
+        budget = max(
+            BUDGET_STEP, (monthly * factor / BUDGET_STEP).to_integral_value(ROUND_CEILING) * BUDGET_STEP
+        )
+        team_budget_set(team=team, monthly_budget_usd=budget, principal=admin)
+        budgets[slug] = budget
+    return budgets
 
 
 @dataclass

@@ -13,6 +13,17 @@ register.filter("duration_text", formatting.duration_text)
 register.filter("number", formatting.number)
 
 
+@register.filter
+def alert_value(alert) -> str:
+    """An alert's value in its rule's unit (formatting.alert_figure)."""
+    return formatting.alert_figure_of(alert, alert.value)
+
+
+@register.filter
+def alert_threshold(alert) -> str:
+    return formatting.alert_figure_of(alert, alert.threshold)
+
+
 @register.simple_tag(takes_context=True)
 def export_query(context, table_name: str) -> str:
     """This page's query string asking for one of its tables as CSV (dashboard.tables.render_page)."""

@@ -150,7 +150,7 @@ def audit_count() -> int:
 def test_the_alerts_page_shows_what_the_role_sees_and_offers_what_it_may(world, role):
     html = page(world, role, "/alerts/")
     support = world["support"]
-    assert "task:support/run-42" in html and "7.125" in html  # firing, value vs threshold
+    assert "task:support/run-42" in html and "$7.12" in html  # firing, value in its rule's unit (USD)
     assert "task:support/run-7" in html  # resolved, below
     assert "HTTP 503 from support receiver" in html  # the failing channel's banner
     assert "support deploy" in html  # the silence
@@ -359,7 +359,7 @@ def test_one_alert_tells_its_story(world, role):
     firing = support["firing"]
     html = page(world, role, f"/alerts/{firing.pk}/")
     assert "support runaway" in html and "a running task past $5" in html
-    assert "7.125 vs threshold 5" in html
+    assert "$7.12 vs threshold $5.00" in html
     timeline = html[html.index('id="timeline"') :]
     started, fired, notified = (
         timeline.index("2026-11-02 10:00:00"),

@@ -211,6 +211,19 @@ def test_ml_home_shows_models_by_spend(recent):
     )
 
 
+def test_a_model_with_no_price_shows_no_spend_never_zero(recent):
+    """Every call of the unpriced model has no cost: its spend is unknown ("—"; empty in the CSV), not $0."""
+    client = client_for(member("ula", (recent.teams["support"], "ml")))
+    rows = {row["Model"]: row for row in rows_of(client.get("/home/", {"export": "models"}))}
+    since = recent.now.replace(hour=0, minute=0, second=0) - timedelta(days=29)
+    unpriced = len(recent.select(team="support", model=UNPRICED_MODEL, since=since))
+    assert unpriced > 0
+    assert (rows[UNPRICED_MODEL]["Spend"], rows[UNPRICED_MODEL]["Share of spend"]) == ("", "")
+    assert int(rows[UNPRICED_MODEL]["Unpriced calls"]) == int(rows[UNPRICED_MODEL]["Calls"]) == unpriced
+    assert Decimal(rows["m1"]["Spend"]) > 0
+    assert "$0.00" not in client.get("/home/").content.decode()
+
+
 def test_viewer_home_is_the_team_overview(recent):
     client = client_for(member("vic", (recent.teams["support"], "viewer")))
     answer = client.get("/home/")

@@ -7,7 +7,7 @@ so the other test modules never see it.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from io import StringIO
 
 import pytest
@@ -26,7 +26,7 @@ from finops.ledger.models import Agent, Call, DailyRollup, Task, TaskStatus
 from finops.ledger.tokens import INPUT_TOKEN_TYPES, TOKEN_TYPES
 from finops.pricing.services import call_price
 from ingest.connectors.models import StatementLine
-from ingest.demo import DEMO_LOGINS, DemoTask, demo_load, demo_story, demo_traffic
+from ingest.demo import DEMO_LOGINS, TEAM_ROLE_LOGINS, DemoTask, demo_load, demo_story, demo_traffic
 
 DAYS = 7
 SEED = 42
@@ -244,9 +244,11 @@ def test_demo_logins_exist_with_their_roles_and_can_log_in(demo, db, client):
     assert (admin.org_role, admin.is_staff, admin.is_superuser) == (OrgRole.ADMIN, True, True)
     finops = User.objects.get(username="finops")
     assert (finops.org_role, finops.is_staff, finops.is_superuser) == (OrgRole.FINOPS, True, False)
+    # every team role of SPEC's table has a login in every team
+    assert {role for _, role in TEAM_ROLE_LOGINS} == set(TeamRole.values)
     for slug in demo.teams:
-        for role in (TeamRole.SRE, TeamRole.VIEWER):
-            membership = Membership.objects.get(user__username=f"{slug}-{role}", team__slug=slug)
+        for role_name, role in TEAM_ROLE_LOGINS:
+            membership = Membership.objects.get(user__username=f"{slug}-{role_name}", team__slug=slug)
             assert membership.role == role
             assert not membership.user.is_staff
             assert Membership.objects.filter(user=membership.user).count() == 1
@@ -486,3 +488,18 @@ def test_the_prompt_change_has_fired_its_cache_collapse_alert(demo, db):
     drop = rates[story.prompt_version_before] - rates[story.prompt_version_after]
     assert drop > Decimal("0.2") and abs(alert.value - drop) < Decimal("1e-9")
     assert [alert.pk for alert in demo.alerts.fired] == [alert.pk]
+
+
+def test_each_team_has_a_monthly_budget_from_its_spend_and_the_runaways_team_a_tight_one(demo, db):
+    story = demo.story
+    days = Decimal((story.end - story.start).total_seconds()) / 86400
+    for team in Team.objects.all():
+        spent = sum(
+            (call.cost_usd for call in Call.objects.filter(team=team, timestamp__gte=story.start,
+                                                            timestamp__lt=story.end, cost_usd__isnull=False)),
+            Decimal(0),
+        )  # fmt: skip
+        factor = Decimal("0.85") if team.slug == story.runaway_team else Decimal("1.25")
+        expected = max(Decimal(50), (spent * 30 / days * factor / 50).to_integral_value(ROUND_CEILING) * 50)
+        assert team.monthly_budget_usd == expected, team.slug
+    assert AuditEntry.objects.filter(object_type="team", action="update").count() == Team.objects.count()
