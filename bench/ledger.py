@@ -81,10 +81,10 @@ ROLLUPS_SQL = [
     FROM ledger_call GROUP BY 1, 2, 3""",
     """INSERT INTO ledger_promptversiondailyrollup (day, team_id, agent_id, prompt_version, first_call_at,
         last_call_at, calls, cache_read, input_tokens, cost_usd, unpriced_calls, calls_in_tasks,
-        cost_in_tasks_usd)
+        unpriced_calls_in_tasks, cost_in_tasks_usd)
     SELECT (timestamp AT TIME ZONE 'UTC')::date, team_id, agent_id, prompt_version, min(timestamp),
         max(timestamp), count(*), sum(cache_read), sum(uncached_input + cache_read + cache_write_5m + cache_write_1h),
-        sum(cost_usd), 0, count(*), sum(cost_usd)
+        sum(cost_usd), 0, count(*), 0, sum(cost_usd)
     FROM ledger_call GROUP BY 1, 2, 3, 4""",
     # tasks: an outcome for each, but those whose last call is in the last 10 minutes: still running
     f"""INSERT INTO ledger_task (team_id, task_id, agent_id, status, started_at, ended_at, task_type, tags,

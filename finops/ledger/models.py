@@ -278,6 +278,7 @@ class PromptVersionDailyRollup(models.Model):
     cost_usd = models.DecimalField(**MONEY, default=Decimal(0), help_text="of the priced calls")
     unpriced_calls = models.BigIntegerField(default=0)
     calls_in_tasks = models.BigIntegerField(default=0)
+    unpriced_calls_in_tasks = models.BigIntegerField(default=0)
     cost_in_tasks_usd = models.DecimalField(**MONEY, default=Decimal(0), help_text="priced calls in tasks")
 
     objects = TeamOwnedQuerySet.as_manager()

@@ -80,10 +80,11 @@ def rollup_ctes(*, rows: str) -> str:
 ), prompt_version_days AS (
     INSERT INTO ledger_promptversiondailyrollup (day, team_id, agent_id, prompt_version, first_call_at,
         last_call_at, calls, cache_read, input_tokens, cost_usd, unpriced_calls, calls_in_tasks,
-        cost_in_tasks_usd)
+        unpriced_calls_in_tasks, cost_in_tasks_usd)
     SELECT (ts AT TIME ZONE 'UTC')::date, team_id, agent_id, prompt_version, min(ts), max(ts), count(*),
         sum(cache_read), sum({_input}), coalesce(sum(cost_pico), 0) * {_PICO},
         count(*) FILTER (WHERE cost_pico IS NULL), count(*) FILTER (WHERE task_id IS NOT NULL),
+        count(*) FILTER (WHERE task_id IS NOT NULL AND cost_pico IS NULL),
         coalesce(sum(cost_pico) FILTER (WHERE task_id IS NOT NULL), 0) * {_PICO}
     FROM {rows} WHERE prompt_version IS NOT NULL GROUP BY 1, 2, 3, 4 ORDER BY 1, 3, 4
     ON CONFLICT (day, agent_id, prompt_version) DO UPDATE SET
@@ -95,6 +96,8 @@ def rollup_ctes(*, rows: str) -> str:
         cost_usd = ledger_promptversiondailyrollup.cost_usd + EXCLUDED.cost_usd,
         unpriced_calls = ledger_promptversiondailyrollup.unpriced_calls + EXCLUDED.unpriced_calls,
         calls_in_tasks = ledger_promptversiondailyrollup.calls_in_tasks + EXCLUDED.calls_in_tasks,
+        unpriced_calls_in_tasks = ledger_promptversiondailyrollup.unpriced_calls_in_tasks
+            + EXCLUDED.unpriced_calls_in_tasks,
         cost_in_tasks_usd = ledger_promptversiondailyrollup.cost_in_tasks_usd + EXCLUDED.cost_in_tasks_usd
 ), """
 
@@ -125,13 +128,15 @@ def recent_rollup_reprice(*, cursor, deltas: dict[tuple, list]) -> None:
 
 def prompt_version_days_reprice(*, cursor, deltas: dict[tuple, list]) -> None:
     """Move repriced calls' cost into the per-day prompt-version rollup: `deltas` maps (day, agent_id,
-    prompt_version) to [cost added, calls that became priced, cost added in tasks]."""
-    for (day, agent_id, prompt_version), (cost, count, cost_in_tasks) in deltas.items():
+    prompt_version) to [cost added, calls that became priced, cost added in tasks, calls in tasks that
+    became priced]."""
+    for (day, agent_id, prompt_version), (cost, count, cost_in_tasks, count_in_tasks) in deltas.items():
         cursor.execute(
             f"UPDATE {PromptVersionDailyRollup._meta.db_table} SET cost_usd = cost_usd + %s, "
-            "unpriced_calls = unpriced_calls - %s, cost_in_tasks_usd = cost_in_tasks_usd + %s "
+            "unpriced_calls = unpriced_calls - %s, cost_in_tasks_usd = cost_in_tasks_usd + %s, "
+            "unpriced_calls_in_tasks = unpriced_calls_in_tasks - %s "
             "WHERE day = %s AND agent_id = %s AND prompt_version = %s",
-            [cost, count, cost_in_tasks, day, agent_id, prompt_version],
+            [cost, count, cost_in_tasks, count_in_tasks, day, agent_id, prompt_version],
         )
 
 

@@ -169,12 +169,13 @@ def calls_reprice(*, price_book, provider: str, model: str, batch_size: int = 50
                     recent_delta[1] += 1
                 if prompt_version is not None:
                     version_delta = version_deltas.setdefault(
-                        (key[0], agent_id, prompt_version), [Decimal(0), 0, Decimal(0)]
+                        (key[0], agent_id, prompt_version), [Decimal(0), 0, Decimal(0), 0]
                     )
                     version_delta[0] += result.total_usd
                     version_delta[1] += 1
                     if task_id is not None:
                         version_delta[2] += result.total_usd
+                        version_delta[3] += 1
                 if task_id is not None:
                     task_delta = task_deltas.setdefault((team_id, task_id), [Decimal(0), 0])
                     task_delta[0] += result.total_usd

@@ -72,6 +72,7 @@ def stored() -> dict:
             row.unpriced_calls,
             row.calls_in_tasks,
             row.cost_in_tasks_usd,
+            row.unpriced_calls_in_tasks,
         )
         for row in PromptVersionDailyRollup.objects.select_related("team", "agent")
     }
@@ -94,15 +95,16 @@ def brute_force() -> dict:
             sum(call.cost_usd is None for call in calls),
             sum(call.task_id is not None for call in calls),
             sum((call.cost_usd for call in calls if call.cost_usd is not None and call.task_id), Decimal(0)),
+            sum(call.cost_usd is None and call.task_id is not None for call in calls),
         )
         for key, calls in groups.items()
     }
 
 
 def event_costs(events: list[dict], *, cost=reference_cost) -> dict:
-    """(day, team, agent, version) → [priced cost, unpriced calls, cost in tasks] from the events sent,
-    each (team, event_id) once: the published prices, not the stored calls."""
-    seen, totals = set(), defaultdict(lambda: [Decimal(0), 0, Decimal(0)])
+    """(day, team, agent, version) → [priced cost, unpriced calls, cost in tasks, unpriced calls in
+    tasks] from the events sent, each (team, event_id) once: the published prices, not the stored calls."""
+    seen, totals = set(), defaultdict(lambda: [Decimal(0), 0, Decimal(0), 0])
     for event in events:
         if (event["team"], event["event_id"]) in seen or "prompt_version" not in event:
             continue
@@ -112,6 +114,7 @@ def event_costs(events: list[dict], *, cost=reference_cost) -> dict:
         price = cost(event)
         if price is None:
             total[1] += 1
+            total[3] += bool(event.get("task_id"))
             continue
         total[0] += price
         if event.get("task_id"):
@@ -120,7 +123,7 @@ def event_costs(events: list[dict], *, cost=reference_cost) -> dict:
 
 
 def costs_of(rows: dict) -> dict:
-    return {key: [value[5], value[6], value[8]] for key, value in rows.items()}
+    return {key: [value[5], value[6], value[8], value[9]] for key, value in rows.items()}
 
 
 @pytest.mark.django_db
