@@ -410,10 +410,10 @@ def _tech_lead_home(request, *, scope: Scope, teams: dict[int, Team]) -> dict:
                 version.last_call_at,
                 version.calls,
                 version.cache_hit_rate,
-                version.cost_usd,
+                priced(version),
                 version.cost_per_call_usd,
                 version.calls_in_tasks,
-                version.cost_in_tasks_usd,
+                version.known_cost_in_tasks_usd,
                 version.unpriced_calls,
             ]
             for version in versions

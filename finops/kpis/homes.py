@@ -181,6 +181,7 @@ class PromptVersionRow:
     cost_usd: Decimal
     unpriced_calls: int
     calls_in_tasks: int
+    unpriced_calls_in_tasks: int
     cost_in_tasks_usd: Decimal
 
     @property
@@ -192,6 +193,12 @@ class PromptVersionRow:
         """Priced spend over the priced calls (None without one: an unknown price is never $0)."""
         priced = self.calls - self.unpriced_calls
         return self.cost_usd / priced if priced else None
+
+    @property
+    def known_cost_in_tasks_usd(self) -> Decimal | None:
+        """The priced spend in tasks, None (unknown, never $0) when every call in tasks is unpriced."""
+        unknown = self.calls_in_tasks and self.unpriced_calls_in_tasks == self.calls_in_tasks
+        return None if unknown else self.cost_in_tasks_usd
 
 
 def prompt_version_sums(*, scope: Scope, start: date, end: date):
@@ -209,6 +216,7 @@ def prompt_version_sums(*, scope: Scope, start: date, end: date):
             total_cost=Sum("cost_usd"),
             total_unpriced=Sum("unpriced_calls"),
             total_in_tasks=Sum("calls_in_tasks"),
+            total_unpriced_in_tasks=Sum("unpriced_calls_in_tasks"),
             total_cost_in_tasks=Sum("cost_in_tasks_usd"),
         )
         .order_by()
@@ -234,6 +242,7 @@ def prompt_versions_report(*, scope: Scope, start: date, end: date) -> list[Prom
             row["total_cost"],
             row["total_unpriced"],
             row["total_in_tasks"],
+            row["total_unpriced_in_tasks"],
             row["total_cost_in_tasks"],
         )
         for row in rows

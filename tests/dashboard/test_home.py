@@ -111,7 +111,8 @@ def test_sre_home_shows_allowances_alerts_runaway_tasks_and_unpriced_calls(recen
 
 def test_tech_lead_home_shows_each_prompt_version_over_the_last_30_utc_days(recent):
     # the window is the last 30 UTC days, today included: a v1 call just inside its first midnight (in
-    # no task) counts, one just before it does not; an unpriced w1 call is counted, never priced at $0
+    # no task) counts, one just before it does not; an unpriced w1 call is counted, never priced at $0,
+    # and w0, whose one call (in a task) is unpriced, has an unknown cost, not $0
     first_day = datetime.combine(recent.now.astimezone(UTC).date() - timedelta(days=29), time(0), UTC)
     more = len(recent.events)
     recent.add(
@@ -144,7 +145,18 @@ def test_tech_lead_home_shows_each_prompt_version_over_the_last_30_utc_days(rece
         uncached_input=3_000,
         output=100,
     )
-    assert events_ingest(raw_events=recent.events[more:], principal=None, source="test").accepted == 3
+    recent.add(
+        "w0-unpriced",
+        ago=timedelta(seconds=90),
+        team="support",
+        agent="writer",
+        model=UNPRICED_MODEL,
+        task_id="run-0",
+        version="w0",
+        uncached_input=2_000,
+        cache_read=8_000,
+    )
+    assert events_ingest(raw_events=recent.events[more:], principal=None, source="test").accepted == 4
     client = client_for(member("tess", (recent.teams["support"], "tech_lead")))
     with CaptureQueriesContext(connection) as queries:
         page = client.get("/home/")
@@ -154,8 +166,13 @@ def test_tech_lead_home_shows_each_prompt_version_over_the_last_30_utc_days(rece
     assert [(row["Agent"], row["Prompt version"]) for row in rows] == [
         ("triage", "v2"),
         ("triage", "v1"),
+        ("writer", "w0"),
         ("writer", "w1"),
     ]
+
+    def money(text: str) -> Decimal | None:
+        return None if text == "" else Decimal(text)
+
     for row in rows:
         events = recent.select(prompt_version=row["Prompt version"], since=first_day)
         inputs = sum(
@@ -166,19 +183,26 @@ def test_tech_lead_home_shows_each_prompt_version_over_the_last_30_utc_days(rece
         cache_read = sum(event["usage"].get("cache_read", 0) for event in events)
         priced = [recent.cost(event) for event in events if recent.cost(event) is not None]
         in_tasks = [event for event in events if event["task_id"]]
+        priced_in_tasks = [recent.cost(event) for event in in_tasks if recent.cost(event) is not None]
         assert int(row["Calls"]) == len(events)
         moments = [recent.moment(event) for event in events]
         assert datetime.fromisoformat(row["First call (UTC)"]) == min(moments)
         assert datetime.fromisoformat(row["Last call (UTC)"]) == max(moments)
         assert float(row["Cache hit rate"]) == pytest.approx(cache_read / inputs)
-        assert Decimal(row["Cost"]) == sum(priced)
-        assert Decimal(row["$ per call"]) == sum(priced) / len(priced)
+        assert money(row["Cost"]) == (sum(priced) if priced else None)
+        assert money(row["$ per call"]) == (sum(priced) / len(priced) if priced else None)
         assert int(row["Calls in tasks"]) == len(in_tasks)
-        assert Decimal(row["Cost in tasks"]) == sum(recent.cost(event) or 0 for event in in_tasks)
+        assert money(row["Cost in tasks"]) == (
+            sum(priced_in_tasks) if priced_in_tasks or not in_tasks else None
+        )
         assert int(row["Unpriced calls"]) == len(events) - len(priced)
     by_version = {row["Prompt version"]: row for row in rows}
     assert int(by_version["v1"]["Calls"]) == 3 and int(by_version["v1"]["Calls in tasks"]) == 2
-    assert int(by_version["w1"]["Unpriced calls"]) == 1
+    assert int(by_version["w1"]["Unpriced calls"]) == 1 and by_version["w1"]["Cost"] != ""
+    assert (
+        by_version["w0"]["Cost"] == by_version["w0"]["Cost in tasks"] == by_version["w0"]["$ per call"] == ""
+    )
+    assert int(by_version["w0"]["Calls in tasks"]) == 1
 
 
 def test_pm_home_shows_agents_against_their_cost_slo(recent):
