@@ -4,7 +4,7 @@ The calls by generate_series (50 agents in 5 teams, tasks of 12 steps with a gro
 context, a new prompt version per agent every quarter and one that collapses the cache, a few tasks
 still running), priced at claude-sonnet-4-5's list rates in SQL; then the daily rollups, the minute
 rollup (the calls past finops.ledger.rollups.recent_cutoff, as the writer keeps it), the prompt-version
-rollup and the task aggregates grouped from those calls, as the writer would have written them (its
+rollups (all-time and per day) and the task aggregates grouped from those calls, as the writer would have written them (its
 idempotency keys are left out: no reader here needs them). The per-day task rollups are filled by
 ledger_task's triggers as the tasks go in, as they are for every writer.
 """
@@ -79,6 +79,13 @@ ROLLUPS_SQL = [
     SELECT team_id, agent_id, prompt_version, min(timestamp), max(timestamp), count(*), sum(cache_read),
         sum(uncached_input + cache_read + cache_write_5m + cache_write_1h)
     FROM ledger_call GROUP BY 1, 2, 3""",
+    """INSERT INTO ledger_promptversiondailyrollup (day, team_id, agent_id, prompt_version, first_call_at,
+        last_call_at, calls, cache_read, input_tokens, cost_usd, unpriced_calls, calls_in_tasks,
+        unpriced_calls_in_tasks, cost_in_tasks_usd)
+    SELECT (timestamp AT TIME ZONE 'UTC')::date, team_id, agent_id, prompt_version, min(timestamp),
+        max(timestamp), count(*), sum(cache_read), sum(uncached_input + cache_read + cache_write_5m + cache_write_1h),
+        sum(cost_usd), 0, count(*), 0, sum(cost_usd)
+    FROM ledger_call GROUP BY 1, 2, 3, 4""",
     # tasks: an outcome for each, but those whose last call is in the last 10 minutes: still running
     f"""INSERT INTO ledger_task (team_id, task_id, agent_id, status, started_at, ended_at, task_type, tags,
         steps, cost_usd, unpriced_calls, first_call_at, last_call_at, ideal_steps, {_cols})

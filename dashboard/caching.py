@@ -26,7 +26,7 @@ def _version_marks(report: CacheReport) -> tuple[list[dict], list[dict]]:
     """A dotted vertical line and a label at each prompt version's first call in the window."""
     shapes, annotations = [], []
     for position, version in enumerate(report.changes):
-        moment = version.first_call_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")  # plotly reads no offset
+        moment = version.introduced_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")  # plotly reads no offset
         shapes.append(
             {
                 "type": "line",
@@ -205,18 +205,18 @@ def versions_chart(report: CacheReport, *, target: float) -> figures.Chart:
     )
     table = Table(
         name="prompt-versions",
-        caption="Prompt versions called in the window: hit rate over all of each version's calls (any "
-        "date), against the agent's version before it",
+        caption="Prompt versions called in the window: calls and hit rate over the window's calls, against "
+        "the agent's version before it (its hit rate over all of its calls, any date)",
         columns=[
             Column("Team"),
             Column("Agent", link=lambda version: reverse("dashboard:agent", args=[version.agent_id])),
             Column("Prompt version"),
-            Column("First call (UTC)", "datetime"),
-            Column("Last call (UTC)", "datetime"),
+            Column("First call in window (UTC)", "datetime"),
+            Column("Last call in window (UTC)", "datetime"),
             Column("Calls", "count"),
             Column("Cache hit rate", "percent"),
             Column("Version before"),
-            Column("Its hit rate", "percent"),
+            Column("Its hit rate (all its calls)", "percent"),
             Column("Change (points)", "number"),
         ],
         rows=[

@@ -6,7 +6,8 @@ bookmarks and links to it keep working.
   alert's) against each team's monthly budget, by team and by provider, linking to the Forecast page;
   bills are not reconciled in finops yet, and the page says so.
 - sre: allowances near or over their limit, open alerts, runaway tasks, unpriced calls.
-- tech_lead: prompt versions per agent: calls, cache hit rate and $ per task.
+- tech_lead: prompt versions per agent: calls, cache hit rate, $ per call and the cost of the calls in
+  tasks (from the per-day prompt-version rollup: tasks cannot be counted distinctly from days).
 - pm: agents against their cost SLO ($ per successful task).
 - ml: models by spend (the Models page, where it exists, has the rest).
 - viewer: the team Overview (a redirect: it is the viewer's question).
@@ -375,7 +376,7 @@ def _agent_ids(runaway) -> set[int]:
 
 def _tech_lead_home(request, *, scope: Scope, teams: dict[int, Team]) -> dict:
     start, end = _window(RECENT_DAYS)
-    versions = homes.prompt_versions_report(scope=scope, start=_midnight(start), end=_midnight(end))
+    versions = homes.prompt_versions_report(scope=scope, start=start, end=end)
     agents = {
         agent.pk: agent
         for agent in Agent.objects.restrict(request.user)
@@ -384,7 +385,8 @@ def _tech_lead_home(request, *, scope: Scope, teams: dict[int, Team]) -> dict:
     }
     table = Table(
         name="prompt-versions",
-        caption=f"Prompt versions called in the last {RECENT_DAYS} days, newest first per agent",
+        caption=f"Prompt versions called in the last {RECENT_DAYS} UTC days (today included), newest first "
+        "per agent; $ per call over the priced calls",
         columns=[
             Column("Agent", link=lambda version: reverse("dashboard:agent", args=[version.agent_id])),
             Column("Team"),
@@ -393,8 +395,10 @@ def _tech_lead_home(request, *, scope: Scope, teams: dict[int, Team]) -> dict:
             Column("Last call (UTC)", "datetime"),
             Column("Calls", "count"),
             Column("Cache hit rate", "percent"),
-            Column("Tasks", "count"),
-            Column("$ per task", "usd"),
+            Column("Cost", "usd"),
+            Column("$ per call", "usd"),
+            Column("Calls in tasks", "count"),
+            Column("Cost in tasks", "usd"),
             Column("Unpriced calls", "count"),
         ],
         rows=[
@@ -406,8 +410,10 @@ def _tech_lead_home(request, *, scope: Scope, teams: dict[int, Team]) -> dict:
                 version.last_call_at,
                 version.calls,
                 version.cache_hit_rate,
-                version.tasks,
-                version.cost_per_task_usd,
+                priced(version),
+                version.cost_per_call_usd,
+                version.calls_in_tasks,
+                version.known_cost_in_tasks_usd,
                 version.unpriced_calls,
             ]
             for version in versions

@@ -2,7 +2,8 @@
 when each agent's prompt version changed, cache writes against reads, and the dollars lost to misses.
 
 Read from the rollups only: the daily rollups (per UTC day x team x agent x provider x model, with the
-spend per token type) and the prompt-version rollup (per agent x version, over all of its calls).
+spend per token type), the per-day prompt-version rollup (a version's figures over the window) and the
+all-time one (per agent x version: which version came before which).
 
 **Miss cost** (the "dollars lost to misses"): for each day and model, what the uncached input cost
 above what the same tokens would have cost read from the cache:
@@ -26,6 +27,7 @@ from functools import lru_cache
 from django.db.models import Sum
 from django.db.models.functions import Coalesce
 
+from finops.kpis.homes import prompt_version_sums
 from finops.kpis.selectors import Scope, scoped
 from finops.kpis.series import days_in_window
 from finops.ledger.models import DailyRollup, PromptVersionRollup
@@ -79,9 +81,10 @@ class PromptVersion:
     agent: str
     agent_id: int
     prompt_version: str
-    first_call_at: datetime
-    last_call_at: datetime
-    calls: int
+    introduced_at: datetime  # its first call ever
+    first_call_at: datetime  # in the window
+    last_call_at: datetime  # in the window
+    calls: int  # the window's, as the two token sums
     cache_read: int
     input_tokens: int
     previous: str | None  # the agent's version before this one (by first call), if any
@@ -169,38 +172,45 @@ def cache_report(*, scope: Scope, start: date, end: date) -> CacheReport:
         changes=[
             version
             for version in versions
-            if version.previous is not None and version.first_call_at >= window_start
+            if version.previous is not None and version.introduced_at >= window_start
         ],
         models_without_rates=sorted(without_rates),
     )
 
 
 def prompt_versions(*, scope: Scope, start: date, end: date) -> list[PromptVersion]:
-    """The prompt versions called during [start, end) (first call before its end, last call on or after
-    its start), each with its hit rate over *all* its calls (the rollup keeps no days) and the agent's
-    version before it. One query: an agent has a few versions, so all of them are read."""
-    window_start = datetime.combine(start, time(0), tzinfo=UTC)
-    window_end = datetime.combine(end, time(0), tzinfo=UTC)
-    rows = scoped(PromptVersionRollup.objects.all(), scope).select_related("team", "agent")
+    """The prompt versions called on the UTC days [start, end), each with its calls, first and last call
+    and hit rate over the window (the per-day prompt-version rollup), and the agent's version before it
+    (by first call ever) with that version's hit rate over all of its calls (it may not have been
+    called in the window at all; the all-time prompt-version rollup). Two queries."""
+    windowed = prompt_version_sums(scope=scope, start=start, end=end)
+    in_window = {(row["agent_id"], row["prompt_version"]): row for row in windowed}
+    if not in_window:
+        return []
+    history = scoped(
+        PromptVersionRollup.objects.filter(agent_id__in={agent_id for agent_id, _ in in_window}), scope
+    ).select_related("team", "agent")
     by_agent: dict[int, list[PromptVersionRollup]] = {}
-    for row in sorted(rows, key=lambda item: (item.first_call_at, item.prompt_version)):
+    for row in sorted(history, key=lambda item: (item.first_call_at, item.prompt_version)):
         by_agent.setdefault(row.agent_id, []).append(row)
     versions = []
-    for history in by_agent.values():
+    for rows in by_agent.values():
         previous = None
-        for row in history:
-            if row.first_call_at < window_end and row.last_call_at >= window_start:
+        for row in rows:
+            window = in_window.get((row.agent_id, row.prompt_version))
+            if window is not None:
                 versions.append(
                     PromptVersion(
                         team=row.team.slug,
                         agent=row.agent.name,
                         agent_id=row.agent_id,
                         prompt_version=row.prompt_version,
-                        first_call_at=row.first_call_at,
-                        last_call_at=row.last_call_at,
-                        calls=row.calls,
-                        cache_read=row.cache_read,
-                        input_tokens=row.input_tokens,
+                        introduced_at=row.first_call_at,
+                        first_call_at=window["first"],
+                        last_call_at=window["last"],
+                        calls=window["total_calls"],
+                        cache_read=window["total_cache_read"],
+                        input_tokens=window["total_input"],
                         previous=None if previous is None else previous.prompt_version,
                         previous_hit_rate=None
                         if previous is None or not previous.input_tokens

@@ -1,5 +1,5 @@
 """Reads behind the role homes (issue 9, "Home per role"): each a grouped read of the daily rollups or
-the per-task aggregates (never a scan of the calls, but for prompt versions, see below), over a scope
+the per-task aggregates (never a scan of the calls), over a scope
 already restricted to the principal's teams (finops.kpis.series.scope_for_principal, the Home view).
 
 The formulas are the KPI selectors' own: $/successful task is `_cost_per_successful_task` over the
@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
-from django.db.models import Count, Max, Min, Q, Sum
+from django.db.models import Max, Min, Sum
 from django.db.models.functions import Coalesce
 
 from finops.kpis.selectors import Scope, _cost_per_successful_task, scoped, task_sums, tasks_ended
-from finops.ledger.models import Agent, Call, DailyRollup
-from finops.ledger.tokens import INPUT_TOKEN_TYPES, TOKEN_TYPES
+from finops.ledger.models import Agent, DailyRollup, PromptVersionDailyRollup
+from finops.ledger.tokens import TOKEN_TYPES
 
 
 def _rollups(*, scope: Scope, start: date, end: date):
@@ -179,41 +179,56 @@ class PromptVersionRow:
     cache_read: int
     input_tokens: int
     cost_usd: Decimal
-    tasks: int
     unpriced_calls: int
+    calls_in_tasks: int
+    unpriced_calls_in_tasks: int
+    cost_in_tasks_usd: Decimal
 
     @property
     def cache_hit_rate(self) -> float | None:
         return self.cache_read / self.input_tokens if self.input_tokens else None
 
     @property
-    def cost_per_task_usd(self) -> Decimal | None:
-        """The version's priced spend in tasks over the tasks it served (None without one)."""
-        return self.cost_usd / self.tasks if self.tasks else None
+    def cost_per_call_usd(self) -> Decimal | None:
+        """Priced spend over the priced calls (None without one: an unknown price is never $0)."""
+        priced = self.calls - self.unpriced_calls
+        return self.cost_usd / priced if priced else None
+
+    @property
+    def known_cost_in_tasks_usd(self) -> Decimal | None:
+        """The priced spend in tasks, None (unknown, never $0) when every call in tasks is unpriced."""
+        unknown = self.calls_in_tasks and self.unpriced_calls_in_tasks == self.calls_in_tasks
+        return None if unknown else self.cost_in_tasks_usd
 
 
-def prompt_versions_report(*, scope: Scope, start: datetime, end: datetime) -> list[PromptVersionRow]:
-    """Per agent and prompt version, over its calls in [start, end): calls, cache hit rate and $ per
-    task (the calls' priced cost in tasks over the distinct tasks they belong to; a task that ran on
-    two versions counts in each). The per-version rollup (PromptVersionRollup) carries neither cost
-    nor tasks, so this groups the window's calls, filtered by team and time like every calls read."""
-    input_tokens = sum((Sum(token_type) for token_type in INPUT_TOKEN_TYPES[1:]), Sum(INPUT_TOKEN_TYPES[0]))
-    rows = (
-        scoped(
-            Call.objects.filter(timestamp__gte=start, timestamp__lt=end, prompt_version__isnull=False), scope
-        )
+def prompt_version_sums(*, scope: Scope, start: date, end: date):
+    """Per agent and prompt version called on the UTC days [start, end): its first and last call there
+    and the sums of the per-day prompt-version rollup (values, unordered: one grouped read)."""
+    return (
+        scoped(PromptVersionDailyRollup.objects.filter(day__gte=start, day__lt=end), scope)
         .values("agent_id", "prompt_version")
         .annotate(
-            first=Min("timestamp"),
-            last=Max("timestamp"),
-            total_calls=Count("id"),
-            total_cache_read=Coalesce(Sum("cache_read"), 0),
-            total_input=Coalesce(input_tokens, 0),
-            task_cost=Coalesce(Sum("cost_usd", filter=Q(task_id__isnull=False)), Decimal(0)),
-            total_tasks=Count("task_id", distinct=True),
-            total_unpriced=Count("id", filter=Q(cost_usd__isnull=True)),
+            first=Min("first_call_at"),
+            last=Max("last_call_at"),
+            total_calls=Sum("calls"),
+            total_cache_read=Sum("cache_read"),
+            total_input=Sum("input_tokens"),
+            total_cost=Sum("cost_usd"),
+            total_unpriced=Sum("unpriced_calls"),
+            total_in_tasks=Sum("calls_in_tasks"),
+            total_unpriced_in_tasks=Sum("unpriced_calls_in_tasks"),
+            total_cost_in_tasks=Sum("cost_in_tasks_usd"),
         )
-        .order_by("agent_id", "-first", "prompt_version")
+        .order_by()
+    )
+
+
+def prompt_versions_report(*, scope: Scope, start: date, end: date) -> list[PromptVersionRow]:
+    """Per agent and prompt version, over its calls on the UTC days [start, end): calls, cache hit
+    rate, priced cost ($ per priced call) and the calls in tasks with their cost. One grouped read of
+    the per-day prompt-version rollup; tasks are not counted (a rollup cannot count them distinctly)."""
+    rows = prompt_version_sums(scope=scope, start=start, end=end).order_by(
+        "agent_id", "-first", "prompt_version"
     )
     return [
         PromptVersionRow(
@@ -224,9 +239,11 @@ def prompt_versions_report(*, scope: Scope, start: datetime, end: datetime) -> l
             row["total_calls"],
             row["total_cache_read"],
             row["total_input"],
-            row["task_cost"],
-            row["total_tasks"],
+            row["total_cost"],
             row["total_unpriced"],
+            row["total_in_tasks"],
+            row["total_unpriced_in_tasks"],
+            row["total_cost_in_tasks"],
         )
         for row in rows
     ]

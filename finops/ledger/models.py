@@ -252,6 +252,46 @@ class PromptVersionRollup(models.Model):
         indexes = [models.Index(fields=["team", "agent"], name="prompt_version_team_idx")]
 
 
+class PromptVersionDailyRollup(models.Model):
+    """Per UTC day x agent x prompt version: what the tech lead's home and the Caching page show of a
+    version over a window (calls, cache hit rate's terms, priced cost, the calls in tasks and their
+    cost), read for the window's whole UTC days instead of the calls. Kept by the writer with the calls
+    (finops/ledger/rollups.py) and by the repricing of unpriced calls (finops/ledger/services.py).
+
+    Tasks are not counted: a task's calls spread over days and versions, so distinct tasks cannot be
+    summed from days; the pages show $ per call and the cost of the calls in tasks instead."""
+
+    day = models.DateField()
+    # no database foreign keys: checked per inserted row, they cost the writer; the ids are its own
+    team = models.ForeignKey(
+        Team, on_delete=models.CASCADE, related_name="+", db_constraint=False, db_index=False
+    )
+    agent = models.ForeignKey(
+        Agent, on_delete=models.CASCADE, related_name="+", db_constraint=False, db_index=False
+    )
+    prompt_version = models.CharField(max_length=128, db_collation="C")
+    first_call_at = models.DateTimeField(help_text="the day's first call of the version")
+    last_call_at = models.DateTimeField(help_text="the day's last call of the version")
+    calls = models.BigIntegerField(default=0)
+    cache_read = models.BigIntegerField(default=0)
+    input_tokens = models.BigIntegerField(default=0, help_text="the four input token types")
+    cost_usd = models.DecimalField(**MONEY, default=Decimal(0), help_text="of the priced calls")
+    unpriced_calls = models.BigIntegerField(default=0)
+    calls_in_tasks = models.BigIntegerField(default=0)
+    unpriced_calls_in_tasks = models.BigIntegerField(default=0)
+    cost_in_tasks_usd = models.DecimalField(**MONEY, default=Decimal(0), help_text="priced calls in tasks")
+
+    objects = TeamOwnedQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "agent", "prompt_version"], name="prompt_version_day_unique"
+            )
+        ]
+        indexes = [models.Index(fields=["team", "day"], name="prompt_version_day_team_idx")]
+
+
 class TaskDailyRollup(models.Model):
     """Per UTC day a task ended x team x agent: the sums the task KPIs take over the tasks that ended
     (an outcome and an end), so a window's whole days are read from here and only its ragged edges from

@@ -13,7 +13,8 @@ retention and their purge. The SQL is owned here, beside the models it writes.
 The cutoff never moves back as time passes, so a call past the cutoff now was past it when it was
 written, hence counted: whatever is read past the cutoff is complete. `PromptVersionRollup` takes every
 call with a prompt version (one small row per version, any age): a version's first call decides which
-version is the newest, whatever order the calls were imported in.
+version is the newest, whatever order the calls were imported in. `PromptVersionDailyRollup` takes the
+same calls per UTC day, with their cost: what the pages read of a version over a window.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from finops.guardrails.windows import window_bounds
-from finops.ledger.models import RecentRollup
+from finops.ledger.models import PromptVersionDailyRollup, RecentRollup
 from finops.ledger.tokens import INPUT_TOKEN_TYPES, TOKEN_TYPES
 
 RECENT_DAYS = 8
@@ -51,7 +52,8 @@ def recent_cutoff(*, now: datetime | None = None) -> datetime:
 
 def rollup_ctes(*, rows: str) -> str:
     """CTEs (each followed by a comma) that add the new rows to the recent (minute) rollup, those past
-    the cutoff parameter only, and to the prompt-version rollup. One parameter: rollup_params()."""
+    the cutoff parameter only, and to the prompt-version rollups (all-time and per day). One parameter:
+    rollup_params()."""
     return f"""recent_rollups AS (
     INSERT INTO ledger_recentrollup (minute, team_id, agent_id, calls, unpriced_calls, calls_not_in_task,
         cost_usd, {_tokens})
@@ -75,6 +77,28 @@ def rollup_ctes(*, rows: str) -> str:
         calls = ledger_promptversionrollup.calls + EXCLUDED.calls,
         cache_read = ledger_promptversionrollup.cache_read + EXCLUDED.cache_read,
         input_tokens = ledger_promptversionrollup.input_tokens + EXCLUDED.input_tokens
+), prompt_version_days AS (
+    INSERT INTO ledger_promptversiondailyrollup (day, team_id, agent_id, prompt_version, first_call_at,
+        last_call_at, calls, cache_read, input_tokens, cost_usd, unpriced_calls, calls_in_tasks,
+        unpriced_calls_in_tasks, cost_in_tasks_usd)
+    SELECT (ts AT TIME ZONE 'UTC')::date, team_id, agent_id, prompt_version, min(ts), max(ts), count(*),
+        sum(cache_read), sum({_input}), coalesce(sum(cost_pico), 0) * {_PICO},
+        count(*) FILTER (WHERE cost_pico IS NULL), count(*) FILTER (WHERE task_id IS NOT NULL),
+        count(*) FILTER (WHERE task_id IS NOT NULL AND cost_pico IS NULL),
+        coalesce(sum(cost_pico) FILTER (WHERE task_id IS NOT NULL), 0) * {_PICO}
+    FROM {rows} WHERE prompt_version IS NOT NULL GROUP BY 1, 2, 3, 4 ORDER BY 1, 3, 4
+    ON CONFLICT (day, agent_id, prompt_version) DO UPDATE SET
+        first_call_at = least(ledger_promptversiondailyrollup.first_call_at, EXCLUDED.first_call_at),
+        last_call_at = greatest(ledger_promptversiondailyrollup.last_call_at, EXCLUDED.last_call_at),
+        calls = ledger_promptversiondailyrollup.calls + EXCLUDED.calls,
+        cache_read = ledger_promptversiondailyrollup.cache_read + EXCLUDED.cache_read,
+        input_tokens = ledger_promptversiondailyrollup.input_tokens + EXCLUDED.input_tokens,
+        cost_usd = ledger_promptversiondailyrollup.cost_usd + EXCLUDED.cost_usd,
+        unpriced_calls = ledger_promptversiondailyrollup.unpriced_calls + EXCLUDED.unpriced_calls,
+        calls_in_tasks = ledger_promptversiondailyrollup.calls_in_tasks + EXCLUDED.calls_in_tasks,
+        unpriced_calls_in_tasks = ledger_promptversiondailyrollup.unpriced_calls_in_tasks
+            + EXCLUDED.unpriced_calls_in_tasks,
+        cost_in_tasks_usd = ledger_promptversiondailyrollup.cost_in_tasks_usd + EXCLUDED.cost_in_tasks_usd
 ), """
 
 
@@ -99,6 +123,20 @@ def recent_rollup_reprice(*, cursor, deltas: dict[tuple, list]) -> None:
             f"UPDATE {RecentRollup._meta.db_table} SET cost_usd = cost_usd + %s, "
             "unpriced_calls = unpriced_calls - %s WHERE minute = %s AND team_id = %s AND agent_id = %s",
             [cost, count, minute, team_id, agent_id],
+        )
+
+
+def prompt_version_days_reprice(*, cursor, deltas: dict[tuple, list]) -> None:
+    """Move repriced calls' cost into the per-day prompt-version rollup: `deltas` maps (day, agent_id,
+    prompt_version) to [cost added, calls that became priced, cost added in tasks, calls in tasks that
+    became priced]."""
+    for (day, agent_id, prompt_version), (cost, count, cost_in_tasks, count_in_tasks) in deltas.items():
+        cursor.execute(
+            f"UPDATE {PromptVersionDailyRollup._meta.db_table} SET cost_usd = cost_usd + %s, "
+            "unpriced_calls = unpriced_calls - %s, cost_in_tasks_usd = cost_in_tasks_usd + %s, "
+            "unpriced_calls_in_tasks = unpriced_calls_in_tasks - %s "
+            "WHERE day = %s AND agent_id = %s AND prompt_version = %s",
+            [cost, count, cost_in_tasks, count_in_tasks, day, agent_id, prompt_version],
         )
 
 

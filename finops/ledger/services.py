@@ -12,7 +12,12 @@ from finops.accounts.models import Team
 from finops.accounts.selectors import team_role
 from finops.audit.services import audit_record
 from finops.ledger.models import Agent, Call, DailyRollup, Task, TaskStatus
-from finops.ledger.rollups import minute_of, recent_cutoff, recent_rollup_reprice
+from finops.ledger.rollups import (
+    minute_of,
+    prompt_version_days_reprice,
+    recent_cutoff,
+    recent_rollup_reprice,
+)
 from finops.ledger.tokens import TOKEN_TYPES
 
 _known_partitions: set[date] = set()
@@ -110,13 +115,15 @@ def unpriced_call_models() -> list[tuple[str, str]]:
 
 @transaction.atomic
 def calls_reprice(*, price_book, provider: str, model: str, batch_size: int = 5000) -> int:
-    """Price the unpriced calls of one model and move their cost into rollups (daily, recent) and task
-    aggregates.
+    """Price the unpriced calls of one model and move their cost into rollups (daily, recent, per-day
+    prompt version) and task aggregates.
 
     Runs in one transaction per model with row locks, so a concurrent run skips rows already taken and a
     crash leaves nothing half-applied. Returns the number of calls priced.
     """
-    columns = ", ".join(["id", "timestamp", "team_id", "agent_id", "task_id", "batch", *TOKEN_TYPES])
+    columns = ", ".join(
+        ["id", "timestamp", "team_id", "agent_id", "task_id", "batch", "prompt_version", *TOKEN_TYPES]
+    )
     priced = 0
     recent_from = recent_cutoff()  # calls past it are in the recent rollup (finops/ledger/rollups.py)
     last_id = 0  # walk by id so calls that stay unpriced (before an override starts) are read once
@@ -135,8 +142,9 @@ def calls_reprice(*, price_book, provider: str, model: str, batch_size: int = 50
             rollup_deltas: dict[tuple, list[Decimal]] = {}
             task_deltas: dict[tuple, list] = {}
             recent_deltas: dict[tuple, list] = {}
+            version_deltas: dict[tuple, list] = {}
             for row in rows:
-                call_id, timestamp, team_id, agent_id, task_id, batch, *counts = row
+                call_id, timestamp, team_id, agent_id, task_id, batch, prompt_version, *counts = row
                 result = price_book.price(
                     provider=provider,
                     model=model,
@@ -159,6 +167,15 @@ def calls_reprice(*, price_book, provider: str, model: str, batch_size: int = 50
                     recent_delta = recent_deltas.setdefault((minute_of(timestamp), team_id, agent_id), [0, 0])
                     recent_delta[0] += result.total_usd
                     recent_delta[1] += 1
+                if prompt_version is not None:
+                    version_delta = version_deltas.setdefault(
+                        (key[0], agent_id, prompt_version), [Decimal(0), 0, Decimal(0), 0]
+                    )
+                    version_delta[0] += result.total_usd
+                    version_delta[1] += 1
+                    if task_id is not None:
+                        version_delta[2] += result.total_usd
+                        version_delta[3] += 1
                 if task_id is not None:
                     task_delta = task_deltas.setdefault((team_id, task_id), [Decimal(0), 0])
                     task_delta[0] += result.total_usd
@@ -179,6 +196,7 @@ def calls_reprice(*, price_book, provider: str, model: str, batch_size: int = 50
                     [*delta[:3], *delta[3:], day, team_id, agent_id, provider, model],
                 )
             recent_rollup_reprice(cursor=cursor, deltas=recent_deltas)
+            prompt_version_days_reprice(cursor=cursor, deltas=version_deltas)
             for (team_id, task_id), (cost, count) in task_deltas.items():
                 cursor.execute(
                     f"UPDATE {Task._meta.db_table} SET cost_usd = cost_usd + %s, "

@@ -23,7 +23,15 @@ from finops.alerts.services import channel_create, rule_create, silence_create
 from finops.audit.models import AuditEntry
 from finops.guardrails.models import Allowance, Reservation
 from finops.guardrails.services import allowance_create
-from finops.ledger.models import Agent, BreakdownRollup, Call, DailyRollup, EventKey, Task
+from finops.ledger.models import (
+    Agent,
+    BreakdownRollup,
+    Call,
+    DailyRollup,
+    EventKey,
+    PromptVersionDailyRollup,
+    Task,
+)
 from ingest.connectors.models import StatementLine
 from ingest.connectors.services import connector_create
 from ingest.models import ImportJob, QuarantinedRow
@@ -260,6 +268,7 @@ TEAM_TABLES = [
     EventKey,
     DailyRollup,
     BreakdownRollup,
+    PromptVersionDailyRollup,
     QuarantinedRow,
     Allowance,
     Reservation,

@@ -160,6 +160,56 @@ def test_each_prompt_version_against_the_one_before_and_only_the_persons_team(
     assert f'<a href="/agents/{versions.agents["triage"].pk}/">triage</a>' in html  # to the agent's page
 
 
+def test_each_version_is_read_over_the_window_and_the_one_before_over_all_its_calls(
+    client, versions, support_member
+):
+    # v1 called again in April, with another hit rate; the window starts on 11 March, so of v1 only the
+    # call of the 11th is in it (its call of the 10th and of April are not)
+    april = versioned("v1-april", "triage@v1", day="2025-04-02", team="support", agent="triage",
+                      uncached_input=800_000, cache_read=200_000)  # fmt: skip
+    assert events_ingest(raw_events=[april], principal=None, source="test").accepted == 1
+    versions.events.append(april)
+    window = {"start": "2025-03-11", "end": "2025-03-31"}
+
+    def of(version: str, *, first_day: str = "", last_day: str = "9999") -> list[dict]:
+        return [
+            e
+            for e in versions.events
+            if e.get("prompt_version") == version and first_day <= e["timestamp"][:10] <= last_day
+        ]
+
+    def rate(calls: list[dict]) -> float:
+        return sum(e["usage"].get("cache_read", 0) for e in calls) / sum(input_of(e["usage"]) for e in calls)
+
+    client.force_login(support_member)
+
+    head, *rows = rows_of(client.get("/caching/", {**window, "export": "prompt-versions"}))
+
+    assert [row[:3] for row in rows] == [
+        ["support", "triage", "triage@v1"],
+        ["support", "triage", "triage@v2"],
+    ]
+    v1, v2 = rows
+    v1_in_window = of("triage@v1", first_day=window["start"], last_day=window["end"])
+    assert len(v1_in_window) == 1 and len(of("triage@v1")) == 3
+    assert (v1[3], v1[4], v1[5]) == ("2025-03-11T12:00:00+00:00", "2025-03-11T12:00:00+00:00", "1")
+    assert float(v1[6]) == pytest.approx(rate(v1_in_window))
+    assert (v1[7], float(v1[8])) == ("triage@v0", pytest.approx(rate(of("triage@v0"))))
+    # v2's version before is v1, over all of v1's calls (April's too), not only the window's
+    assert (v2[5], v2[7]) == ("1", "triage@v1")
+    assert float(v2[8]) == pytest.approx(rate(of("triage@v1")))
+    assert float(v2[8]) != pytest.approx(rate(v1_in_window))
+    # only v2 was first called inside the window: v1 replaced v0 on 10 March, before it
+    html = client.get("/caching/", window).content.decode()
+    figure = json.loads(
+        re.search(
+            r'<script id="cache-hit-rate-data" type="application/json">(.*?)</script>', html, re.S
+        ).group(1)
+    )
+    marks = [shape["x0"] for shape in figure["layout"]["shapes"] if shape["line"].get("dash") == "dot"]
+    assert marks == ["2025-03-12T12:00:00"]
+
+
 def test_version_changes_are_marked_on_the_time_axis(client, versions, finops_user):
     client.force_login(finops_user)
     html = client.get("/caching/", MARCH).content.decode()

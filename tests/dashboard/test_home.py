@@ -4,7 +4,8 @@ of several teams, and names the one team of a one-team person."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import re
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 
 import pytest
@@ -13,6 +14,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from finops.accounts.models import Team
+from ingest.writer import events_ingest
 from tests.dashboard.conftest import PROVIDER, UNPRICED_MODEL
 from tests.dashboard.recent_ledger import member, rows_of
 from tests.dashboard.test_alerts_pages import client_for, person
@@ -107,26 +109,100 @@ def test_sre_home_shows_allowances_alerts_runaway_tasks_and_unpriced_calls(recen
     ]
 
 
-def test_tech_lead_home_shows_each_prompt_version_with_its_cache_hit_rate_and_cost_per_task(recent):
+def test_tech_lead_home_shows_each_prompt_version_over_the_last_30_utc_days(recent):
+    # the window is the last 30 UTC days, today included: a v1 call just inside its first midnight (in
+    # no task) counts, one just before it does not; an unpriced w1 call is counted, never priced at $0,
+    # and w0, whose one call (in a task) is unpriced, has an unknown cost, not $0
+    first_day = datetime.combine(recent.now.astimezone(UTC).date() - timedelta(days=29), time(0), UTC)
+    more = len(recent.events)
+    recent.add(
+        "edge-in",
+        ago=recent.now - first_day - timedelta(seconds=30),
+        team="support",
+        agent="triage",
+        version="v1",
+        uncached_input=40_000,
+        cache_read=60_000,
+        output=900,
+    )
+    recent.add(
+        "edge-out",
+        ago=recent.now - first_day + timedelta(seconds=30),
+        team="support",
+        agent="triage",
+        task_id="t0",
+        version="v1",
+        uncached_input=70_000,
+        cache_read=5_000,
+    )
+    recent.add(
+        "w-unpriced",
+        ago=timedelta(minutes=1),
+        team="support",
+        agent="writer",
+        model=UNPRICED_MODEL,
+        version="w1",
+        uncached_input=3_000,
+        output=100,
+    )
+    recent.add(
+        "w0-unpriced",
+        ago=timedelta(seconds=90),
+        team="support",
+        agent="writer",
+        model=UNPRICED_MODEL,
+        task_id="run-0",
+        version="w0",
+        uncached_input=2_000,
+        cache_read=8_000,
+    )
+    assert events_ingest(raw_events=recent.events[more:], principal=None, source="test").accepted == 4
     client = client_for(member("tess", (recent.teams["support"], "tech_lead")))
+    with CaptureQueriesContext(connection) as queries:
+        page = client.get("/home/")
+    assert page.status_code == 200 and "Prompt versions" in page.content.decode()
+    assert not [query["sql"] for query in queries if re.search(r"\bledger_call\b", query["sql"])]
     rows = rows_of(client.get("/home/", {"export": "prompt-versions"}))
     assert [(row["Agent"], row["Prompt version"]) for row in rows] == [
         ("triage", "v2"),
         ("triage", "v1"),
+        ("writer", "w0"),
         ("writer", "w1"),
     ]
+
+    def money(text: str) -> Decimal | None:
+        return None if text == "" else Decimal(text)
+
     for row in rows:
-        events = recent.select(prompt_version=row["Prompt version"])
+        events = recent.select(prompt_version=row["Prompt version"], since=first_day)
         inputs = sum(
             event["usage"].get(kind, 0)
             for event in events
             for kind in ("uncached_input", "cache_read", "cache_write_5m", "cache_write_1h")
         )
         cache_read = sum(event["usage"].get("cache_read", 0) for event in events)
+        priced = [recent.cost(event) for event in events if recent.cost(event) is not None]
+        in_tasks = [event for event in events if event["task_id"]]
+        priced_in_tasks = [recent.cost(event) for event in in_tasks if recent.cost(event) is not None]
         assert int(row["Calls"]) == len(events)
+        moments = [recent.moment(event) for event in events]
+        assert datetime.fromisoformat(row["First call (UTC)"]) == min(moments)
+        assert datetime.fromisoformat(row["Last call (UTC)"]) == max(moments)
         assert float(row["Cache hit rate"]) == pytest.approx(cache_read / inputs)
-        tasks = {event["task_id"] for event in events}
-        assert Decimal(row["$ per task"]) == sum(recent.cost(event) for event in events) / len(tasks)
+        assert money(row["Cost"]) == (sum(priced) if priced else None)
+        assert money(row["$ per call"]) == (sum(priced) / len(priced) if priced else None)
+        assert int(row["Calls in tasks"]) == len(in_tasks)
+        assert money(row["Cost in tasks"]) == (
+            sum(priced_in_tasks) if priced_in_tasks or not in_tasks else None
+        )
+        assert int(row["Unpriced calls"]) == len(events) - len(priced)
+    by_version = {row["Prompt version"]: row for row in rows}
+    assert int(by_version["v1"]["Calls"]) == 3 and int(by_version["v1"]["Calls in tasks"]) == 2
+    assert int(by_version["w1"]["Unpriced calls"]) == 1 and by_version["w1"]["Cost"] != ""
+    assert (
+        by_version["w0"]["Cost"] == by_version["w0"]["Cost in tasks"] == by_version["w0"]["$ per call"] == ""
+    )
+    assert int(by_version["w0"]["Calls in tasks"]) == 1
 
 
 def test_pm_home_shows_agents_against_their_cost_slo(recent):
