@@ -22,11 +22,21 @@ from finops.kpis.series import kpi_targets
 READ_COLOUR, WRITE_COLOUR, UNCACHED_COLOUR = figures.PALETTE[2], figures.PALETTE[1], figures.PALETTE[8]
 
 
+MARKS_LABELLED = 12  # days with a version change labelled on the chart; past it, the lines alone
+
+
 def _version_marks(report: CacheReport) -> tuple[list[dict], list[dict]]:
-    """A dotted vertical line and a label at each prompt version's first call in the window."""
+    """A dotted vertical line at each day's first prompt-version change in the window, labelled with
+    the version (or how many changed that day, each named on hover). A year of 50 agents can hold 200
+    changes: drawn one by one they were unreadable and cost the page most of its time, so changes share
+    their day's line, and past MARKS_LABELLED days the lines go unlabelled (the table names every one)."""
+    by_day: dict = {}
+    for version in sorted(report.changes, key=lambda version: version.introduced_at):
+        by_day.setdefault(version.introduced_at.astimezone(UTC).date(), []).append(version)
+    labelled = len(by_day) <= MARKS_LABELLED
     shapes, annotations = [], []
-    for position, version in enumerate(report.changes):
-        moment = version.introduced_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")  # plotly reads no offset
+    for position, versions in enumerate(by_day.values()):
+        moment = versions[0].introduced_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")  # no offset
         shapes.append(
             {
                 "type": "line",
@@ -39,6 +49,9 @@ def _version_marks(report: CacheReport) -> tuple[list[dict], list[dict]]:
                 "line": {"color": "#6b7280", "width": 1, "dash": "dot"},
             }
         )
+        if not labelled:
+            continue
+        named = [f"{version.agent}: {version.prompt_version}" for version in versions]
         annotations.append(
             {
                 "xref": "x",
@@ -46,7 +59,8 @@ def _version_marks(report: CacheReport) -> tuple[list[dict], list[dict]]:
                 "yref": "paper",
                 "y": 1 - 0.08 * (position % 4),  # staggered, so changes close together stay readable
                 "xanchor": "left",
-                "text": f"{version.agent}: {version.prompt_version}",
+                "text": named[0] if len(named) == 1 else f"{len(named)} prompt versions",
+                "hovertext": "<br>".join(named),
                 "showarrow": False,
                 "font": {"color": "#374151", "size": 10},
             }

@@ -257,3 +257,24 @@ def test_the_page_reads_rollups_only_in_a_fixed_number_of_queries(client, versio
     after = queries()
     assert len(after) == len(before)  # five more versions and days: not one more query
     assert not [sql for sql in after if "ledger_call" in sql]  # never the calls at request time
+
+
+def test_many_version_changes_share_their_days_line_and_past_twelve_days_go_unlabelled():
+    from datetime import UTC, datetime, timedelta
+    from types import SimpleNamespace
+
+    from dashboard.caching import MARKS_LABELLED, _version_marks
+
+    def change(day: int, hour: int, agent: str):
+        moment = datetime(2025, 1, 1, hour, tzinfo=UTC) + timedelta(days=day)
+        return SimpleNamespace(introduced_at=moment, agent=agent, prompt_version=f"{agent}@{day}")
+
+    same_day = [change(3, hour, f"agent-{hour}") for hour in (9, 7, 8)]  # out of order
+    shapes, annotations = _version_marks(SimpleNamespace(changes=[*same_day, change(5, 10, "solo")]))
+    assert [shape["x0"] for shape in shapes] == ["2025-01-04T07:00:00", "2025-01-06T10:00:00"]
+    assert [annotation["text"] for annotation in annotations] == ["3 prompt versions", "solo: solo@5"]
+    assert annotations[0]["hovertext"] == "agent-7: agent-7@3<br>agent-8: agent-8@3<br>agent-9: agent-9@3"
+
+    many = [change(day, 12, f"agent-{day}") for day in range(MARKS_LABELLED + 1)]
+    shapes, annotations = _version_marks(SimpleNamespace(changes=many))
+    assert len(shapes) == MARKS_LABELLED + 1 and annotations == []
