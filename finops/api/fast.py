@@ -77,11 +77,12 @@ def bearer_token(request: HttpRequest) -> ApiToken | None:
 
 
 def json_object(request: HttpRequest, *, fields: frozenset[str]) -> dict:
-    """The body as a flat JSON object of no other keys than `fields`, else Declined."""
+    """A POST's body as a flat JSON object of no other keys than `fields`, else Declined."""
     content_type = request.META.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
-    if content_type not in JSON_TYPES:
+    if request.method != "POST" or content_type not in JSON_TYPES:
         raise Declined
-    body = request.body if int(request.META.get("CONTENT_LENGTH") or 0) <= MAX_BODY else None
+    length = request.META.get("CONTENT_LENGTH") or "0"
+    body = request.body if length.isdigit() and int(length) <= MAX_BODY else None
     # one object, nothing nested: the parser never recurses (deep nesting is the full path's 400)
     if body is None or body.count(b"{") != 1 or b"[" in body:
         raise Declined

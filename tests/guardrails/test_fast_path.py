@@ -124,3 +124,20 @@ def test_a_token_the_short_path_cannot_take_gets_the_views_answer(support, case,
     response.render()
     assert response.status_code == status
     assert Reservation.objects.count() == 0
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "PATCH"])
+def test_another_method_with_a_json_body_is_the_views_405_and_reserves_nothing(support, method):
+    _, secret = api_token_create(name="agent", scopes=["ingest"])
+    view = fast.with_fast_path(GuardCheckView.as_view(), guard_check_fast)
+    request = RequestFactory().generic(
+        method,
+        "/api/v1/guard/check",
+        json.dumps({**BASE, "estimated_cost_usd": "1"}),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {secret}",
+    )
+    response = view(request)
+    response.render()
+    assert response.status_code == 405
+    assert Reservation.objects.count() == 0
