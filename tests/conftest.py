@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from django.db import connection
 from rest_framework.test import APIClient
 
 from finops.accounts.services import api_token_create
@@ -47,3 +48,19 @@ def api(make_api) -> Api:
 @pytest.fixture
 def team(db):
     return TeamFactory(slug="support")
+
+
+@pytest.fixture(scope="session")
+def stray_sessions_ended_at_exit(django_db_setup, django_db_blocker):
+    """At the end of the run, just before the test database is dropped, end its other sessions.
+
+    Django keeps a connection per context (asgiref Local), and Playwright's sync API runs tests in a
+    greenlet of its own: the connection opened there is out of reach of Django's teardown, left idle, and
+    would keep the test database from being dropped. Ending it earlier (at a module's end) broke the next
+    browser module, whose greenlet found that connection terminated."""
+    yield
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )

@@ -22,7 +22,6 @@ from urllib.parse import urlencode, urlsplit
 
 import pytest
 from django.core.management import call_command
-from django.db import connection
 from django.urls import reverse
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import sync_playwright
@@ -61,7 +60,7 @@ TIMINGS: dict[str, float] = {}
 
 
 @pytest.fixture(scope="module")
-def demo_server(django_db_setup, django_db_blocker):
+def demo_server(django_db_setup, django_db_blocker, stray_sessions_ended_at_exit):
     """The demo, committed (the server's thread reads it on its own connection), and a live server."""
     with django_db_blocker.unblock():
         clock = time.monotonic()
@@ -75,19 +74,6 @@ def demo_server(django_db_setup, django_db_blocker):
             server._live_server_modified_settings.disable()
             server.stop()
             call_command("flush", interactive=False, verbosity=0)  # the next modules start empty
-            _close_leftover_sessions()
-
-
-def _close_leftover_sessions() -> None:
-    """Django keeps a connection per context (asgiref Local), and Playwright's sync API runs the tests in
-    a greenlet of its own: the connection pytest-django opened there for the tests' transaction is out
-    of reach of this fixture's context, left idle after its ROLLBACK, and would keep the test database
-    from being dropped at the end of the run. End the sessions of this database other than ours."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +89,10 @@ def browser():
             chromium.close()
 
 
-def money(text: str) -> Decimal:
-    """$1,234.56 as shown → Decimal('1234.56')."""
+def money(text: str) -> Decimal | None:
+    """$1,234.56 as shown → Decimal('1234.56'); "—" (unknown: no call priced) → None."""
+    if text.strip() == "—":
+        return None
     return Decimal(text.strip().replace("$", "").replace(",", ""))
 
 
