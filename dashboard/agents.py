@@ -15,11 +15,11 @@ from django.shortcuts import get_object_or_404, redirect
 from django.views.decorators.http import require_http_methods
 
 from dashboard import figures
+from dashboard.filtering import query_string_with
 from dashboard.formatting import usd
 from dashboard.forms import PERIODS, OverviewFilterForm, overview_filters
 from dashboard.tables import render_page
 from dashboard.tasks import tasks_table
-from dashboard.views import query_string_with
 from finops.accounts.selectors import team_role
 from finops.kpis.agents import agent_report
 from finops.kpis.selectors import Scope, kpis_for_scope, tasks_most_expensive

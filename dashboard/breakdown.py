@@ -6,17 +6,12 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 from django.contrib.auth.decorators import login_required
-from django.http import Http404
 from django.views.decorators.http import require_GET
 
 from dashboard.figures import PALETTE, TOKEN_TYPE_COLOURS, Chart, _base_layout, _figure_json
-from dashboard.forms import PERIODS, OverviewFilterForm, overview_filters
+from dashboard.filtering import page_filters
 from dashboard.tables import Column, Table, render_page
-from dashboard.views import _agent_options, query_string_with
-from finops.accounts.models import Team
 from finops.kpis.breakdown import BREAKDOWN_CATEGORIES, AgentTokens, TokenBreakdown, token_breakdown
-from finops.kpis.selectors import Scope
-from finops.kpis.series import scope_for_principal
 from finops.ledger.breakdown import NOT_BROKEN_DOWN
 
 CATEGORY_LABELS = {
@@ -177,26 +172,13 @@ def agent_table(breakdown: TokenBreakdown) -> Table:
 @login_required
 @require_GET
 def breakdown_page(request):
-    form = OverviewFilterForm(request.GET)
-    filters = overview_filters(form)
-    if form.has_error("team") or form.has_error("agent"):  # e.g. a NUL byte: no team or agent has that name
-        raise Http404("no such team or agent")
-    resolved = scope_for_principal(principal=request.user, team_slug=filters.team, agent_name=filters.agent)
-    breakdown = token_breakdown(scope=resolved.scope, start=filters.start, end=filters.end_exclusive)
-    team_options = list(Team.objects.restrict(request.user))
-    visible = Scope(team_ids=frozenset(option.pk for option in team_options))
+    shared = page_filters(request)
+    filters = shared.filters
+    breakdown = token_breakdown(scope=shared.resolved.scope, start=filters.start, end=filters.end_exclusive)
     has_data = bool(breakdown.total.calls)
     total = breakdown.total
     context = {
-        "form": form,
-        "filters": filters,
-        "periods": [
-            (name, label, query_string_with(request, period=name, start=None, end=None))
-            for name, label in PERIODS.items()
-        ],
-        "team": resolved.team,
-        "team_options": team_options,
-        "agent_options": _agent_options(scope=visible, team_selected=resolved.team is not None),
+        **shared.context(),
         "has_data": has_data,
         "total": total,
         # what the breakdowns say against what usage counted, for the calls that carried one

@@ -22,9 +22,9 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
 from dashboard.figures import PALETTE, TARGET_COLOUR, Chart, _base_layout, _figure_json
+from dashboard.filtering import agent_options
 from dashboard.formatting import usd
 from dashboard.tables import Column, Table, render_page
-from dashboard.views import _agent_options
 from finops.accounts.models import Team
 from finops.accounts.selectors import principal_manages_billing
 from finops.accounts.services import BudgetNotAllowed, team_budget_set
@@ -292,7 +292,7 @@ def forecast_page(request):
         "filters": {"team": team_slug, "agent": agent_name},
         "team": resolved.team,
         "team_options": team_options,
-        "agent_options": _agent_options(scope=visible, team_selected=resolved.team is not None),
+        "agent_options": agent_options(scope=visible, team_selected=resolved.team is not None),
         "rows": rows,
         "has_spend": has_spend,
         "chart": forecast_chart(rows, current=is_current) if has_spend else None,

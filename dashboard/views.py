@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time
-
 from django.contrib.auth.decorators import login_required
-from django.http import Http404
 from django.views.decorators.http import require_GET
 
 from dashboard import figures
-from dashboard.forms import PERIODS, STACK_BY_LABELS, OverviewFilterForm, overview_filters
+from dashboard.filtering import page_filters
+from dashboard.forms import STACK_BY_LABELS
 from dashboard.tables import render_page
 from dashboard.tasks import tasks_table
 from finops.accounts.models import Team
@@ -17,33 +15,9 @@ from finops.kpis.selectors import Scope, agents_in_scope, kpis_for_scope, tasks_
 from finops.kpis.series import (
     kpi_targets,
     kpis_on_target,
-    scope_for_principal,
     spend_by_day,
     usage_by_day,
 )
-
-
-def _agent_options(*, scope: Scope, team_selected: bool) -> list[tuple[str, str, str]]:
-    """(value, label, teams) of every agent the person may see. Agent names are unique per team only,
-    so without a team the label says which teams share a name (picking it shows that agent in all of
-    them); `teams` (space-separated slugs) lets the page offer only the chosen team's agents."""
-    teams_by_name: dict[str, list[str]] = {}
-    for agent in agents_in_scope(scope=scope):
-        teams_by_name.setdefault(agent.name, []).append(agent.team.slug)
-    return [
-        (name, name if team_selected else f"{name} ({', '.join(slugs)})", " ".join(slugs))
-        for name, slugs in sorted(teams_by_name.items())
-    ]
-
-
-def query_string_with(request, **changes) -> str:
-    """This page's query string with `changes` (None removes a parameter)."""
-    query = request.GET.copy()
-    for name, value in changes.items():
-        query.pop(name, None)
-        if value is not None:
-            query[name] = value
-    return query.urlencode()
 
 
 def _stack_colours(*, teams: list[Team], stack_by: str, scope: Scope) -> dict[str, str]:
@@ -62,16 +36,10 @@ def _stack_colours(*, teams: list[Team], stack_by: str, scope: Scope) -> dict[st
 @login_required
 @require_GET
 def overview(request):
-    form = OverviewFilterForm(request.GET)
-    filters = overview_filters(form)
-    if form.has_error("team") or form.has_error("agent"):  # e.g. a NUL byte: no team or agent has that name
-        raise Http404("no such team or agent")
-    resolved = scope_for_principal(principal=request.user, team_slug=filters.team, agent_name=filters.agent)
-    window_start = datetime.combine(filters.start, time(0), tzinfo=UTC)
-    window_end = datetime.combine(filters.end_exclusive, time(0), tzinfo=UTC)
+    shared = page_filters(request)
+    filters, resolved, team_options = shared.filters, shared.resolved, shared.team_options
+    window_start, window_end = shared.window_start, shared.window_end
     kpis = kpis_for_scope(scope=resolved.scope, start=window_start, end=window_end)
-    team_options = list(Team.objects.restrict(request.user))
-    visible = Scope(team_ids=frozenset(option.pk for option in team_options))
     targets = kpi_targets(agent=resolved.single_agent)
     has_data = bool(kpis.calls or kpis.tasks_ended)
     charts, expensive_tasks = {}, None
@@ -83,7 +51,7 @@ def overview(request):
         charts = {
             "spend": figures.spend_chart(
                 spend,
-                colours=_stack_colours(teams=team_options, stack_by=filters.stack_by, scope=visible),
+                colours=_stack_colours(teams=team_options, stack_by=filters.stack_by, scope=shared.visible),
             ),
             "cache_hit": figures.cache_hit_chart(usage, target=targets.cache_hit_rate),
             "tokens": figures.token_chart(kpis.tokens),
@@ -130,17 +98,8 @@ def overview(request):
         ),
     }
     context = {
-        "form": form,
-        "periods": [
-            (name, label, query_string_with(request, period=name, start=None, end=None))
-            for name, label in PERIODS.items()
-        ],
-        "filters": filters,
-        "team": resolved.team,
+        **shared.context(),
         "agents": resolved.agents,
-        "single_agent": resolved.single_agent,
-        "team_options": team_options,
-        "agent_options": _agent_options(scope=visible, team_selected=resolved.team is not None),
         "stack_by_options": list(STACK_BY_LABELS.items()),
         "kpis": kpis,
         "targets": targets,
