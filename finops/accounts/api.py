@@ -6,8 +6,8 @@ from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.response import Response
 
-from finops.accounts.models import ApiToken, Membership, TokenScope
-from finops.accounts.selectors import principal_is_token
+from finops.accounts.models import ApiToken, TokenScope
+from finops.accounts.selectors import memberships_of, principal_is_token
 from finops.api import fast
 from finops.api.viewsets import ScopedAPIView
 
@@ -46,7 +46,6 @@ class WhoAmIView(ScopedAPIView):
         principal = self.principal
         if principal_is_token(principal):
             return Response(token_json(principal))
-        memberships = Membership.objects.filter(user=principal).select_related("team").order_by("team__slug")
         return Response(
             {
                 "kind": "person",
@@ -54,7 +53,10 @@ class WhoAmIView(ScopedAPIView):
                 "team": None,
                 "scopes": sorted(TokenScope.values),  # a person holds every scope; roles decide the rest
                 "org_role": "admin" if principal.is_superuser else principal.org_role or None,
-                "teams": [{"team": member.team.slug, "role": member.role} for member in memberships],
+                "teams": [
+                    {"team": member.team_slug, "role": member.role}
+                    for member in memberships_of(user=principal)
+                ],
             }
         )
 
