@@ -78,6 +78,7 @@ INSTALLED_APPS = [
     "finops.guardrails",
     "finops.alerts",
     "finops.modeltiers",
+    "finops.bills",
     "finops.core",
     "ingest",
     "ingest.connectors",
