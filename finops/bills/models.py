@@ -36,3 +36,36 @@ class BillMonth(models.Model):
 
     def __str__(self) -> str:
         return f"{self.month:%Y-%m} ({self.state})"
+
+
+class AdjustmentReason(models.TextChoices):
+    LATE_EVENT = "late_event", "late event (arrived after the month closed)"
+    REPRICE = "reprice", "re-priced (a price or discount changed after the month closed)"
+
+
+class Adjustment(models.Model):
+    """A change to a closed month's telemetry cost, shown in the first open month after it instead of
+    changing the closed month's figures (SPEC.md, "Bills": a closed month's figures never change)."""
+
+    month = models.DateField(help_text="the closed month the cost belongs to (first day)")
+    shown_in = models.DateField(help_text="the month it is shown and charged in (first day)")
+    reason = models.CharField(max_length=16, choices=AdjustmentReason.choices)
+    team = models.ForeignKey("accounts.Team", on_delete=models.CASCADE, related_name="+")
+    agent = models.ForeignKey(
+        "ledger.Agent", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    provider = models.CharField(max_length=64)
+    model = models.CharField(max_length=128)
+    day = models.DateField(help_text="the UTC day of the calls it adjusts")
+    usd = models.DecimalField(max_digits=28, decimal_places=12, help_text="after minus before")
+    note = models.CharField(max_length=512, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = OrgDataQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["shown_in", "month", "day", "id"]
+        indexes = [models.Index(fields=["shown_in"], name="adjustment_shown_in_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.reason} {self.usd} for {self.month:%Y-%m} in {self.shown_in:%Y-%m}"
