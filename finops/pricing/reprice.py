@@ -183,31 +183,48 @@ def day_rate_rows(book: PriceBook, *, provider: str, model: str, day: date) -> l
     return rows
 
 
+_TYPES = range(len(TOKEN_TYPES))
+INT8_MAX = 2**63 - 1
+# per token type: n (the numerator, bigint), s (the most tokens whose product with n fits in bigint: past
+# it, or when n or den does not fit, the numeric columns m and dm are used), then the denominator
 _RATES_DDL = (
     "CREATE TEMP TABLE IF NOT EXISTS reprice_rates (provider text, model text, batch bool, day date, "
     "valid_from timestamptz, valid_to timestamptz, input_above bigint, input_upto bigint, "
-    + ", ".join(f"n{position} numeric" for position in range(len(TOKEN_TYPES)))
-    + ", den numeric) ON COMMIT DELETE ROWS"
+    + ", ".join(f"n{i} bigint, s{i} bigint, m{i} numeric" for i in _TYPES)
+    + ", den bigint, dm numeric) ON COMMIT DELETE ROWS"
 )
 _RATES_INSERT = (
     "INSERT INTO reprice_rates SELECT * FROM unnest(%s::text[], %s::text[], %s::bool[], %s::date[], "
     "%s::timestamptz[], %s::timestamptz[], %s::bigint[], %s::bigint[], "
-    + ", ".join("%s::numeric[]" for _ in TOKEN_TYPES)
-    + ", %s::numeric[])"
+    + ", ".join("%s::bigint[], %s::bigint[], %s::numeric[]" for _ in _TYPES)
+    + ", %s::bigint[], %s::numeric[])"
 )
+
+
+def _rate_values(row: RateRow) -> list:
+    values = [
+        row.provider, row.model, row.batch, row.day, row.valid_from, row.valid_to, row.input_above,
+        row.input_upto,
+    ]  # fmt: skip
+    if row.numerators is None:
+        return [*values, *([None] * (3 * len(TOKEN_TYPES))), None, None]
+    small = row.denominator <= INT8_MAX // 2
+    for numerator in row.numerators:
+        fits = small and numerator <= INT8_MAX
+        values += [
+            numerator if fits else None,
+            (INT8_MAX // max(numerator, 1)) if fits else 0,
+            numerator,
+        ]
+    return [*values, row.denominator if small else None, row.denominator]
 
 
 def _rates_load(cursor, rows: list[RateRow]) -> None:
     cursor.execute(_RATES_DDL)
     cursor.execute("TRUNCATE reprice_rates")
-    columns: list[list] = [[] for _ in range(8 + len(TOKEN_TYPES) + 1)]
+    columns: list[list] = [[] for _ in range(8 + 3 * len(TOKEN_TYPES) + 2)]
     for row in rows:
-        values = [
-            row.provider, row.model, row.batch, row.day, row.valid_from, row.valid_to, row.input_above,
-            row.input_upto, *(row.numerators or (None,) * len(TOKEN_TYPES)),
-            None if row.numerators is None else row.denominator,
-        ]  # fmt: skip
-        for column, value in zip(columns, values, strict=True):
+        for column, value in zip(columns, _rate_values(row), strict=True):
             column.append(value)
     cursor.execute(_RATES_INSERT, columns)
     cursor.execute("ANALYZE reprice_rates")
@@ -218,16 +235,29 @@ def _rates_load(cursor, rows: list[RateRow]) -> None:
 _total_input = " + ".join(f"c.{token_type}" for token_type in INPUT_TOKEN_TYPES)
 
 
+def _half_even(product: str, denominator: str) -> str:
+    quotient = f"({product} / {denominator})"
+    twice_remainder = f"(2 * ({product} %% {denominator}))"  # %%: the statement takes parameters
+    return (
+        f"{quotient} + CASE WHEN {twice_remainder} > {denominator} OR ({twice_remainder} = {denominator} "
+        f"AND {quotient} %% 2 = 1) THEN 1 ELSE 0 END"
+    )
+
+
 def _type_cost(position: int, token_type: str) -> str:
     """Picodollars of one token type: tokens × numerator ÷ denominator, rounded half-even (as Decimal's
-    quantize does), exact on numeric; no division when the denominator is 1."""
-    product = f"(c.{token_type} * r.n{position})"
-    quotient = f"div({product}, r.den)"
-    twice_remainder = f"(2 * mod({product}, r.den))"
+    quantize does), exact: in bigint while the product fits (always, for real prices), else numeric."""
+    tokens = f"c.{token_type}"
+    product = f"({tokens} * r.n{position})"
+    wide = f"({tokens}::numeric * r.m{position})"
+    wide_quotient = f"div({wide}, r.dm)"
+    wide_twice_remainder = f"(2 * mod({wide}, r.dm))"
     return (
-        f"CASE WHEN c.{token_type} = 0 THEN 0 WHEN r.den = 1 THEN {product} "
-        f"ELSE {quotient} + CASE WHEN {twice_remainder} > r.den OR ({twice_remainder} = r.den "
-        f"AND mod({quotient}, 2) = 1) THEN 1 ELSE 0 END END"
+        f"CASE WHEN {tokens} = 0 THEN 0::bigint "
+        f"WHEN {tokens} <= r.s{position} THEN CASE WHEN r.den = 1 THEN {product} "
+        f"ELSE {_half_even(product, 'r.den')} END "
+        f"ELSE ({wide_quotient} + CASE WHEN {wide_twice_remainder} > r.dm OR ({wide_twice_remainder} = r.dm "
+        f"AND mod({wide_quotient}, 2) = 1) THEN 1 ELSE 0 END)::bigint END"
     )
 
 
@@ -239,7 +269,7 @@ def _priced_ctes(partition: str) -> str:
     total = " + ".join(f"p{position}" for position in range(len(TOKEN_TYPES)))
     return f"""computed AS (
     SELECT c.ctid AS row_id, c.timestamp AS ts, c.team_id, c.agent_id, c.task_id, c.prompt_version,
-        c.provider, c.model, r.day, c.cost_usd AS before, r.den IS NULL AS unpriced,
+        c.provider, c.model, r.day, c.cost_usd AS before, r.dm IS NULL AS unpriced,
         {costs}
     FROM {partition} AS c JOIN reprice_rates AS r
         ON r.provider = c.provider AND r.model = c.model AND r.batch = c.batch
@@ -480,12 +510,15 @@ def _month_reprice(
 
 
 def reprice_run_execute(*, run_id: int) -> RepriceRun:
-    """Carry out a queued (or failed) run; a run already done is left as it is (a retried task)."""
+    """Carry out a queued (or failed) run; one running or done is left as it is (a retried task, the
+    sweep finding a run the worker has started)."""
+    # claimed by one executor only (the worker, beat's sweep, a retry): the others leave it
+    claimed = RepriceRun.objects.filter(
+        pk=run_id, status__in=[RepriceStatus.QUEUED, RepriceStatus.FAILED]
+    ).update(status=RepriceStatus.RUNNING, started_at=timezone.now(), error="")
     run = RepriceRun.objects.get(pk=run_id)
-    if run.status == RepriceStatus.DONE:
+    if not claimed:
         return run
-    run.status, run.started_at, run.error = RepriceStatus.RUNNING, timezone.now(), ""
-    run.save(update_fields=["status", "started_at", "error"])
     RepriceDelta.objects.filter(run=run).delete()  # what a failed attempt left (its months rolled back)
     started = clock.perf_counter()
     try:

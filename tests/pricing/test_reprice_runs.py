@@ -9,11 +9,19 @@ from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 
+import pytest
+
 from finops.bills.models import Adjustment, BillMonth, MonthState
 from finops.ledger.models import Call, DailyRollup, PromptVersionDailyRollup, RecentRollup, Task
 from finops.ledger.tokens import TOKEN_TYPES
 from finops.pricing.models import ModelPriceOverride, NegotiatedDiscount, RepriceDelta, RepriceRun
-from finops.pricing.prices import discount_create, price_override_create, price_override_update
+from finops.pricing import reprice
+from finops.pricing.prices import (
+    discount_create,
+    price_override_create,
+    price_override_delete,
+    price_override_update,
+)
 from finops.pricing.reprice import RepriceScope, reprice_run_create, reprice_run_execute
 from finops.pricing.services import PriceBook
 from ingest.writer import events_ingest
@@ -321,8 +329,6 @@ def test_an_unpriced_model_gets_priced_and_loses_its_price_when_the_override_goe
     task = Task.objects.get()
     assert (task.cost_usd, task.unpriced_calls) == (3 * each, 0)
 
-    from finops.pricing.prices import price_override_delete
-
     run = reprice_run_execute(run_id=price_override_delete(principal=None, override=override).pk)
     assert run.calls_newly_unpriced == 3
     assert list(Call.objects.values_list("cost_usd", flat=True)) == [None] * 3
@@ -332,10 +338,14 @@ def test_an_unpriced_model_gets_priced_and_loses_its_price_when_the_override_goe
     assert (task.cost_usd, task.unpriced_calls) == (0, 3)
 
 
-def test_set_based_prices_equal_the_single_call_pricing_on_random_calls(db):
+@pytest.mark.parametrize("arithmetic", ["bigint", "numeric"])
+def test_set_based_prices_equal_the_single_call_pricing_on_random_calls(db, monkeypatch, arithmetic):
     """The oracle: random calls of catalog models (tiered ones too), batch or not, under overrides and
     discounts with odd percentages and six-decimal rates starting mid-day, re-priced in SQL, equal
-    PriceBook.price to the last decimal, per call and per token type in the rollups."""
+    PriceBook.price to the last decimal, per call and per token type in the rollups; both in bigint
+    (real prices) and in the numeric path taken when a product would not fit in bigint."""
+    if arithmetic == "numeric":
+        monkeypatch.setattr(reprice, "INT8_MAX", 10)  # every numerator "too wide": numeric throughout
     rng = random.Random(7)
     models = [
         ("anthropic", "claude-sonnet-4-5"),
