@@ -14,8 +14,8 @@ import pytest
 from finops.bills.models import Adjustment, BillMonth, MonthState
 from finops.ledger.models import Call, DailyRollup, PromptVersionDailyRollup, RecentRollup, Task
 from finops.ledger.tokens import TOKEN_TYPES
-from finops.pricing.models import ModelPriceOverride, NegotiatedDiscount, RepriceDelta, RepriceRun
 from finops.pricing import reprice
+from finops.pricing.models import ModelPriceOverride, NegotiatedDiscount, RepriceDelta, RepriceRun
 from finops.pricing.prices import (
     discount_create,
     price_override_create,
