@@ -416,3 +416,29 @@ def test_set_based_prices_equal_the_single_call_pricing_on_random_calls(db, monk
         )  # fmt: skip
         assert minute.cost_usd == sum(call.cost_usd or 0 for call in calls)
     assert RepriceRun.objects.get(pk=run.pk).calls_per_second > 0
+
+
+def test_the_reprice_command_reprices_from_a_month_on(db):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    # given: a November call at the list price, then a discount written straight to the table (no run)
+    acme_price()
+    usage = {"uncached_input": 10_000, "output": 1_000}
+    load([event(1, at=datetime(2026, 11, 5, tzinfo=UTC), usage=usage)])
+    NegotiatedDiscount.objects.create(
+        provider="", percent=Decimal(10), effective_from=datetime(2026, 1, 1, tzinfo=UTC)
+    )
+
+    # when: finops reprice --since 2026-11
+    out = StringIO()
+    call_command("reprice", "--since", "2026-11", stdout=out)
+
+    # then: the call costs 90% of its list price, and the command said so
+    assert Call.objects.get().cost_usd == sum(
+        expected_cost(usage, batch=False, percent_off=Decimal(10)).values()
+    )
+    assert "1 changed" in out.getvalue() and "months re-priced: 2026-11" in out.getvalue()
+    with pytest.raises(CommandError, match="--since: month must be YYYY-MM, e.g. 2026-11; got '2026-13'"):
+        call_command("reprice", "--since", "2026-13")
