@@ -10,6 +10,7 @@ from dashboard import (
     guardrails,
     home,
     model_usage,
+    prices,
     tasks,
     views,
 )
@@ -45,4 +46,7 @@ urlpatterns = [
     path("forecast/", forecast.forecast_page, name="forecast"),
     path("models/", model_usage.models_page, name="models"),
     path("caching/", caching.caching_page, name="caching"),
+    path("prices/", prices.prices_page, name="prices"),
+    path("prices/runs/", prices.reprice_runs_page, name="reprice-runs"),
+    path("prices/runs/<int:run_id>/", prices.reprice_run_page, name="reprice-run"),
 ]
