@@ -32,6 +32,8 @@ from finops.ledger.models import (
     PromptVersionDailyRollup,
     Task,
 )
+from finops.pricing.models import ModelPriceOverride, NegotiatedDiscount
+from finops.pricing.reprice import RepriceScope, reprice_run_create
 from ingest.connectors.models import StatementLine
 from ingest.connectors.services import connector_create
 from ingest.models import ImportJob, QuarantinedRow
@@ -98,6 +100,9 @@ class World:
     # per set of scopes (any of which a request accepts), an org-wide token holding every other scope
     tokens_lacking: dict[frozenset[str], Principal] = field(default_factory=dict)
     connector_id: int = 0
+    price_override_id: int = 0  # organisation prices (finops/pricing) and a re-pricing run
+    discount_id: int = 0
+    reprice_run_id: int = 0
 
     def team(self, slug: str) -> TeamData:
         return {"alpha": self.alpha, "bravo": self.bravo}[slug]
@@ -375,11 +380,28 @@ def url_world(django_db_setup, django_db_blocker):
             currency="usd",
             pulled_at=datetime(2026, 11, 3, tzinfo=UTC),
         )
+        override = ModelPriceOverride.objects.create(
+            provider="walk",
+            model="walk-price-model",
+            effective_from=datetime(2026, 1, 1, tzinfo=UTC),
+            uncached_input_per_mtok=Decimal("1.5"),
+            output_per_mtok=Decimal("6"),
+        )
+        discount = NegotiatedDiscount.objects.create(
+            provider="walk", percent=Decimal("4.5"), effective_from=datetime(2026, 1, 1, tzinfo=UTC)
+        )
+        run = reprice_run_create(
+            trigger="walk-reprice-run",
+            scopes=[RepriceScope(provider="walk", model=None, start=datetime(2026, 1, 1, tzinfo=UTC))],
+        )
         yield World(
             alpha=alpha,
             bravo=bravo,
             principals=principals,
             tokens_lacking=tokens_lacking,
             connector_id=connector.pk,
+            price_override_id=override.pk,
+            discount_id=discount.pk,
+            reprice_run_id=run.pk,
         )
         transaction.set_rollback(True)

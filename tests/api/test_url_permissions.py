@@ -836,6 +836,108 @@ ROUTES: dict[str, Route] = {
     "api:statements": only(
         READ, "GET", Call(organisation(lambda w: get("/api/v1/statements")), org=BILLING_API_READ)
     ),
+    # --- API: prices, discounts and re-pricing runs (organisation billing data: admin and finops change
+    # them, never a token; org-wide read tokens read them) ---
+    "api:price-override-list": Route(
+        scope=READ,
+        methods={
+            "GET": Call(
+                organisation(lambda w: get("/api/v1/price-overrides")),
+                org=BILLING_API_READ,
+                shows=lambda teams: ["walk-price-model"],
+            ),
+            "POST": Call(
+                organisation(
+                    lambda w: send(
+                        "/api/v1/price-overrides",
+                        {
+                            "provider": "walk",
+                            "model": "walk-new-model",
+                            "effective_from": "2026-11-01T00:00:00Z",
+                            "uncached_input_per_mtok": "2",
+                            "output_per_mtok": "8",
+                        },
+                    )
+                ),
+                org=billing_api_change(201),
+            ),
+        },
+    ),
+    "api:price-override-detail": Route(
+        scope=READ,
+        methods={
+            "GET": Call(
+                organisation(lambda w: get(f"/api/v1/price-overrides/{w.price_override_id}")),
+                org=BILLING_API_READ,
+                shows=lambda teams: ["walk-price-model"],
+            ),
+            "PATCH": Call(
+                organisation(
+                    lambda w: send(f"/api/v1/price-overrides/{w.price_override_id}", {"output_per_mtok": "7"})
+                ),
+                org=billing_api_change(200),
+            ),
+            "DELETE": Call(
+                organisation(lambda w: get(f"/api/v1/price-overrides/{w.price_override_id}")),
+                org=billing_api_change(200),
+            ),
+        },
+    ),
+    "api:discount-list": Route(
+        scope=READ,
+        methods={
+            "GET": Call(
+                organisation(lambda w: get("/api/v1/discounts")),
+                org=BILLING_API_READ,
+                shows=lambda teams: ['"percent":"4.5"'],
+            ),
+            "POST": Call(
+                organisation(
+                    lambda w: send(
+                        "/api/v1/discounts",
+                        {"provider": "walk", "percent": "3", "effective_from": "2026-11-01T00:00:00Z"},
+                    )
+                ),
+                org=billing_api_change(201),
+            ),
+        },
+    ),
+    "api:discount-detail": Route(
+        scope=READ,
+        methods={
+            "GET": Call(
+                organisation(lambda w: get(f"/api/v1/discounts/{w.discount_id}")),
+                org=BILLING_API_READ,
+                shows=lambda teams: ['"percent":"4.5"'],
+            ),
+            "PATCH": Call(
+                organisation(lambda w: send(f"/api/v1/discounts/{w.discount_id}", {"percent": "6"})),
+                org=billing_api_change(200),
+            ),
+            "DELETE": Call(
+                organisation(lambda w: get(f"/api/v1/discounts/{w.discount_id}")),
+                org=billing_api_change(200),
+            ),
+        },
+    ),
+    "api:reprice-run-list": only(
+        READ,
+        "GET",
+        Call(
+            organisation(lambda w: get("/api/v1/reprice-runs")),
+            org=BILLING_API_READ,
+            shows=lambda teams: ["walk-reprice-run"],
+        ),
+    ),
+    "api:reprice-run-detail": only(
+        READ,
+        "GET",
+        Call(
+            organisation(lambda w: get(f"/api/v1/reprice-runs/{w.reprice_run_id}")),
+            org=BILLING_API_READ,
+            shows=lambda teams: ["walk-reprice-run"],
+        ),
+    ),
     # --- API: its own description (public: it holds no data) ---
     # who am I: any principal, about itself (no team's data)
     "api:whoami": only(
@@ -1286,6 +1388,49 @@ ROUTES: dict[str, Route] = {
                 org="302 302 | 403 403 403 403 403 | 302 302 302 | 302",
             ),
         },
+    ),
+    # --- the Prices pages (admin and finops only) ---
+    "dashboard:prices": Route(
+        scope=None,
+        methods={
+            "GET": Call(
+                organisation(lambda w: get("/prices/")),
+                org=BILLING_PAGE,
+                shows=lambda teams: ["walk-price-model", "walk-reprice-run"],
+            ),
+            "POST": Call(
+                organisation(
+                    lambda w: form(
+                        "/prices/",
+                        {
+                            "action": "discount",
+                            "discount-provider": "walk",
+                            "discount-percent": "2",
+                            "discount-effective_from": "2026-11-01 00:00",
+                        },
+                    )
+                ),
+                org="302 302 | 403 403 403 403 403 | 302 302 302 | 302",
+            ),
+        },
+    ),
+    "dashboard:reprice-runs": only(
+        None,
+        "GET",
+        Call(
+            organisation(lambda w: get("/prices/runs/")),
+            org=BILLING_PAGE,
+            shows=lambda teams: ["walk-reprice-run"],
+        ),
+    ),
+    "dashboard:reprice-run": only(
+        None,
+        "GET",
+        Call(
+            organisation(lambda w: get(f"/prices/runs/{w.reprice_run_id}/")),
+            org=BILLING_PAGE,
+            shows=lambda teams: ["walk-reprice-run"],
+        ),
     ),
     "connectors:pull-now": only(
         None,
