@@ -94,7 +94,6 @@ class PricesViewSet(
     TeamScopedViewSet,
 ):
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
-    pagination_class = PageNumberPagination
     create_service = update_service = delete_service = staticmethod(lambda **kwargs: None)
     item_name = ""
 
@@ -334,13 +333,18 @@ class RepriceRunDetailSerializer(RepriceRunSerializer):
         fields = [*RepriceRunSerializer.Meta.fields, "deltas"]
 
 
+class RunPages(PageNumberPagination):
+    page_size = 100
+    max_page_size = 1000
+
+
 class RepriceRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TeamScopedViewSet):
     """Re-pricing runs, newest first; one run with its before and after per team, provider, model and
     UTC day (`adjusted`: a closed month's day, turned into a bills adjustment)."""
 
     queryset = RepriceRun.objects.all()
     permission_classes = [PricesRead]
-    pagination_class = PageNumberPagination
+    pagination_class = RunPages
 
     def get_serializer_class(self):
         return RepriceRunDetailSerializer if self.action == "retrieve" else RepriceRunSerializer

@@ -134,7 +134,7 @@ def test_finops_adds_changes_and_deletes_a_discount_each_audited_and_repriced(
         "2026-11-11T00:00:00Z",
     )
     runs = finops.get("/api/v1/reprice-runs").json()
-    assert [run["object_type"] for run in runs] == ["discount"] * 3 + ["price_override"]
+    assert [run["object_type"] for run in runs["results"]] == ["discount"] * 3 + ["price_override"]
 
 
 def test_bad_prices_are_refused_naming_the_field(db):
