@@ -6,6 +6,7 @@ re-pricing: the run stays queued and beat's sweep starts it."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -79,8 +80,9 @@ def _scopes(*, kind: type, before: dict | None, after: dict | None) -> list[Repr
     return scopes
 
 
-def reprice_enqueue(run: RepriceRun) -> None:
-    """Send the run to the worker once the caller's transaction commits."""
+def reprice_enqueue(run: RepriceRun, *, on_error: Callable[[], None] | None = None) -> None:
+    """Send the run to the worker once the caller's transaction commits; `on_error` is told when the
+    broker cannot take it (the run stays queued: beat's sweep starts it)."""
     from finops.pricing.tasks import reprice_run
 
     def enqueue() -> None:
@@ -88,11 +90,15 @@ def reprice_enqueue(run: RepriceRun) -> None:
             reprice_run.delay(run.pk)
         except Exception:  # the broker being down must not lose the saved price: beat's sweep runs it
             logger.warning("could not enqueue reprice run %s; the sweep will run it", run.pk, exc_info=True)
+            if on_error is not None:
+                on_error()
 
     transaction.on_commit(enqueue)
 
 
-def _changed(*, principal: Principal, item, action: str, before: dict | None, fields) -> RepriceRun:
+def _changed(
+    *, principal: Principal, item, action: str, before: dict | None, fields, on_error=None
+) -> RepriceRun:
     object_type = OBJECT_TYPES[type(item)]
     after = None if action == AuditAction.DELETE else _snapshot(item, fields)
     audit_record(
@@ -113,7 +119,7 @@ def _changed(*, principal: Principal, item, action: str, before: dict | None, fi
         object_type=object_type,
         object_id=item.pk,
     )
-    reprice_enqueue(run)
+    reprice_enqueue(run, on_error=on_error)
     return run
 
 
@@ -215,3 +221,31 @@ def discount_delete(*, principal: Principal, discount: NegotiatedDiscount) -> Re
     run.trigger = f"discount {pk} ({text}) deleted"
     run.save(update_fields=["trigger"])
     return run
+
+
+FIELDS = {ModelPriceOverride: OVERRIDE_FIELDS, NegotiatedDiscount: DISCOUNT_FIELDS}
+
+
+def price_snapshot(item: ModelPriceOverride | NegotiatedDiscount) -> dict[str, Any]:
+    """What the audit log and a change's scope read of an override or a discount."""
+    return _snapshot(item, FIELDS[type(item)])
+
+
+def price_change_recorded(
+    *,
+    principal: Principal,
+    item: ModelPriceOverride | NegotiatedDiscount,
+    action: str,
+    before: dict | None,
+    on_error: Callable[[], None] | None = None,
+) -> RepriceRun:
+    """For a change saved elsewhere (the Django admin): audit it and queue its re-pricing run, as the
+    services above do. `item` as saved (for a delete: as it was, with its id)."""
+    return _changed(
+        principal=principal,
+        item=item,
+        action=action,
+        before=before,
+        fields=FIELDS[type(item)],
+        on_error=on_error,
+    )
