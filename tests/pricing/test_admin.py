@@ -11,10 +11,9 @@ from django.test import Client
 
 from finops.accounts.models import ApiToken, OrgRole, TeamRole
 from finops.accounts.services import api_token_create
-from finops.ledger.models import Agent
-from finops.pricing.models import ModelPriceOverride, NegotiatedDiscount
 from finops.audit.models import AuditEntry
-from finops.pricing.models import RepriceRun
+from finops.ledger.models import Agent
+from finops.pricing.models import ModelPriceOverride, NegotiatedDiscount, RepriceRun
 from finops.pricing.tasks import reprice_run
 from tests.factories import AgentFactory, MembershipFactory, TeamFactory, UserFactory
 
