@@ -483,6 +483,7 @@ def _month_reprice(
             counts = cursor.fetchone()
             result.calls_scanned, result.calls_repriced, result.calls_newly_priced = counts[:3]
             result.calls_newly_unpriced = counts[3]
+            _run_month_record(run, result)
             return result
         cursor.execute(_closed_month_sql(partition), params)
         groups = cursor.fetchall()
@@ -523,7 +524,29 @@ def _month_reprice(
             )
             for (team_id, provider, model, day), (before, after, changed) in merged.items()
         )  # fmt: skip
+        _run_month_record(run, result)
     return result
+
+
+def _run_month_record(run: RepriceRun, result: MonthResult) -> None:
+    """Add a month's figures to its run, in the month's transaction: a run retried after a failure
+    skips the months it has done and keeps their before/after."""
+    (run.months_adjusted if result.closed else run.months_repriced).append(f"{result.month:%Y-%m}")
+    run.calls_scanned += result.calls_scanned
+    run.calls_repriced += result.calls_repriced
+    run.calls_newly_priced += result.calls_newly_priced
+    run.calls_newly_unpriced += result.calls_newly_unpriced
+    run.adjustments_usd += result.adjustments_usd
+    run.save(update_fields=[*_RUN_FIGURES, "months_repriced", "months_adjusted"])
+
+
+_RUN_FIGURES = (
+    "calls_scanned",
+    "calls_repriced",
+    "calls_newly_priced",
+    "calls_newly_unpriced",
+    "adjustments_usd",
+)
 
 
 def reprice_run_execute(*, run_id: int) -> RepriceRun:
@@ -536,14 +559,12 @@ def reprice_run_execute(*, run_id: int) -> RepriceRun:
     run = RepriceRun.objects.get(pk=run_id)
     if not claimed:
         return run
-    RepriceDelta.objects.filter(run=run).delete()  # what a failed attempt left (its months rolled back)
     started = clock.perf_counter()
     try:
         book = PriceBook.load()
         scopes = [RepriceScope.from_json(scope) for scope in run.scopes]
         closed = months_closed()
-        totals = MonthResult(month=date.min, closed=False)
-        repriced, adjusted = [], []
+        done = {*run.months_repriced, *run.months_adjusted}  # by an earlier, failed attempt
         for month in call_partition_months():
             month_start = datetime.combine(month, time(0), tzinfo=UTC)
             month_end = datetime.combine(month_next(month), time(0), tzinfo=UTC)
@@ -552,17 +573,8 @@ def reprice_run_execute(*, run_id: int) -> RepriceRun:
                 for scope in scopes
                 if (scope.end is None or scope.end > month_start) and scope.start < month_end
             ]
-            if not live:
-                continue
-            result = _month_reprice(run=run, book=book, month=month, scopes=live, closed=closed)
-            if result is None:
-                continue
-            (adjusted if result.closed else repriced).append(f"{month:%Y-%m}")
-            totals.calls_scanned += result.calls_scanned
-            totals.calls_repriced += result.calls_repriced
-            totals.calls_newly_priced += result.calls_newly_priced
-            totals.calls_newly_unpriced += result.calls_newly_unpriced
-            totals.adjustments_usd += result.adjustments_usd
+            if live and f"{month:%Y-%m}" not in done:
+                _month_reprice(run=run, book=book, month=month, scopes=live, closed=closed)
     except Exception as error:
         run.status, run.finished_at, run.error = RepriceStatus.FAILED, timezone.now(), repr(error)[:4000]
         run.save(update_fields=["status", "finished_at", "error"])
@@ -570,11 +582,7 @@ def reprice_run_execute(*, run_id: int) -> RepriceRun:
     elapsed = clock.perf_counter() - started
     run.status = RepriceStatus.DONE
     run.finished_at = run.started_at + timedelta(seconds=elapsed)
-    run.calls_scanned, run.calls_repriced = totals.calls_scanned, totals.calls_repriced
-    run.calls_newly_priced, run.calls_newly_unpriced = totals.calls_newly_priced, totals.calls_newly_unpriced
-    run.months_repriced, run.months_adjusted = repriced, adjusted
-    run.adjustments_usd = totals.adjustments_usd
-    run.save()
+    run.save(update_fields=["status", "finished_at"])
     return run
 
 

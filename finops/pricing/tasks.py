@@ -15,6 +15,7 @@ from finops.pricing.reprice import reprice_run_execute
 from finops.pricing.services import PriceBook
 
 logger = logging.getLogger(__name__)
+STUCK_AFTER = timedelta(hours=3)  # a year of calls re-prices in well under that
 
 
 @shared_task(
@@ -54,9 +55,19 @@ def reprice_run(run_id: int) -> int:
 @shared_task(name="finops.pricing.tasks.run_queued_reprices", expires=10 * 60)
 def run_queued_reprices() -> int:
     """Start the runs still queued a minute after they were made (their enqueue was lost: a broker that
-    was down, a worker that died before taking it), oldest first."""
+    was down, a worker that died before taking it), oldest first; and mark failed, to be run again, a
+    run still `running` hours after it started (its worker died: its done months are kept)."""
     started = 0
-    cutoff = timezone.now() - timedelta(minutes=1)
+    now = timezone.now()
+    RepriceRun.objects.filter(status=RepriceStatus.RUNNING, started_at__lt=now - STUCK_AFTER).update(
+        status=RepriceStatus.FAILED, error="its worker stopped before it finished; run again by the sweep"
+    )
+    for run_id in RepriceRun.objects.filter(
+        status=RepriceStatus.FAILED, started_at__lt=now - STUCK_AFTER, error__startswith="its worker stopped"
+    ).values_list("pk", flat=True):
+        reprice_run_execute(run_id=run_id)
+        started += 1
+    cutoff = now - timedelta(minutes=1)
     for run_id in (
         RepriceRun.objects.filter(status=RepriceStatus.QUEUED, requested_at__lt=cutoff)
         .values_list("pk", flat=True)

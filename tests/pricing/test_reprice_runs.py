@@ -442,3 +442,35 @@ def test_the_reprice_command_reprices_from_a_month_on(db):
     assert "1 changed" in out.getvalue() and "months re-priced: 2026-11" in out.getvalue()
     with pytest.raises(CommandError, match="--since: month must be YYYY-MM, e.g. 2026-11; got '2026-13'"):
         call_command("reprice", "--since", "2026-13")
+
+
+def test_a_run_that_failed_midway_keeps_its_done_months_and_finishes_when_run_again(db, monkeypatch):
+    # given: calls in October and November at the list price, and a 10% discount on both
+    acme_price()
+    usage = {"uncached_input": 20_000, "output": 2_000}
+    load([event(number, at=datetime(2026, 10 + number, 5, tzinfo=UTC), usage=usage) for number in (0, 1)])
+    _, run = discount_create(
+        principal=None, provider="acme", percent=Decimal(10), effective_from=datetime(2026, 10, 1, tzinfo=UTC)
+    )
+    real = reprice._month_reprice
+
+    def november_fails(**kwargs):
+        if kwargs["month"] == NOVEMBER:
+            raise ConnectionError("database went away")
+        return real(**kwargs)
+
+    # when: the run fails in November
+    monkeypatch.setattr(reprice, "_month_reprice", november_fails)
+    with pytest.raises(ConnectionError):
+        reprice_run_execute(run_id=run.pk)
+    run.refresh_from_db()
+    assert (run.status, run.months_repriced, run.calls_repriced) == ("failed", ["2026-10"], 1)
+    assert "database went away" in run.error
+
+    # then: run again (the task's retry), it does November only and keeps October's before/after
+    monkeypatch.setattr(reprice, "_month_reprice", real)
+    run = reprice_run_execute(run_id=run.pk)
+    assert (run.status, run.months_repriced, run.calls_repriced) == ("done", ["2026-10", "2026-11"], 2)
+    discounted = sum(expected_cost(usage, batch=False, percent_off=Decimal(10)).values())
+    assert list(Call.objects.values_list("cost_usd", flat=True)) == [discounted, discounted]
+    assert sorted(run.deltas.values_list("day", flat=True)) == [date(2026, 10, 5), date(2026, 11, 5)]
