@@ -47,6 +47,7 @@ from finops.pricing.models import RepriceDelta, RepriceRun, RepriceStatus
 from finops.pricing.services import BATCH_DISCOUNT, DEFAULT_BATCH_DISCOUNT, PriceBook
 
 PICO = "0.000000000001"
+WORK_MEM = "256MB"
 ONE_DAY = timedelta(days=1)
 
 
@@ -269,7 +270,7 @@ def _priced_ctes(partition: str) -> str:
     total = " + ".join(f"p{position}" for position in range(len(TOKEN_TYPES)))
     return f"""computed AS (
     SELECT c.ctid AS row_id, c.timestamp AS ts, c.team_id, c.agent_id, c.task_id, c.prompt_version,
-        c.provider, c.model, r.day, c.cost_usd AS before, r.dm IS NULL AS unpriced,
+        c.provider, c.model, r.day, (c.cost_usd * 1000000000000)::bigint AS before, r.dm IS NULL AS unpriced,
         {costs}
     FROM {partition} AS c JOIN reprice_rates AS r
         ON r.provider = c.provider AND r.model = c.model AND r.batch = c.batch
@@ -278,7 +279,7 @@ def _priced_ctes(partition: str) -> str:
         AND {_total_input} > r.input_above AND (r.input_upto IS NULL OR {_total_input} <= r.input_upto)
     WHERE c.timestamp >= %(start)s AND c.timestamp < %(end)s
 ), priced AS MATERIALIZED (
-    SELECT *, CASE WHEN unpriced THEN NULL ELSE ({total}) * {PICO} END AS after FROM computed
+    SELECT *, CASE WHEN unpriced THEN NULL ELSE {total} END AS after FROM computed
 )"""
 
 
@@ -291,10 +292,11 @@ _type_columns = ", ".join(f"cost_{token_type}_usd" for token_type in TOKEN_TYPES
 
 # One pass over the priced calls sums them for every rollup at once (GROUPING SETS), instead of one
 # scan of them per rollup: at 10M calls they are a tuplestore of gigabytes. The sets, by name:
-_GROUPED = ("day", "team_id", "agent_id", "provider", "model", "task_id", "minute", "prompt_version")
+_GROUPED = ("day", "team_id", "agent_id", "provider", "model", "minute", "prompt_version")
 _SETS = {
     "daily": ("day", "team_id", "agent_id", "provider", "model"),  # all the day's calls: absolute sums
-    "tasks": ("team_id", "task_id"),  # the rest: the changed calls' deltas
+    # the rest: the changed calls' deltas (tasks apart, below: a set of a million tasks would make every
+    # other set's wide aggregate state that many times over)
     "minutes": ("minute", "team_id", "agent_id"),
     "versions": ("day", "agent_id", "prompt_version"),
     "deltas": ("team_id", "provider", "model", "day"),
@@ -314,25 +316,25 @@ def _open_month_sql(partition: str) -> str:
     mask = {name: _set_mask(name) for name in _SETS}
     return f"""
 WITH {_priced_ctes(partition)}, updated AS (
-    UPDATE {partition} AS c SET cost_usd = p.after FROM priced AS p
+    UPDATE {partition} AS c SET cost_usd = p.after * {PICO} FROM priced AS p
     WHERE c.ctid = p.row_id AND p.after IS DISTINCT FROM p.before
     RETURNING 1
-), marked AS (
+), marked AS NOT MATERIALIZED (
     SELECT *, after IS DISTINCT FROM before AS changed, coalesce(after, 0) - coalesce(before, 0) AS delta,
         (before IS NULL)::int - (after IS NULL)::int AS newly_priced,
         CASE WHEN ts >= %(recent_from)s THEN date_trunc('minute', ts) END AS minute
     FROM priced
 ), groups AS MATERIALIZED (
     SELECT GROUPING({", ".join(_GROUPED)}) AS grouping_set, {", ".join(_GROUPED)},
-        coalesce(sum(after), 0) AS cost_usd, count(*) FILTER (WHERE after IS NULL) AS unpriced_calls,
-        coalesce(sum(after) FILTER (WHERE task_id IS NULL), 0) AS cost_not_in_task_usd,
+        coalesce(sum(after), 0) * {PICO} AS cost_usd, count(*) FILTER (WHERE after IS NULL) AS unpriced_calls,
+        coalesce(sum(after) FILTER (WHERE task_id IS NULL), 0) * {PICO} AS cost_not_in_task_usd,
         {_type_sums},
-        coalesce(sum(delta) FILTER (WHERE changed), 0) AS delta,
+        coalesce(sum(delta) FILTER (WHERE changed), 0) * {PICO} AS delta,
         coalesce(sum(newly_priced) FILTER (WHERE changed), 0) AS newly_priced,
-        coalesce(sum(delta) FILTER (WHERE changed AND task_id IS NOT NULL), 0) AS delta_in_tasks,
+        coalesce(sum(delta) FILTER (WHERE changed AND task_id IS NOT NULL), 0) * {PICO} AS delta_in_tasks,
         coalesce(sum(newly_priced) FILTER (WHERE changed AND task_id IS NOT NULL), 0) AS newly_priced_in_tasks,
-        coalesce(sum(before) FILTER (WHERE changed), 0) AS before_usd,
-        coalesce(sum(after) FILTER (WHERE changed), 0) AS after_usd,
+        coalesce(sum(before) FILTER (WHERE changed), 0) * {PICO} AS before_usd,
+        coalesce(sum(after) FILTER (WHERE changed), 0) * {PICO} AS after_usd,
         count(*) FILTER (WHERE changed) AS calls_changed, count(*) AS calls,
         count(*) FILTER (WHERE changed AND newly_priced > 0) AS calls_newly_priced,
         count(*) FILTER (WHERE changed AND newly_priced < 0) AS calls_newly_unpriced
@@ -348,9 +350,11 @@ WITH {_priced_ctes(partition)}, updated AS (
     RETURNING 1
 ), tasks AS (
     UPDATE ledger_task AS t SET cost_usd = t.cost_usd + g.delta, unpriced_calls = t.unpriced_calls - g.newly_priced
-    FROM groups AS g
-    WHERE g.grouping_set = {mask["tasks"]} AND g.calls_changed > 0 AND t.team_id = g.team_id
-        AND t.task_id = g.task_id
+    FROM (
+        SELECT team_id, task_id, sum(delta) * {PICO} AS delta, sum(newly_priced) AS newly_priced
+        FROM marked WHERE changed AND task_id IS NOT NULL GROUP BY 1, 2
+    ) AS g
+    WHERE t.team_id = g.team_id AND t.task_id = g.task_id
     RETURNING 1
 ), recent AS (
     UPDATE ledger_recentrollup AS m SET cost_usd = m.cost_usd + g.delta,
@@ -386,7 +390,7 @@ def _closed_month_sql(partition: str) -> str:
     return f"""
 WITH {_priced_ctes(partition)}
 SELECT team_id, agent_id, provider, model, day,
-    coalesce(sum(before) FILTER (WHERE after IS NOT NULL), 0), coalesce(sum(after), 0),
+    coalesce(sum(before) FILTER (WHERE after IS NOT NULL), 0) * {PICO}, coalesce(sum(after), 0) * {PICO},
     count(*) FILTER (WHERE after IS NOT NULL AND after IS DISTINCT FROM before), count(*)
 FROM priced GROUP BY 1, 2, 3, 4, 5 ORDER BY 5, 1, 2, 3, 4
 """
@@ -476,6 +480,8 @@ def _month_reprice(
     result = MonthResult(month=month, closed=month in closed)
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [REPRICE_LOCK])
+        # the sums per day, minute and prompt version of a month's calls in memory, not spilled to disk
+        cursor.execute("SET LOCAL work_mem = %s", [WORK_MEM])
         _rates_load(cursor, rows)
         if not result.closed:
             cursor.execute(_LOCK_ROLLUPS_SQL)
