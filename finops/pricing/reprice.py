@@ -38,7 +38,7 @@ from django.utils import timezone
 from genai_prices.types import TieredPrices, TimeOfDateConstraint
 
 from finops.bills.models import Adjustment, AdjustmentReason
-from finops.bills.months import month_next, months_closed
+from finops.bills.months import month_is_closed, month_next, months_closed
 from finops.ledger.rollups import recent_cutoff
 from finops.ledger.services import REPRICE_LOCK
 from finops.ledger.tokens import INPUT_TOKEN_TYPES, TOKEN_TYPES
@@ -287,8 +287,13 @@ _type_sums = ",\n        ".join(
     f"coalesce(sum(p{position}) FILTER (WHERE NOT unpriced), 0) * {PICO} AS cost_{token_type}_usd"
     for position, token_type in enumerate(TOKEN_TYPES)
 )
-_type_sets = ", ".join(f"cost_{token_type}_usd = g.cost_{token_type}_usd" for token_type in TOKEN_TYPES)
-_type_columns = ", ".join(f"cost_{token_type}_usd" for token_type in TOKEN_TYPES)
+_ROLLUP_COLUMNS = (
+    "cost_usd",
+    "unpriced_calls",
+    "cost_not_in_task_usd",
+    *(f"cost_{token_type}_usd" for token_type in TOKEN_TYPES),
+)
+_rollup_moves = ", ".join(f"{column} = d.{column} + (g.{column} - s.{column})" for column in _ROLLUP_COLUMNS)
 
 # One pass over the priced calls sums them for every rollup at once (GROUPING SETS), instead of one
 # scan of them per rollup: at 10M calls they are a tuplestore of gigabytes. The sets, by name:
@@ -339,14 +344,20 @@ WITH {_priced_ctes(partition)}, updated AS (
         count(*) FILTER (WHERE changed AND newly_priced > 0) AS calls_newly_priced,
         count(*) FILTER (WHERE changed AND newly_priced < 0) AS calls_newly_unpriced
     FROM marked GROUP BY GROUPING SETS ({grouping_sets})
+), rollups_before AS MATERIALIZED (
+    -- the day rollups as this statement's snapshot has them: consistent with the calls it priced
+    SELECT d.* FROM ledger_dailyrollup AS d
+    JOIN (SELECT DISTINCT provider, model, day FROM reprice_rates) AS t
+        ON t.provider = d.provider AND t.model = d.model AND t.day = d.day
 ), daily AS (
-    UPDATE ledger_dailyrollup AS d SET cost_usd = g.cost_usd, unpriced_calls = g.unpriced_calls,
-        cost_not_in_task_usd = g.cost_not_in_task_usd, {_type_sets}
-    FROM groups AS g
-    WHERE g.grouping_set = {mask["daily"]} AND d.day = g.day AND d.team_id = g.team_id
-        AND d.agent_id = g.agent_id AND d.provider = g.provider AND d.model = g.model
-        AND (d.cost_usd, d.unpriced_calls, d.cost_not_in_task_usd, {", ".join(f"d.{c}" for c in _type_columns.split(", "))})
-        IS DISTINCT FROM (g.cost_usd, g.unpriced_calls, g.cost_not_in_task_usd, {", ".join(f"g.{c}" for c in _type_columns.split(", "))})
+    -- moved by (new sums − the snapshot's), not set to the new sums: a writer's calls committed since
+    -- the snapshot (not priced here) keep what they added, with no lock held while the month is priced
+    UPDATE ledger_dailyrollup AS d SET {_rollup_moves}
+    FROM groups AS g JOIN rollups_before AS s ON s.day = g.day AND s.team_id = g.team_id
+        AND s.agent_id = g.agent_id AND s.provider = g.provider AND s.model = g.model
+    WHERE g.grouping_set = {mask["daily"]} AND d.id = s.id
+        AND ({", ".join(f"s.{column}" for column in _ROLLUP_COLUMNS)})
+        IS DISTINCT FROM ({", ".join(f"g.{column}" for column in _ROLLUP_COLUMNS)})
     RETURNING 1
 ), tasks AS (
     UPDATE ledger_task AS t SET cost_usd = t.cost_usd + g.delta, unpriced_calls = t.unpriced_calls - g.newly_priced
@@ -393,15 +404,6 @@ SELECT team_id, agent_id, provider, model, day,
     coalesce(sum(before) FILTER (WHERE after IS NOT NULL), 0) * {PICO}, coalesce(sum(after), 0) * {PICO},
     count(*) FILTER (WHERE after IS NOT NULL AND after IS DISTINCT FROM before), count(*)
 FROM priced GROUP BY 1, 2, 3, 4, 5 ORDER BY 5, 1, 2, 3, 4
-"""
-
-
-_LOCK_ROLLUPS_SQL = """
-SELECT 1 FROM ledger_dailyrollup AS d
-JOIN (SELECT DISTINCT provider, model, day FROM reprice_rates) AS t
-    ON t.provider = d.provider AND t.model = d.model AND t.day = d.day
-ORDER BY d.day, d.team_id, d.agent_id, d.provider, d.model
-FOR UPDATE OF d
 """
 
 
@@ -477,14 +479,14 @@ def _month_reprice(
         "run_id": run.pk,
     }
     partition = f"ledger_call_p{month:%Y_%m}"
-    result = MonthResult(month=month, closed=month in closed)
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [REPRICE_LOCK])
+        # asked again in the month's transaction: a month closed since the run started is not re-priced
+        result = MonthResult(month=month, closed=month_is_closed(month))
         # the sums per day, minute and prompt version of a month's calls in memory, not spilled to disk
         cursor.execute("SET LOCAL work_mem = %s", [WORK_MEM])
         _rates_load(cursor, rows)
         if not result.closed:
-            cursor.execute(_LOCK_ROLLUPS_SQL)
             cursor.execute(_open_month_sql(partition), params)
             counts = cursor.fetchone()
             result.calls_scanned, result.calls_repriced, result.calls_newly_priced = counts[:3]
