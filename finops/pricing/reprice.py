@@ -19,8 +19,10 @@ The price of each call is exactly PriceBook.price's (finops/pricing/services.py,
 USD per token type, computed here in exact integer arithmetic on numeric. Running a run again changes
 nothing: the calls already carry those prices, and the adjustments already hold the difference.
 
-Allowance counters (guardrails) are left as they are: they are the guard's record of what was admitted
-in a window, and a re-priced past window is closed; see the module's note in the report of issue 10.
+Allowance counters (guardrails) are left as they are: they are the guard's record of what it admitted
+in each window, at the prices of the moment; a past window is over, and moving the current one under
+an agent mid-window would turn an answer already given (allow, deny) into another without a call.
+The next window counts at the new prices.
 """
 
 from __future__ import annotations
