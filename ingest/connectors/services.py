@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -20,8 +21,16 @@ from pathlib import Path
 
 from django.db import connection, transaction
 from django.utils import timezone
+from django.utils.text import get_valid_filename
 
-from finops.accounts.selectors import visible_team_ids
+from finops.accounts.selectors import (
+    principal_is_authenticated,
+    principal_is_token,
+    principal_manages_billing,
+    visible_team_ids,
+)
+from finops.audit.models import AuditAction
+from finops.audit.services import audit_record
 from finops.celery import CeleryQueue
 from ingest.connectors.clients import (
     MAX_ATTEMPTS,
@@ -33,10 +42,24 @@ from ingest.connectors.clients import (
 )
 from ingest.connectors.credentials import CredentialsUnreadable, credentials_decrypt, credentials_encrypt
 from ingest.connectors.focus import FocusRowError, focus_csv_records, focus_header_problems, focus_rows_parse
+from ingest.connectors.invoice_csv import (
+    PREVIEW_ROWS,
+    InvoiceMappingSpec,
+    InvoiceRowError,
+    Preview,
+    delimiter_detect,
+    invoice_csv_records,
+    invoice_rows_parse,
+    mapping_problems,
+    preview_read,
+)
 from ingest.connectors.models import (
     NATURAL_KEY_FIELDS,
     Connector,
     ConnectorRun,
+    InvoiceImport,
+    InvoiceImportStatus,
+    InvoiceMapping,
     RunStatus,
     StatementLine,
 )
@@ -450,3 +473,242 @@ def focus_file_import(
     if on_progress:
         on_progress(progress)
     return summary
+
+
+# --- a provider's own CSV export, through a saved column mapping ---------------------------------------
+
+
+def invoice_source_name(*, file_name: str) -> str:
+    return f"invoice:{Path(file_name).name}"[:64]
+
+
+def invoice_mapping_snapshot(mapping: InvoiceMapping) -> dict:
+    return {"name": mapping.name, "header": mapping.header, "spec": mapping.spec}
+
+
+def _refuse_unless_billing(principal: Principal) -> None:
+    if principal is not None and not principal_manages_billing(principal):
+        raise InvoiceMappingRefused("only the admin and finops roles make and change invoice mappings")
+
+
+class InvoiceMappingRefused(PermissionError):
+    pass
+
+
+@transaction.atomic
+def invoice_mapping_save(
+    *, principal: Principal, name: str, header: list[str], spec: InvoiceMappingSpec
+) -> InvoiceMapping:
+    """Save the mapping under its name: a new one, or the one of that name changed (audited either way).
+    principal None is the local operator."""
+    _refuse_unless_billing(principal)
+    name = " ".join(name.split())[:128]
+    if not name:
+        raise ValueError("give the mapping a name")
+    problems = mapping_problems(spec=spec, header=header)
+    if problems:
+        raise ValueError("; ".join(problems))
+    mapping = InvoiceMapping.objects.select_for_update().filter(name=name).first()
+    before = invoice_mapping_snapshot(mapping) if mapping else None
+    if mapping is None:
+        mapping = InvoiceMapping(
+            name=name, created_by=principal if principal_is_authenticated(principal) else None
+        )
+    mapping.header, mapping.spec = list(header), spec.as_dict()
+    mapping.save()
+    after = invoice_mapping_snapshot(mapping)
+    if after != before:
+        audit_record(
+            principal=principal,
+            team_id=None,
+            object_type="invoice_mapping",
+            object_id=mapping.pk,
+            action=AuditAction.CREATE if before is None else AuditAction.UPDATE,
+            before=before,
+            after=after,
+        )
+    return mapping
+
+
+@transaction.atomic
+def invoice_mapping_delete(*, principal: Principal, mapping: InvoiceMapping) -> None:
+    _refuse_unless_billing(principal)
+    audit_record(
+        principal=principal,
+        team_id=None,
+        object_type="invoice_mapping",
+        object_id=mapping.pk,
+        action=AuditAction.DELETE,
+        before=invoice_mapping_snapshot(mapping),
+        after=None,
+    )
+    mapping.delete()
+
+
+def _decoded_lines(handle, progress: ImportProgress | None = None) -> Iterator[str]:
+    for number, raw in enumerate(handle, start=1):
+        if progress is not None:
+            progress.bytes_done += len(raw)
+        try:
+            yield raw.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError:
+            raise ImportFileError(f"line {number} is not UTF-8 text; save the file as UTF-8") from None
+
+
+def invoice_file_preview(*, path: Path, limit: int = PREVIEW_ROWS) -> Preview:
+    """The first rows of an uploaded file, its delimiter detected from the header line."""
+    with Path(path).open("rb") as handle:
+        first = handle.readline()
+    try:
+        delimiter = delimiter_detect(first.decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        raise ImportFileError("line 1 is not UTF-8 text; save the file as UTF-8") from None
+    with Path(path).open("rb") as handle:
+        preview = preview_read(_decoded_lines(handle), delimiter=delimiter, limit=limit)
+    if not preview.header:
+        raise ImportFileError("the file is empty: a CSV starts with a header line naming its columns")
+    return preview
+
+
+@dataclass
+class InvoiceImportSummary(FocusImportSummary):
+    """As FocusImportSummary: counts of statement lines; rejected_samples lists every skipped row (up to
+    a thousand) with its line number and each bad column's reason. totals: the amount of the rows read
+    well, per provider and currency, exact."""
+
+    mapping: str = ""
+    totals: dict[tuple[str, str], Decimal] = field(default_factory=dict)
+
+    def as_json(self) -> dict:
+        return {
+            "file_name": self.file_name,
+            "format": self.format,
+            "mapping": self.mapping,
+            "source": self.source,
+            "rows_read": self.rows_read,
+            "lines_created": self.write.created,
+            "lines_updated": self.write.updated,
+            "lines_unchanged": self.write.unchanged,
+            "lines_removed": self.write.removed,
+            "skipped": self.rejected,
+            "skipped_rows": [
+                {
+                    "line": int(sample["position"].split()[-1]),
+                    "errors": sample["errors"],
+                    "row": sample["row"],
+                }
+                for sample in self.rejected_samples
+            ],
+            "totals": [
+                {"provider": provider, "currency": currency, "amount": format(amount.normalize(), "f")}
+                for (provider, currency), amount in sorted(self.totals.items())
+            ],
+        }
+
+
+def invoice_file_import(
+    *,
+    path: Path,
+    mapping: InvoiceMapping,
+    file_name: str | None = None,
+    principal: Principal = None,
+    on_progress: Callable[[ImportProgress], None] | None = None,
+) -> InvoiceImportSummary:
+    """A provider's CSV export read through a saved mapping, as statement lines of the source
+    invoice:<file name> (the invoice side of a bill). As focus_file_import: bad rows are reported with
+    their line number and reasons and nothing of theirs is written, the good rows are; importing the
+    same file again changes nothing; a corrected file replaces the lines of the periods it covers."""
+    if principal is not None and visible_team_ids(principal=principal) is not None:
+        raise ImportFileError(
+            "a provider bill is for the whole organisation: only org admins and finops may import it"
+        )
+    path = Path(path)
+    file_name = file_name or path.name
+    spec = InvoiceMappingSpec.from_dict(mapping.spec)
+    summary = InvoiceImportSummary(
+        file_name=file_name,
+        format="invoice-csv",
+        source=invoice_source_name(file_name=file_name),
+        progress=ImportProgress(bytes_total=path.stat().st_size),
+        mapping=mapping.name,
+    )
+    progress = summary.progress
+    lines: list[dict] = []
+    with path.open("rb") as handle:
+        header, records = invoice_csv_records(_decoded_lines(handle, progress), delimiter=spec.delimiter)
+        problems = mapping_problems(spec=spec, header=header)
+        if problems:
+            raise ImportFileError(
+                f"the mapping “{mapping.name}” does not fit this file's header: {'; '.join(problems)}"
+            )
+        for parsed in invoice_rows_parse(records, spec=spec):
+            progress.rows_read += 1
+            if isinstance(parsed, InvoiceRowError):
+                progress.rejected += 1
+                if len(summary.rejected_samples) < MAX_FOCUS_REJECTS_LISTED:
+                    summary.rejected_samples.append(
+                        {
+                            "position": parsed.position,
+                            "event_id": None,
+                            "errors": parsed.errors,
+                            "row": parsed.row,
+                        }
+                    )
+            else:
+                lines.append(parsed)
+                key = (parsed["provider"], parsed["currency"])
+                summary.totals[key] = summary.totals.get(key, Decimal(0)) + parsed["amount"]
+            if on_progress and progress.rows_read % 10_000 == 0:
+                on_progress(progress)
+    summary.write = statement_lines_replace(
+        source=summary.source, lines=lines, pulled_at=timezone.now(), remove_stale=not progress.rejected
+    )
+    progress.accepted = summary.write.created + summary.write.updated
+    progress.duplicates = summary.write.unchanged
+    if on_progress:
+        on_progress(progress)
+    return summary
+
+
+def invoice_upload_store(
+    *, principal: Principal, file_name: str, chunks: Iterable[bytes], folder: Path
+) -> InvoiceImport:
+    """Keep an uploaded invoice on the server until it is mapped and imported."""
+    file_name = Path(file_name).name
+    stored = folder / f"{uuid.uuid4().hex}-{get_valid_filename(file_name) or 'invoice.csv'}"
+    with stored.open("wb") as destination:
+        for chunk in chunks:
+            destination.write(chunk)
+    return InvoiceImport.objects.create(
+        file_name=file_name[:255],
+        stored_path=str(stored),
+        source=invoice_source_name(file_name=file_name),
+        created_by=principal
+        if principal_is_authenticated(principal) and not principal_is_token(principal)
+        else None,
+    )
+
+
+def invoice_import_run(
+    *, invoice_import: InvoiceImport, mapping: InvoiceMapping, principal: Principal
+) -> InvoiceImport:
+    """Import an uploaded file with a mapping, keeping what it did on the InvoiceImport (the result page)."""
+    try:
+        summary = invoice_file_import(
+            path=Path(invoice_import.stored_path),
+            mapping=mapping,
+            file_name=invoice_import.file_name,
+            principal=principal,
+        )
+    except (ImportFileError, OSError) as error:
+        invoice_import.status, invoice_import.error, invoice_import.outcome = (
+            InvoiceImportStatus.FAILED,
+            str(error),
+            {},
+        )
+    else:
+        invoice_import.status, invoice_import.error = InvoiceImportStatus.DONE, ""
+        invoice_import.outcome = summary.as_json()
+    invoice_import.mapping, invoice_import.imported_at = mapping, timezone.now()
+    invoice_import.save(update_fields=["status", "error", "outcome", "mapping", "imported_at"])
+    return invoice_import
