@@ -213,7 +213,9 @@ def mapping_problems(*, spec: InvoiceMappingSpec, header: Iterable[str]) -> list
     missing = sorted({column for column in spec.columns.values() if column and column not in present})
     if missing:
         problems.append(f"the file has no column {', '.join(repr(column) for column in missing)}")
-    if spec.date_format not in DATE_FORMATS:
+    if not spec.date_format:
+        problems.append("choose how the dates read (the sample reads more than one way, or none)")
+    elif spec.date_format not in DATE_FORMATS:
         problems.append(f"unknown date format {spec.date_format!r}; use one of {', '.join(DATE_FORMATS)}")
     if spec.period not in PERIODS:
         problems.append(f"unknown period {spec.period!r}; use one of {', '.join(PERIODS)}")
@@ -293,8 +295,13 @@ def date_formats_reading(values: Iterable[str]) -> list[str]:
         readable.append(name)
     if "ym" in readable and "iso" in readable:
         readable.remove("ym")
-    if "unix" in readable:  # a column of small numbers is not dates; big ones are one of the two
-        readable = [name for name in readable if name in ("unix", "unix_ms")]
+    if "unix" in readable and not all(re.fullmatch(r"\d{9,13}", value.strip()) for value in values):
+        readable = [name for name in readable if name not in ("unix", "unix_ms")]  # amounts, counts
+    if "unix" in readable:
+        # seconds past 10^11 are after the year 5000, and milliseconds under it before 1973: the size of
+        # the numbers says which they are, where D/M against M/D is a real choice left to the person
+        milliseconds = all(abs(Decimal(value.strip())) >= 10**11 for value in values)
+        readable = ["unix_ms" if milliseconds else "unix"]
     return readable
 
 
@@ -596,7 +603,7 @@ COLUMN_HINTS: dict[str, tuple[str, ...]] = {
 
 def mapping_suggest(*, header: list[str], preview: Preview | None = None) -> InvoiceMappingSpec:
     """A first mapping from the columns' names, for the person to check (never imported unconfirmed).
-    The date format is set only when the sample reads in exactly one."""
+    The date format is set only when the sample reads in exactly one: else it is left for the person."""
     by_key = {re.sub(r"[^a-z0-9]+", "_", column.lower()).strip("_"): column for column in header}
     columns: dict[str, str] = {}
     taken: set[str] = set()
@@ -607,11 +614,8 @@ def mapping_suggest(*, header: list[str], preview: Preview | None = None) -> Inv
                 columns[name] = column
                 taken.add(column)
                 break
-    date_format = "iso"
-    if preview and columns.get("period_start") in (preview.date_formats or {}):
-        formats = preview.date_formats[columns["period_start"]]
-        if len(formats) == 1:
-            date_format = formats[0]
+    formats = preview.date_formats.get(columns.get("period_start", ""), []) if preview else []
+    date_format = formats[0] if len(formats) == 1 else ""
     return InvoiceMappingSpec(
         columns=columns,
         date_format=date_format,
