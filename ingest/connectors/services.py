@@ -555,14 +555,15 @@ def _decoded_lines(handle, progress: ImportProgress | None = None) -> Iterator[s
             raise ImportFileError(f"line {number} is not UTF-8 text; save the file as UTF-8") from None
 
 
-def invoice_file_preview(*, path: Path, limit: int = PREVIEW_ROWS) -> Preview:
-    """The first rows of an uploaded file, its delimiter detected from the header line."""
-    with Path(path).open("rb") as handle:
-        first = handle.readline()
-    try:
-        delimiter = delimiter_detect(first.decode("utf-8-sig"))
-    except UnicodeDecodeError:
-        raise ImportFileError("line 1 is not UTF-8 text; save the file as UTF-8") from None
+def invoice_file_preview(*, path: Path, delimiter: str | None = None, limit: int = PREVIEW_ROWS) -> Preview:
+    """The first rows of an uploaded file, cut at the delimiter given or else the one its header uses."""
+    if delimiter is None:
+        with Path(path).open("rb") as handle:
+            first = handle.readline()
+        try:
+            delimiter = delimiter_detect(first.decode("utf-8-sig"))
+        except UnicodeDecodeError:
+            raise ImportFileError("line 1 is not UTF-8 text; save the file as UTF-8") from None
     with Path(path).open("rb") as handle:
         preview = preview_read(_decoded_lines(handle), delimiter=delimiter, limit=limit)
     if not preview.header:
