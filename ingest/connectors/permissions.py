@@ -42,3 +42,20 @@ class ConnectorManage(BasePermission):
         principal = principal_of(request)
         _refuse_team_bound_token(principal)
         return principal_manages_billing(principal)
+
+
+class InvoiceImportPermission(BasePermission):
+    """Importing an invoice file: people with the admin or finops role, and org-wide tokens with the
+    'ingest' scope (a bill dropped by a scheduled job); a team's token learns nothing (404)."""
+
+    message = "Invoices are organisation billing data: only the admin and finops roles import them."
+
+    def has_permission(self, request, view) -> bool:
+        principal = principal_of(request)
+        if not principal_is_token(principal):
+            return principal_manages_billing(principal)
+        _refuse_team_bound_token(principal)
+        if not principal_has_scope(principal=principal, scope="ingest"):
+            self.message = "This API token lacks the 'ingest' scope."
+            return False
+        return True
