@@ -21,6 +21,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from functools import lru_cache
 
 from ingest.connectors.focus import (
     AMOUNT_PLACES,
@@ -136,6 +137,7 @@ TOKEN_TYPE_NAMES: dict[str, str] = {
     ),
     **dict.fromkeys(["reasoning", "reasoning_tokens", "thinking", "thinking_tokens"], "reasoning"),
 }
+BATCH_WORD = re.compile(r"\bbatch\b", re.IGNORECASE)
 ONE_HOUR = re.compile(r"(?<![0-9])(1h|1-hour|one hour|60m)(?![a-z])", re.IGNORECASE)
 CACHE = re.compile(r"cach", re.IGNORECASE)
 
@@ -143,6 +145,8 @@ _DAY_FIRST = re.compile(
     r"(?P<a>\d{1,2})(?P<sep>[/.\-])(?P<b>\d{1,2})(?P=sep)(?P<year>\d{4})"
     r"(?:[ T](?P<hour>\d{1,2}):(?P<minute>\d{2})(?::(?P<second>\d{2}))?)?"
 )
+_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+_ISO_MOMENT = re.compile(r"\d{4}-\d{2}-\d{2}[ T]\d")
 _YEAR_MONTH = re.compile(r"(?P<year>\d{4})[-/](?P<month>\d{1,2})")
 _YEAR_FIRST_SLASH = re.compile(r"(\d{4})/(\d{1,2})/(\d{1,2})(.*)")
 _INTEGER = re.compile(r"-?\d+(?:\.\d+)?")
@@ -235,6 +239,7 @@ def _utc(day: date, hour: int = 0, minute: int = 0, second: int = 0) -> datetime
     return datetime(day.year, day.month, day.day, hour, minute, second, tzinfo=UTC)
 
 
+@lru_cache(maxsize=4096)  # an export repeats its dates on every row of a day
 def moment_read(text: str, *, date_format: str) -> tuple[datetime, bool]:
     """The instant a cell names, in UTC (a time without an offset is UTC, as the providers' exports are),
     and whether the cell was a bare date. Raises ValueError saying what was expected."""
@@ -244,9 +249,9 @@ def moment_read(text: str, *, date_format: str) -> tuple[datetime, bool]:
         if slashed:
             year, month, day, rest = slashed.groups()
             text = f"{year}-{int(month):02d}-{int(day):02d}{rest}"
-        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        if _ISO_DAY.fullmatch(text):
             return _utc(date.fromisoformat(text)), True
-        if not re.match(r"\d{4}-\d{2}-\d{2}[ T]\d", text):
+        if not _ISO_MOMENT.match(text):
             raise ValueError("not an ISO 8601 date (2026-11-03 or 2026-11-03T14:00:00Z)")
         moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace(" ", "T", 1))
         return (moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)), False
@@ -329,6 +334,7 @@ def decimal_read(text: str, *, decimal_comma: bool) -> Decimal:
     return -value if negative else value
 
 
+@lru_cache(maxsize=4096)
 def token_type_read(text: str) -> str:
     """One of the six token types a provider's name for it means, or "" when it names none."""
     if not text.strip():
@@ -342,6 +348,14 @@ def token_type_read(text: str) -> str:
         if pattern.search(text):
             return name
     return ""
+
+
+_provider_slug = lru_cache(maxsize=256)(provider_slug)
+
+
+@lru_cache(maxsize=4096)
+def _names_parsed(*texts: str) -> tuple[str, str]:
+    return model_and_token_type(texts)
 
 
 def _truthy(text: str) -> bool:
@@ -360,10 +374,8 @@ def _month_after(moment: datetime) -> datetime:
 def invoice_row_line(row: dict[str, str], *, spec: InvoiceMappingSpec) -> dict:
     """One row as a statement line dict; raises ValueError(errors) naming each bad column."""
     errors: dict[str, list[str]] = {}
-
-    def cell(name: str) -> str:
-        column = spec.column(name)
-        return (row.get(column) or "").strip() if column else ""
+    cells = {name: (row.get(column) or "").strip() for name, column in spec.columns.items()}
+    cell = lambda name: cells.get(name, "")  # noqa: E731 (read per field, many times a row)
 
     def fail(name: str, reason: str) -> None:
         errors.setdefault(spec.column(name) or name, []).append(reason)
@@ -417,7 +429,7 @@ def invoice_row_line(row: dict[str, str], *, spec: InvoiceMappingSpec) -> dict:
     elif currency not in ISO_4217:
         fail("currency", f"{currency!r} is not an ISO 4217 currency code")
 
-    provider = provider_slug(cell("provider") if spec.column("provider") else spec.provider)
+    provider = _provider_slug(cell("provider") if "provider" in cells else spec.provider)
     if not provider:
         fail("provider", "empty: the row names no provider")
 
@@ -443,12 +455,16 @@ def invoice_row_line(row: dict[str, str], *, spec: InvoiceMappingSpec) -> dict:
     if service_tier == "batch":
         batch = True
     if not spec.column("batch") and not spec.column("service_tier"):
-        batch = bool(re.search(r"\bbatch\b", f"{line_item} {cell('token_type')}", re.IGNORECASE))
+        batch = bool(BATCH_WORD.search(f"{line_item} {cell('token_type')}"))
     if errors:
         raise ValueError(errors)
 
     # model and token type: their own columns where mapped, else parsed from the row's names as FOCUS's are
-    parsed_model, parsed_type = model_and_token_type([line_item, cell("token_type"), cell("model")])
+    parsed_model, parsed_type = (
+        ("", "")
+        if "model" in cells and "token_type" in cells
+        else _names_parsed(line_item, cell("token_type"), cell("model"))
+    )
     model = cell("model").lower() if spec.column("model") else parsed_model
     if spec.column("token_type"):
         token_type = token_type_read(cell("token_type"))

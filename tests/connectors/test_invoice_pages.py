@@ -84,7 +84,9 @@ def test_upload_preview_map_save_import_and_the_result(finops):
     page = finops.get(response["Location"])
     text = page.content.decode()
     assert page.status_code == 200
-    rows = re.findall(r'<tr><th scope="row">(\d+)</th>', text.split('id="table-preview"')[1].split("</table>")[0])
+    rows = re.findall(
+        r'<tr><th scope="row">(\d+)</th>', text.split('id="table-preview"')[1].split("</table>")[0]
+    )
     assert rows == [str(line) for line in range(2, 22)]
     preview = text.split('id="table-preview"')[1].split("</table>")[0]
     assert "2026-11-01" in preview and "2026-11-11" in preview and "2026-11-12" not in preview
@@ -119,7 +121,7 @@ def test_upload_preview_map_save_import_and_the_result(finops):
     result = finops.get(imported["Location"])
     body = result.content.decode()
     assert result.status_code == 200
-    assert "<td class=\"num\">25</td>" in body and "<td class=\"num\">3</td>" in body
+    assert '<td class="num">25</td>' in body and '<td class="num">3</td>' in body
     assert format(total(good).normalize(), ",f") in body
     skipped = finops.get(f"{imported['Location']}?export=skipped").getvalue().decode().splitlines()
     assert skipped == [
@@ -127,7 +129,7 @@ def test_upload_preview_map_save_import_and_the_result(finops):
         "24,usage_date_utc,'2026-13-01': month must be in 1..12,2026-13-01",
         "25,cost_usd,not a number: 'lots',lots",
         # a cell starting with "-" is text a spreadsheet would run as a formula: dashboard.tables quotes it
-        "26,cost_usd,\"negative (-4.00) on a row that is not a credit, refund or discount\",'-4.00",
+        '26,cost_usd,"negative (-4.00) on a row that is not a credit, refund or discount",\'-4.00',
     ]
 
     # importing the same file again (by its upload, in one step with the saved mapping) changes nothing
@@ -151,12 +153,14 @@ def test_the_next_file_with_the_same_header_imports_in_one_step(finops):
     page = finops.get(response["Location"]).content.decode()
     assert "was made on a file with this header" in page
     assert 'value="Anthropic console cost export"' in page
-    response = upload(finops, "claude_api_cost_2026_12.csv", "\n".join([ANTHROPIC_HEADER, *december]), mapping)
+    response = upload(
+        finops, "claude_api_cost_2026_12.csv", "\n".join([ANTHROPIC_HEADER, *december]), mapping
+    )
     latest = InvoiceImport.objects.order_by("-id").first()
     assert latest.outcome["lines_created"] == len(december) and latest.outcome["skipped"] == 0
-    assert sum(StatementLine.objects.filter(period_start__month=12).values_list("amount", flat=True)) == total(
-        ANTHROPIC_COSTS
-    )
+    assert sum(
+        StatementLine.objects.filter(period_start__month=12).values_list("amount", flat=True)
+    ) == total(ANTHROPIC_COSTS)
 
 
 def test_an_ambiguous_date_must_be_chosen(finops):
@@ -192,7 +196,9 @@ def test_an_ambiguous_date_must_be_chosen(finops):
 
 def test_deleting_a_mapping_is_audited(finops):
     upload(finops, "first.csv", FILE)
-    finops.post(f"/ingest/invoices/{InvoiceImport.objects.get().pk}/map", {**mapping_form(), "action": "save"})
+    finops.post(
+        f"/ingest/invoices/{InvoiceImport.objects.get().pk}/map", {**mapping_form(), "action": "save"}
+    )
     mapping = InvoiceMapping.objects.get()
     response = finops.post(f"/ingest/invoices/mappings/{mapping.pk}/delete")
     assert response.status_code == 302 and not InvoiceMapping.objects.exists()
@@ -212,8 +218,34 @@ def test_team_bound_people_get_a_404_and_change_nothing(finops):
     assert client.get("/ingest/invoices").status_code == 404
     assert client.get(f"/ingest/invoices/{invoice_import.pk}/map").status_code == 404
     assert client.get(f"/ingest/invoices/{invoice_import.pk}").status_code == 404
-    assert client.post(f"/ingest/invoices/{invoice_import.pk}/import", {"mapping": mapping.pk}).status_code == 404
+    assert (
+        client.post(f"/ingest/invoices/{invoice_import.pk}/import", {"mapping": mapping.pk}).status_code
+        == 404
+    )
     assert client.post(f"/ingest/invoices/mappings/{mapping.pk}/delete").status_code == 404
     assert upload(client, "x.csv", FILE, mapping).status_code == 404
     assert InvoiceMapping.objects.count() == 1 and not StatementLine.objects.exists()
     assert InvoiceImport.objects.count() == 1
+
+
+def test_the_invoices_pages_take_a_fixed_number_of_queries(finops):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def queries(path: str) -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert finops.get(path).status_code == 200
+        return len(captured)
+
+    upload(finops, "first.csv", FILE)
+    first = InvoiceImport.objects.get()
+    finops.post(f"/ingest/invoices/{first.pk}/map", {**mapping_form(), "action": "save_import"})
+    before = (queries("/ingest/invoices"), queries(f"/ingest/invoices/{first.pk}"))
+    mapping = InvoiceMapping.objects.get()
+    for number in range(3):
+        upload(finops, f"more-{number}.csv", FILE, mapping=mapping)
+        finops.post(
+            f"/ingest/invoices/{InvoiceImport.objects.order_by('-id').first().pk}/map",
+            {**mapping_form(name=f"copy {number}"), "action": "save"},
+        )
+    assert (queries("/ingest/invoices"), queries(f"/ingest/invoices/{first.pk}")) == before
