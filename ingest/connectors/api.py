@@ -208,7 +208,8 @@ class InvoiceImportView(ScopedAPIView):
     file again changes nothing."""
 
     permission_classes = [InvoiceImportPermission]
-    parser_classes = [parsers.MultiPartParser, parsers.FormParser]
+    # JSON is read only to refuse it (a file is multipart), and so a body over the limit is a 413
+    parser_classes = [parsers.MultiPartParser, parsers.FormParser, parsers.JSONParser]
 
     @extend_schema(
         request={"multipart/form-data": InvoiceImportRequestSerializer},
