@@ -617,7 +617,13 @@ COLUMN_HINTS: dict[str, tuple[str, ...]] = {
 }
 
 
-def mapping_suggest(*, header: list[str], preview: Preview | None = None) -> InvoiceMappingSpec:
+# what a file's name says of its provider, for the suggestion only (the person confirms it)
+FILE_NAME_PROVIDERS = (("claude", "anthropic"), ("anthropic", "anthropic"), ("openai", "openai"))
+
+
+def mapping_suggest(
+    *, header: list[str], preview: Preview | None = None, file_name: str = ""
+) -> InvoiceMappingSpec:
     """A first mapping from the columns' names, for the person to check (never imported unconfirmed).
     The date format is set only when the sample reads in exactly one: else it is left for the person."""
     by_key = {re.sub(r"[^a-z0-9]+", "_", column.lower()).strip("_"): column for column in header}
@@ -637,4 +643,7 @@ def mapping_suggest(*, header: list[str], preview: Preview | None = None) -> Inv
         date_format=date_format,
         delimiter=preview.delimiter if preview else ",",
         currency="" if "currency" in columns else "USD",
+        provider=""
+        if "provider" in columns
+        else next((slug for word, slug in FILE_NAME_PROVIDERS if word in file_name.lower()), ""),
     )

@@ -160,7 +160,9 @@ def invoice_map(request, import_id: int):
         saved = chosen or fitting[0]
         initial = InvoiceMappingForm.initial_of(InvoiceMappingSpec.from_dict(saved.spec), name=saved.name)
     else:
-        initial = InvoiceMappingForm.initial_of(mapping_suggest(header=preview.header, preview=preview))
+        initial = InvoiceMappingForm.initial_of(
+            mapping_suggest(header=preview.header, preview=preview, file_name=invoice_import.file_name)
+        )
     form = InvoiceMappingForm(request.POST or None, header=preview.header, initial=initial)
     problems: list[str] = []
     checked: list[dict] = []

@@ -94,6 +94,7 @@ def test_upload_preview_map_save_import_and_the_result(finops):
     # the suggested mapping already names the date and amount columns, and the date format
     assert '<option value="usage_date_utc" selected>' in text
     assert '<option value="cost_usd" selected>' in text
+    assert 'name="provider" value="anthropic"' in text  # from the file's name: claude_api_cost_…
 
     # check the mapping on those rows: nothing saved yet
     checked = finops.post(response["Location"], {**mapping_form(), "action": "check"})
