@@ -483,3 +483,20 @@ def test_finops_import_says_which_mapping_is_missing(db, tmp_path):
         member = UserFactory(username="pm")
         MembershipFactory(user=member, team=TeamFactory(slug="support"))
         file_import(path=path, mapping="OpenAI cost export", principal=member)
+
+
+def test_quantities_in_millions_become_whole_token_counts():
+    spec = InvoiceMappingSpec(
+        columns={"period_start": "day", "amount": "cost", "quantity": "mtok", "line_item": "item"},
+        currency="USD",
+        provider="openai",
+        quantity_scale=1_000_000,
+    )
+    whole, fraction = parse(
+        "day,cost,mtok,item",
+        ["2026-11-03,3.75,1.25,gpt-4o input", "2026-11-04,0.01,0.0000001,gpt-4o input"],
+        spec,
+    )
+    assert (whole["quantity"], whole["model"], whole["token_type"]) == (1_250_000, "gpt-4o", "uncached_input")
+    # a tenth of a token is a rounded figure: the amount is kept, the quantity left unknown
+    assert (fraction["quantity"], fraction["amount"]) == (None, Decimal("0.01"))

@@ -250,3 +250,13 @@ def test_the_invoices_pages_take_a_fixed_number_of_queries(finops):
             {**mapping_form(name=f"copy {number}"), "action": "save"},
         )
     assert (queries("/ingest/invoices"), queries(f"/ingest/invoices/{first.pk}")) == before
+
+
+def test_a_file_that_is_not_utf8_text_is_refused_with_the_reason(finops):
+    response = upload(finops, "invoice.xlsx", "placeholder")
+    invoice_import = InvoiceImport.objects.get()
+    with open(invoice_import.stored_path, "wb") as handle:
+        handle.write(b"PK\x03\x04\xff\xfe binary spreadsheet")
+    page = finops.get(response["Location"], follow=True)
+    assert page.redirect_chain == [("/ingest/invoices", 302)]
+    assert "invoice.xlsx: line 1 is not UTF-8 text; save the file as UTF-8" in page.content.decode()
