@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
-import pytest
 from django.test import override_settings
 
 from finops.bills.matching import model_key, model_normalise
