@@ -9,9 +9,10 @@ lines (a provider is whatever the telemetry names; a new one is not an error).
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import mixins, serializers
 from rest_framework.response import Response
 
@@ -37,17 +38,30 @@ class BillingChange(ConnectorManage):
     message = "Only people with the admin or finops role may annotate a reconciliation; API tokens may not."
 
 
+# the months the API takes: 1970-01 to 8999-12 (a month's bounds must be dates)
+API_MONTH = re.compile(r"^(19[7-9][0-9]|[2-8][0-9]{3})-(0[1-9]|1[0-2])$")
+
+
+@extend_schema_field({"type": "string", "pattern": API_MONTH.pattern, "example": "2026-11"})
+class MonthField(serializers.CharField):
+    """A bill month, `YYYY-MM`, read as its first day; an error names what was given."""
+
+    def to_internal_value(self, data):
+        text = super().to_internal_value(data)
+        try:
+            month = month_parse(text)
+        except MonthError as error:
+            raise serializers.ValidationError(str(error)) from None
+        if not API_MONTH.match(text):
+            raise serializers.ValidationError(f"month must be between 1970-01 and 8999-12; got {text!r}")
+        return month
+
+
 class ReconciliationQuery(serializers.Serializer):
     provider = serializers.RegexField(
         r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=64, help_text="e.g. anthropic, openai"
     )
-    month = serializers.CharField(help_text="the UTC calendar month, YYYY-MM")
-
-    def validate_month(self, value: str):
-        try:
-            return month_parse(value)
-        except MonthError as error:
-            raise serializers.ValidationError(str(error)) from None
+    month = MonthField(help_text="the UTC calendar month, YYYY-MM")
 
 
 def _rate(value: Decimal | None) -> str | None:

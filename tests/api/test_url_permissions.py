@@ -836,6 +836,25 @@ ROUTES: dict[str, Route] = {
     "api:statements": only(
         READ, "GET", Call(organisation(lambda w: get("/api/v1/statements")), org=BILLING_API_READ)
     ),
+    # the reconciliation of the walk's one statement line (openai, 2026-11): billing data
+    "api:reconciliation": only(
+        READ,
+        "GET",
+        Call(
+            organisation(lambda w: get("/api/v1/reconciliation", provider="openai", month="2026-11")),
+            org=BILLING_API_READ,
+        ),
+    ),
+    "api:reconciliation-line-detail": only(
+        READ,
+        "PATCH",
+        Call(
+            organisation(
+                lambda w: send(f"/api/v1/reconciliation/lines/{w.reconciliation_line_id}", {"note": "walk"})
+            ),
+            org=billing_api_change(200),
+        ),
+    ),
     # --- API: its own description (public: it holds no data) ---
     # who am I: any principal, about itself (no team's data)
     "api:whoami": only(
