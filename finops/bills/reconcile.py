@@ -37,8 +37,8 @@ from django.conf import settings
 
 from finops.bills.matching import model_key
 from finops.bills.models import Adjustment, AdjustmentReason, BillMonth, MonthState, ReconciliationLine
-from finops.bills.statements import cost_lines, invoice_lines, usage_lines
-from finops.bills.telemetry import telemetry_calls_month, telemetry_month
+from finops.bills.statements import cost_lines, invoice_lines, statement_providers, usage_lines
+from finops.bills.telemetry import telemetry_calls_month, telemetry_month, telemetry_providers
 from finops.pricing.services import BATCH_DISCOUNT, DEFAULT_BATCH_DISCOUNT, MTOK, PriceBook
 
 ZERO = Decimal(0)
@@ -626,3 +626,8 @@ def _identities(*, provider: str, month: date, lines: list[Line]) -> None:
     for line in lines:
         row = known[line.key]
         line.id, line.note, line.explained = row["id"], row["note"], row["explained"]
+
+
+def reconciliation_providers(*, month: date) -> list[str]:
+    """The providers a month can be reconciled for: those with telemetry or a statement in it."""
+    return sorted(telemetry_providers(month=month) | statement_providers(month=month))

@@ -60,3 +60,10 @@ def telemetry_calls_month(*, provider: str, month: date) -> dict[tuple[date, str
         .annotate(calls=Sum("calls"), batch_calls=Sum("batch_calls"))
     )
     return {(row["day"], row["model"]): TelemetryCalls(row["calls"], row["batch_calls"]) for row in rows}
+
+
+def telemetry_providers(*, month: date) -> set[str]:
+    """The providers the month's telemetry names."""
+    start, end = month_bounds(month)
+    rows = DailyRollup.objects.filter(day__gte=start.date(), day__lt=end.date())
+    return set(rows.values_list("provider", flat=True).distinct())

@@ -1306,6 +1306,25 @@ ROUTES: dict[str, Route] = {
             ),
         },
     ),
+    # organisation billing data: the admin and finops roles; notes on a line are theirs to write
+    "dashboard:reconciliation": Route(
+        scope=None,
+        methods={
+            "GET": Call(
+                organisation(lambda w: get("/bills/reconciliation/", provider="openai", month="2026-11")),
+                org=BILLING_PAGE,
+                shows=lambda teams: ["gpt-4o"],
+            ),
+            "POST": Call(
+                organisation(
+                    lambda w: form(
+                        "/bills/reconciliation/", {"line": w.reconciliation_line_id, "note": "walk page"}
+                    )
+                ),
+                org="302 302 | 403 403 403 403 403 | 302 302 302 | 302",
+            ),
+        },
+    ),
     "connectors:pull-now": only(
         None,
         "POST",
