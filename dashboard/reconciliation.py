@@ -25,7 +25,7 @@ from dashboard.formatting import usd
 from dashboard.tables import Column, Table, render_page
 from finops.accounts.selectors import principal_manages_billing
 from finops.bills.models import ReconciliationLine
-from finops.bills.months import MonthError, month_of, month_parse
+from finops.bills.months import MonthError, month_next, month_of, month_parse
 from finops.bills.reconcile import (
     CAUSES,
     Line,
@@ -50,6 +50,13 @@ BASIS_LABELS = {
     "usage_priced": "the provider's usage report, priced at finops' rates",
     "none": "no statement for this month",
 }
+
+
+NOTES_SHOWN = 50  # note forms on the page, largest difference first; the API annotates any line
+
+
+def month_previous(month: date) -> date:
+    return date(month.year - (month.month == 1), (month.month - 2) % 12 + 1, 1)
 
 
 class LineNoteForm(forms.Form):
@@ -180,9 +187,16 @@ def _what(line: Line) -> str:
     return line.token_type or line.line_item
 
 
+def _largest_first(lines: list[Line]) -> list[Line]:
+    """The unmatched lines, largest difference first (unknown dollars last), then the matched by day."""
+    unmatched = [line for line in lines if line.status != LineStatus.MATCHED]
+    unmatched.sort(key=lambda line: (line.variance_usd is None, -abs(line.variance_usd or 0), line.key))
+    return unmatched + [line for line in lines if line.status == LineStatus.MATCHED]
+
+
 def lines_table(result: Reconciliation) -> Table:
     rows, classes = [], []
-    for line in result.lines:
+    for line in _largest_first(result.lines):
         rows.append(
             [
                 line.day,
@@ -206,7 +220,8 @@ def lines_table(result: Reconciliation) -> Table:
         classes.append("" if line.status == LineStatus.MATCHED else "over")
     return Table(
         name="lines",
-        caption="Every line: day × model × token type (or a statement item that is not tokens)",
+        caption="Every line: day × model × token type (or a statement item that is not tokens), the "
+        "unmatched first, largest difference first",
         columns=[
             Column("Day", "day"),
             Column("Model"),
@@ -243,7 +258,8 @@ def _line_choice(line: Line) -> str:
 def reconciliation_page(request):
     _require_billing_role(request)
     current = month_of(timezone.now())
-    month, month_error = current, None
+    # a bill month is reconciled once it has ended (the invoice comes after): last month by default
+    month, month_error = month_previous(current), None
     month_text = (request.GET.get("month") or "").strip()
     if month_text:
         try:
@@ -273,12 +289,17 @@ def reconciliation_page(request):
             + "; ".join(f"{name}: {' '.join(errors)}" for name, errors in form.errors.items()),
         )
     result = reconciliation(provider=provider, month=month) if provider else None
-    unmatched = [line for line in result.lines if line.status != LineStatus.MATCHED] if result else []
+    unmatched = (
+        [line for line in _largest_first(result.lines) if line.status != LineStatus.MATCHED] if result else []
+    )
     context = {
         "month": month,
         "month_value": f"{month:%Y-%m}",
         "month_error": month_error,
         "current_month_value": f"{current:%Y-%m}",
+        "previous_month_value": f"{month_previous(month):%Y-%m}",
+        "next_month_value": f"{month_next(month):%Y-%m}" if month < current else None,
+        "notes_shown": NOTES_SHOWN,
         "provider": provider,
         "providers": sorted(set(providers) | ({provider} if provider else set())),
         "result": result,
@@ -287,6 +308,7 @@ def reconciliation_page(request):
         "waterfall": waterfall_chart(result) if result and result.lines else None,
         "days": daily_chart(result) if result and result.lines else None,
         "table": lines_table(result) if result else None,
-        "notes": [(line, _line_choice(line)) for line in unmatched],
+        "notes": [(line, _line_choice(line)) for line in unmatched[:NOTES_SHOWN]],
+        "notes_more": max(0, len(unmatched) - NOTES_SHOWN),
     }
     return render_page(request, "dashboard/reconciliation.html", context, page="reconciliation")

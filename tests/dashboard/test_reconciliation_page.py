@@ -115,3 +115,17 @@ def test_team_members_are_refused(db, month):
     assert client.post(PAGE, {"line": line.pk, "note": "mine"}).status_code == 403
     line.refresh_from_db()
     assert line.note == ""
+
+
+def test_last_month_is_shown_by_default_and_the_largest_difference_first(finops, month, monkeypatch):
+    from datetime import UTC, datetime
+
+    from django.utils import timezone
+
+    monkeypatch.setattr(timezone, "now", lambda: datetime(2026, 12, 3, 9, tzinfo=UTC))
+    html = finops.get(PAGE, {"provider": "anthropic"}).content.decode()
+
+    assert "November 2026" in html and 'value="2026-11"' in html
+    lines = html[html.find('id="table-lines"') :]
+    # the rate difference of the 4th ($0.30) before the unseen workspace's line of the 3rd ($0.12)
+    assert 0 < lines.find("2026-11-04") < lines.find("2026-11-03")
