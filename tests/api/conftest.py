@@ -6,7 +6,7 @@ rolled back at the end; each test runs in a savepoint of it."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from itertools import combinations
 
@@ -21,6 +21,7 @@ from finops.accounts.services import api_token_create
 from finops.alerts.models import Alert, AlertChannel, AlertRule, Delivery, Silence
 from finops.alerts.services import channel_create, rule_create, silence_create
 from finops.audit.models import AuditEntry
+from finops.bills.models import ReconciliationLine
 from finops.guardrails.models import Allowance, Reservation
 from finops.guardrails.services import allowance_create
 from finops.ledger.models import (
@@ -98,6 +99,7 @@ class World:
     # per set of scopes (any of which a request accepts), an org-wide token holding every other scope
     tokens_lacking: dict[frozenset[str], Principal] = field(default_factory=dict)
     connector_id: int = 0
+    reconciliation_line_id: int = 0
 
     def team(self, slug: str) -> TeamData:
         return {"alpha": self.alpha, "bravo": self.bravo}[slug]
@@ -375,11 +377,19 @@ def url_world(django_db_setup, django_db_blocker):
             currency="usd",
             pulled_at=datetime(2026, 11, 3, tzinfo=UTC),
         )
+        reconciliation_line = ReconciliationLine.objects.create(
+            provider="openai",
+            month=date(2026, 11, 1),
+            day=date(2026, 11, 2),
+            model="gpt-4o",
+            token_type="output",
+        )
         yield World(
             alpha=alpha,
             bravo=bravo,
             principals=principals,
             tokens_lacking=tokens_lacking,
             connector_id=connector.pk,
+            reconciliation_line_id=reconciliation_line.pk,
         )
         transaction.set_rollback(True)
