@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import tempfile
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from itertools import combinations
 from pathlib import Path
@@ -23,6 +23,7 @@ from finops.accounts.services import api_token_create
 from finops.alerts.models import Alert, AlertChannel, AlertRule, Delivery, Silence
 from finops.alerts.services import channel_create, rule_create, silence_create
 from finops.audit.models import AuditEntry
+from finops.bills.models import ReconciliationLine
 from finops.guardrails.models import Allowance, Reservation
 from finops.guardrails.services import allowance_create
 from finops.ledger.models import (
@@ -106,6 +107,7 @@ class World:
     connector_id: int = 0
     invoice_mapping_id: int = 0
     invoice_import_id: int = 0
+    reconciliation_line_id: int = 0
 
     def team(self, slug: str) -> TeamData:
         return {"alpha": self.alpha, "bravo": self.bravo}[slug]
@@ -399,6 +401,13 @@ def url_world(django_db_setup, django_db_blocker):
         invoice_import = InvoiceImport.objects.create(
             file_name="walk-invoice.csv", stored_path=str(invoice_file), source="invoice:walk-invoice.csv"
         )
+        reconciliation_line = ReconciliationLine.objects.create(
+            provider="openai",
+            month=date(2026, 11, 1),
+            day=date(2026, 11, 2),
+            model="gpt-4o",
+            token_type="output",
+        )
         yield World(
             alpha=alpha,
             bravo=bravo,
@@ -407,5 +416,6 @@ def url_world(django_db_setup, django_db_blocker):
             connector_id=connector.pk,
             invoice_mapping_id=mapping.pk,
             invoice_import_id=invoice_import.pk,
+            reconciliation_line_id=reconciliation_line.pk,
         )
         transaction.set_rollback(True)

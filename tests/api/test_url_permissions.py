@@ -520,7 +520,8 @@ ROUTES: dict[str, Route] = {
             "GET": Call(
                 about_all(lambda w: get("/api/v1/alert-channels")),
                 all=API_READ,
-                shows=of_each(lambda t: [t.channel.name, t.channel.target]),
+                # whole only to the channel's guards (tests/alerts/test_api.py): its end to every reader
+                shows=of_each(lambda t: [t.channel.name, t.channel.target[-4:]]),
             ),
             "POST": Call(
                 each_team(
@@ -889,6 +890,25 @@ ROUTES: dict[str, Route] = {
             ),
             org="200 200 | 403 403 403 403 403 | 200 404 403 | 401",
             shows=lambda teams: ['"lines_created":2', '"source":"invoice:walk-invoice.csv"'],
+        ),
+    ),
+    # the reconciliation of the walk's one statement line (openai, 2026-11): billing data
+    "api:reconciliation": only(
+        READ,
+        "GET",
+        Call(
+            organisation(lambda w: get("/api/v1/reconciliation", provider="openai", month="2026-11")),
+            org=BILLING_API_READ,
+        ),
+    ),
+    "api:reconciliation-line-detail": only(
+        READ,
+        "PATCH",
+        Call(
+            organisation(
+                lambda w: send(f"/api/v1/reconciliation/lines/{w.reconciliation_line_id}", {"note": "walk"})
+            ),
+            org=billing_api_change(200),
         ),
     ),
     # --- API: its own description (public: it holds no data) ---
@@ -1336,6 +1356,25 @@ ROUTES: dict[str, Route] = {
                 organisation(
                     lambda w: form(
                         "/connectors/", {"kind": "openai_usage", "name": "walk-new", "api_key": "sk-y"}
+                    )
+                ),
+                org="302 302 | 403 403 403 403 403 | 302 302 302 | 302",
+            ),
+        },
+    ),
+    # organisation billing data: the admin and finops roles; notes on a line are theirs to write
+    "dashboard:reconciliation": Route(
+        scope=None,
+        methods={
+            "GET": Call(
+                organisation(lambda w: get("/bills/reconciliation/", provider="openai", month="2026-11")),
+                org=BILLING_PAGE,
+                shows=lambda teams: ["gpt-4o"],
+            ),
+            "POST": Call(
+                organisation(
+                    lambda w: form(
+                        "/bills/reconciliation/", {"line": w.reconciliation_line_id, "note": "walk page"}
                     )
                 ),
                 org="302 302 | 403 403 403 403 403 | 302 302 302 | 302",
