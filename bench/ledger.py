@@ -98,9 +98,9 @@ ROLLUPS_SQL = [
 ]
 
 
-def ledger_ready(*, new: bool, calls: int, days: int = 365, end: datetime | None = None) -> datetime:
+def ledger_ready(*, new: bool, calls: int, span_days: float = 365, end: datetime | None = None) -> datetime:
     """Set Django up on the run's database (DATABASE_URL) and answer the moment its ledger ends: a new
-    database is migrated and filled with `calls` calls over the `days` days ending at `end` (default:
+    database is migrated and filled with `calls` calls over the `span_days` days ending at `end` (default:
     now); a kept one keeps its own moment, so its rollups cover the windows as they did."""
     import django
 
@@ -114,12 +114,12 @@ def ledger_ready(*, new: bool, calls: int, days: int = 365, end: datetime | None
 
         return Task.objects.order_by("-last_call_at").values_list("last_call_at", flat=True)[0]
     now = end or datetime.now(UTC)
-    say(f"== {calls:,} calls over {days} days, {AGENTS} agents in {TEAMS} teams (SQL)")
-    ledger_create(calls=calls, now=now, days=days)
+    say(f"== {calls:,} calls over {span_days:g} days, {AGENTS} agents in {TEAMS} teams (SQL)")
+    ledger_create(calls=calls, now=now, span_days=span_days)
     return now
 
 
-def ledger_create(*, calls: int, now: datetime, days: int = 365) -> None:
+def ledger_create(*, calls: int, now: datetime, span_days: float = 365) -> None:
     from django.db import connection
 
     from finops.accounts.models import Team
@@ -130,7 +130,7 @@ def ledger_create(*, calls: int, now: datetime, days: int = 365) -> None:
     teams = [Team.objects.create(slug=f"team-{t}", name=f"Team {t}") for t in range(TEAMS)]
     for a in range(AGENTS):
         Agent.objects.create(team=teams[a % TEAMS], name=f"agent-{a:02d}", ideal_steps=10)
-    span = days * 86400
+    span = int(span_days * 86400)
     start = now - timedelta(seconds=span)
     months, day = set(), start.date()
     while day <= now.date() + timedelta(days=1):

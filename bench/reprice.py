@@ -58,7 +58,7 @@ def main() -> None:
         ledger_ready(
             new=scratch is not None,
             calls=args.calls,
-            days=(end - first).days,
+            span_days=(end - first).days,
             end=datetime.combine(end, datetime.min.time(), tzinfo=UTC),
         )
         from django.db import connection

@@ -11,6 +11,7 @@ from dashboard import (
     home,
     model_usage,
     prices,
+    reconciliation,
     tasks,
     views,
 )
@@ -49,4 +50,5 @@ urlpatterns = [
     path("prices/", prices.prices_page, name="prices"),
     path("prices/runs/", prices.reprice_runs_page, name="reprice-runs"),
     path("prices/runs/<int:run_id>/", prices.reprice_run_page, name="reprice-run"),
+    path("bills/reconciliation/", reconciliation.reconciliation_page, name="reconciliation"),
 ]

@@ -14,6 +14,7 @@ from finops.alerts.api import (
 )
 from finops.api import fast
 from finops.audit.api import AuditEntryViewSet
+from finops.bills.api import ReconciliationLineViewSet, ReconciliationView
 from finops.guardrails.api import AllowanceViewSet, GuardCheckView, guard_check_fast
 from finops.kpis.api import KpisView
 from finops.ledger.api import AgentViewSet, TeamViewSet
@@ -32,6 +33,7 @@ router.register("alerts", AlertViewSet, basename="alert")
 router.register("alert-silences", SilenceViewSet, basename="alert-silence")
 router.register("alert-deliveries", DeliveryViewSet, basename="alert-delivery")
 router.register("model-tiers", ModelTierViewSet, basename="model-tier")
+router.register("reconciliation/lines", ReconciliationLineViewSet, basename="reconciliation-line")
 router.register("price-overrides", PriceOverrideViewSet, basename="price-override")
 router.register("discounts", DiscountViewSet, basename="discount")
 router.register("reprice-runs", RepriceRunViewSet, basename="reprice-run")
@@ -47,6 +49,7 @@ api_v1 = [
     path("tasks", TasksView.as_view(), name="tasks"),
     path("kpis", KpisView.as_view(), name="kpis"),
     path("models/usage", ModelUsageView.as_view(), name="model-usage"),
+    path("reconciliation", ReconciliationView.as_view(), name="reconciliation"),
     path("schema", SpectacularAPIView.as_view(), name="schema"),
     # the split view loads its set-up script from a URL: no inline script, so it works under our CSP
     path(

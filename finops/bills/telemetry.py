@@ -42,3 +42,28 @@ def telemetry_month(*, provider: str, month: date) -> list[TelemetryCell]:
             if tokens or usd:
                 cells.append(TelemetryCell(row["day"], row["model"], token_type, tokens, usd))
     return cells
+
+
+@dataclass(frozen=True)
+class TelemetryCalls:
+    calls: int
+    batch_calls: int
+
+
+def telemetry_calls_month(*, provider: str, month: date) -> dict[tuple[date, str], TelemetryCalls]:
+    """Per (day, model) of the provider's month: the calls and how many of them ran through a batch API
+    (reconciliation's batch-discount cause compares them with the statement's batch lines)."""
+    start, end = month_bounds(month)
+    rows = (
+        DailyRollup.objects.filter(provider=provider, day__gte=start.date(), day__lt=end.date())
+        .values("day", "model")
+        .annotate(calls=Sum("calls"), batch_calls=Sum("batch_calls"))
+    )
+    return {(row["day"], row["model"]): TelemetryCalls(row["calls"], row["batch_calls"]) for row in rows}
+
+
+def telemetry_providers(*, month: date) -> set[str]:
+    """The providers the month's telemetry names."""
+    start, end = month_bounds(month)
+    rows = DailyRollup.objects.filter(day__gte=start.date(), day__lt=end.date())
+    return set(rows.values_list("provider", flat=True).distinct())

@@ -1,4 +1,6 @@
-"""Who may see provider statements and run connectors: they are organisation billing data."""
+"""Who may see provider statements and run connectors: they are organisation billing data (the
+permissions live with the API's, in finops.api.permissions, since bills reads the same data); and who
+may import an invoice file through the API."""
 
 from __future__ import annotations
 
@@ -11,34 +13,24 @@ from finops.accounts.selectors import (
     principal_manages_billing,
     principal_token_team_id,
 )
-from finops.api.permissions import principal_of
+from finops.api.permissions import BillingRead, ConnectorManage, principal_of
+
+__all__ = ["BillingRead", "ConnectorManage", "InvoiceImportPermission"]
 
 
-def _refuse_team_bound_token(principal) -> None:
-    if principal_token_team_id(principal) is not None:
-        raise NotFound()  # a team's token learns nothing about what lies outside its team
+class InvoiceImportPermission(BasePermission):
+    """Importing an invoice file: people with the admin or finops role, and org-wide tokens with the
+    'ingest' scope (a bill dropped by a scheduled job); a team's token learns nothing (404)."""
 
-
-class BillingRead(BasePermission):
-    """Session users with an org role, or an org-wide token with the 'read' scope."""
-
-    message = "Provider statements are organisation billing data: only the admin and finops roles see them."
+    message = "Invoices are organisation billing data: only the admin and finops roles import them."
 
     def has_permission(self, request, view) -> bool:
         principal = principal_of(request)
         if not principal_is_token(principal):
             return principal_manages_billing(principal)
-        _refuse_team_bound_token(principal)
-        if not principal_has_scope(principal=principal, scope="read"):
-            self.message = "This API token lacks the 'read' scope."
+        if principal_token_team_id(principal) is not None:
+            raise NotFound()  # a team's token learns nothing about what lies outside its team
+        if not principal_has_scope(principal=principal, scope="ingest"):
+            self.message = "This API token lacks the 'ingest' scope."
             return False
         return True
-
-
-class ConnectorManage(BasePermission):
-    message = "Only people with the admin or finops role may create or run connectors; API tokens may not."
-
-    def has_permission(self, request, view) -> bool:
-        principal = principal_of(request)
-        _refuse_team_bound_token(principal)
-        return principal_manages_billing(principal)

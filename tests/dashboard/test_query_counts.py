@@ -45,6 +45,9 @@ PAGES = {
     "caching": ("/caching/" + MARCH, 9),
     "breakdown": ("/breakdown/" + MARCH, 8),
     "forecast": ("/forecast/", 8),
+    # the month's telemetry and calls (two rollup reads), the statement (cost, usage, invoice), closed
+    # months' late events, the lines' ids, the month's state and the providers
+    "reconciliation": ("/bills/reconciliation/?provider=acme&month=2025-03", 14),
     "prices": ("/prices/", 7),
     "reprice-runs": ("/prices/runs/", 5),
     "reprice-run": ("/prices/runs/{reprice_run}/", 6),
