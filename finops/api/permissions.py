@@ -84,10 +84,16 @@ class BillingRead(BasePermission):
         return True
 
 
-class ConnectorManage(BasePermission):
-    message = "Only people with the admin or finops role may create or run connectors; API tokens may not."
+class BillingChange(BasePermission):
+    """People with the admin or finops role; no API token, and a team's token learns nothing."""
+
+    message = "Only people with the admin or finops role may change organisation billing data."
 
     def has_permission(self, request, view) -> bool:
         principal = principal_of(request)
         _refuse_team_bound_token(principal)
         return principal_manages_billing(principal)
+
+
+class ConnectorManage(BillingChange):
+    message = "Only people with the admin or finops role may create or run connectors; API tokens may not."

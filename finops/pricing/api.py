@@ -14,19 +14,11 @@ from decimal import Decimal
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status
-from rest_framework.exceptions import NotFound
-from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 
-from finops.accounts.selectors import (
-    principal_has_scope,
-    principal_is_token,
-    principal_manages_billing,
-    principal_token_team_id,
-)
 from finops.api.fields import JsonTypes
 from finops.api.pagination import PageNumberPagination
-from finops.api.permissions import principal_of
+from finops.api.permissions import BillingChange, BillingRead
 from finops.api.viewsets import TeamScopedViewSet
 from finops.pricing.models import RATE, ModelPriceOverride, NegotiatedDiscount, RepriceDelta, RepriceRun
 from finops.pricing.prices import (
@@ -41,34 +33,14 @@ from finops.pricing.prices import (
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._:/@-]*$"
 
 
-def _refuse_team_bound_token(principal) -> None:
-    if principal_token_team_id(principal) is not None:
-        raise NotFound()  # a team's token learns nothing about the organisation's prices
-
-
-class PricesRead(BasePermission):
+class PricesRead(BillingRead):
     """People with the admin or finops role, or an org-wide token with the 'read' scope."""
 
     message = "Prices and discounts are organisation billing data: only the admin and finops roles see them."
 
-    def has_permission(self, request, view) -> bool:
-        principal = principal_of(request)
-        if not principal_is_token(principal):
-            return principal_manages_billing(principal)
-        _refuse_team_bound_token(principal)
-        if not principal_has_scope(principal=principal, scope="read"):
-            self.message = "This API token lacks the 'read' scope."
-            return False
-        return True
 
-
-class PricesChange(BasePermission):
+class PricesChange(BillingChange):
     message = "Only people with the admin or finops role change prices and discounts; API tokens may not."
-
-    def has_permission(self, request, view) -> bool:
-        principal = principal_of(request)
-        _refuse_team_bound_token(principal)
-        return principal_manages_billing(principal)
 
 
 def _money(value: Decimal | None) -> str | None:
