@@ -147,29 +147,36 @@ def price_override_create(*, principal: Principal, **fields) -> tuple[ModelPrice
 def price_override_update(
     *, principal: Principal, override: ModelPriceOverride, changes: dict[str, Any]
 ) -> tuple[ModelPriceOverride, RepriceRun | None]:
-    before = _snapshot(override, OVERRIDE_FIELDS)
-    for name, value in changes.items():
-        setattr(override, name, value)
-    _save(override, principal=principal)
-    override.refresh_from_db()
-    if _snapshot(override, OVERRIDE_FIELDS) == before:
-        return override, None
-    run = _changed(
-        principal=principal, item=override, action=AuditAction.UPDATE, before=before, fields=OVERRIDE_FIELDS
-    )
-    return override, run
+    return override, _update(principal=principal, item=override, changes=changes, fields=OVERRIDE_FIELDS)
 
 
 @transaction.atomic
 def price_override_delete(*, principal: Principal, override: ModelPriceOverride) -> RepriceRun:
-    before = _snapshot(override, OVERRIDE_FIELDS)
-    pk, text = override.pk, str(override)
-    override.delete()
-    override.pk = pk
-    run = _changed(
-        principal=principal, item=override, action=AuditAction.DELETE, before=before, fields=OVERRIDE_FIELDS
-    )
-    run.trigger = f"price override {pk} ({text}) deleted"
+    return _delete(principal=principal, item=override, fields=OVERRIDE_FIELDS, what="price override")
+
+
+def _update(*, principal: Principal, item, changes: dict[str, Any], fields, check=None) -> RepriceRun | None:
+    """Change an override or a discount; audited, and its re-pricing queued, when anything changed."""
+    before = _snapshot(item, fields)
+    for name, value in changes.items():
+        setattr(item, name, value)
+    if check is not None:
+        check(item)
+    _save(item, principal=principal)
+    item.refresh_from_db()
+    if _snapshot(item, fields) == before:
+        return None
+    return _changed(principal=principal, item=item, action=AuditAction.UPDATE, before=before, fields=fields)
+
+
+def _delete(*, principal: Principal, item, fields, what: str) -> RepriceRun:
+    """Delete an override or a discount; audited, and the calls it priced re-priced."""
+    before = _snapshot(item, fields)
+    pk, text = item.pk, str(item)
+    item.delete()
+    item.pk = pk
+    run = _changed(principal=principal, item=item, action=AuditAction.DELETE, before=before, fields=fields)
+    run.trigger = f"{what} {pk} ({text}) deleted"
     run.save(update_fields=["trigger"])
     return run
 
@@ -195,32 +202,15 @@ def discount_create(*, principal: Principal, **fields) -> tuple[NegotiatedDiscou
 def discount_update(
     *, principal: Principal, discount: NegotiatedDiscount, changes: dict[str, Any]
 ) -> tuple[NegotiatedDiscount, RepriceRun | None]:
-    before = _snapshot(discount, DISCOUNT_FIELDS)
-    for name, value in changes.items():
-        setattr(discount, name, value.strip().lower() if name == "provider" else value)
-    _discount_check(discount)
-    _save(discount, principal=principal)
-    discount.refresh_from_db()
-    if _snapshot(discount, DISCOUNT_FIELDS) == before:
-        return discount, None
-    run = _changed(
-        principal=principal, item=discount, action=AuditAction.UPDATE, before=before, fields=DISCOUNT_FIELDS
+    run = _update(
+        principal=principal, item=discount, changes=changes, fields=DISCOUNT_FIELDS, check=_discount_check
     )
     return discount, run
 
 
 @transaction.atomic
 def discount_delete(*, principal: Principal, discount: NegotiatedDiscount) -> RepriceRun:
-    before = _snapshot(discount, DISCOUNT_FIELDS)
-    pk, text = discount.pk, str(discount)
-    discount.delete()
-    discount.pk = pk
-    run = _changed(
-        principal=principal, item=discount, action=AuditAction.DELETE, before=before, fields=DISCOUNT_FIELDS
-    )
-    run.trigger = f"discount {pk} ({text}) deleted"
-    run.save(update_fields=["trigger"])
-    return run
+    return _delete(principal=principal, item=discount, fields=DISCOUNT_FIELDS, what="discount")
 
 
 FIELDS = {ModelPriceOverride: OVERRIDE_FIELDS, NegotiatedDiscount: DISCOUNT_FIELDS}
