@@ -45,3 +45,13 @@ def cost_lines(*, provider: str, month: date) -> QuerySet[StatementLine]:
 
 def invoice_lines(*, provider: str, month: date) -> QuerySet[StatementLine]:
     return _month_lines(provider=provider, month=month).filter(_invoice_q(), kind=StatementKind.COST)
+
+
+def statement_providers(*, month: date) -> set[str]:
+    """The providers with any statement line (usage, cost or invoice) in the month."""
+    start, end = month_bounds(month)
+    return set(
+        StatementLine.objects.filter(period_start__gte=start, period_start__lt=end)
+        .values_list("provider", flat=True)
+        .distinct()
+    )
