@@ -84,7 +84,7 @@ def _locked_month(month: date) -> BillMonth:
     """The month's row, created open if it has none, locked until the transaction ends: two closes (or
     a close and a reopen) of one month take turns."""
     BillMonth.objects.get_or_create(month=month)
-    return BillMonth.objects.select_for_update().select_related("closed_by").get(month=month)
+    return BillMonth.objects.select_for_update(of=("self",)).select_related("closed_by").get(month=month)
 
 
 def _snapshot_copy(month: date) -> int:

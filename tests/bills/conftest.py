@@ -39,8 +39,14 @@ def send(api, *events: dict) -> None:
 
 
 def statement_line(
-    *, day: str, amount: str, model: str = "gpt-4o", source: str = "focus:invoice-2026-10.csv",
-    kind: str = "cost", line_item: str = "", provider: str = "openai",
+    *,
+    day: str,
+    amount: str,
+    model: str = "gpt-4o",
+    source: str = "focus:invoice-2026-10.csv",
+    kind: str = "cost",
+    line_item: str = "",
+    provider: str = "openai",
 ) -> StatementLine:
     start = datetime.fromisoformat(f"{day}T00:00:00+00:00")
     return StatementLine.objects.create(

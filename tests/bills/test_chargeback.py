@@ -29,7 +29,9 @@ def chargeback(client, month: str = OCTOBER, **params):
 
 def allocations(body: dict) -> dict[tuple[str, str], Decimal]:
     return {
-        (row["team"], row["agent"]): Decimal(row["amount_usd"]) for row in body["rows"] if row["kind"] == "allocation"
+        (row["team"], row["agent"]): Decimal(row["amount_usd"])
+        for row in body["rows"]
+        if row["kind"] == "allocation"
     }
 
 
@@ -67,7 +69,9 @@ def test_an_invoice_of_100_splits_75_25_by_telemetry_share(finops_client, three_
     assert body["state"] == "open"
 
 
-def test_an_invoice_above_telemetry_puts_its_non_token_lines_on_the_unattributed_row(finops_client, three_to_one):
+def test_an_invoice_above_telemetry_puts_its_non_token_lines_on_the_unattributed_row(
+    finops_client, three_to_one
+):
     # $12 of model usage (telemetry said $10) and a $30 support plan naming no model
     statement_line(day="2026-10-10", amount="12")
     statement_line(day="2026-10-01", amount="30", model="", line_item="Support plan")
@@ -117,7 +121,10 @@ def test_with_only_a_usage_statement_the_telemetry_cost_is_charged_and_said(fino
     assert provider["basis"] == "telemetry"
     assert "usage statement" in provider["basis_note"]
     assert Decimal(provider["total_usd"]) == usd_of(4_000_000)
-    assert allocations(body) == {("support", "triage"): usd_of(3_000_000), ("research", "extractor"): usd_of(1_000_000)}
+    assert allocations(body) == {
+        ("support", "triage"): usd_of(3_000_000),
+        ("research", "extractor"): usd_of(1_000_000),
+    }
 
 
 def test_thirds_are_exact_and_sum_to_the_invoice(finops_client, api):
@@ -154,7 +161,7 @@ def test_allocate_keeps_every_sum_exact_on_awkward_weights():
 def test_csv_has_the_rows_exactly_and_text_that_cannot_run(finops_client, api):
     send(
         api,
-        call("f1", "2026-10-02", "support", "=HYPERLINK(\"x\")", 3_000_000),
+        call("f1", "2026-10-02", "support", '=HYPERLINK("x")', 3_000_000),
         call("f2", "2026-10-02", "support", "plain", 1_000_000),
     )
     statement_line(day="2026-10-02", amount="100")
@@ -165,7 +172,7 @@ def test_csv_has_the_rows_exactly_and_text_that_cannot_run(finops_client, api):
     assert "finops-chargeback-2026-10.csv" in response["Content-Disposition"]
     rows = list(csv.DictReader(io.StringIO(response.content.decode())))
     assert {row["agent"]: Decimal(row["amount_usd"]) for row in rows} == {
-        "'=HYPERLINK(\"x\")": Decimal(75),
+        '\'=HYPERLINK("x")': Decimal(75),
         "plain": Decimal(25),
     }
     assert {row["month"] for row in rows} == {OCTOBER}
