@@ -10,6 +10,7 @@ from dashboard import (
     guardrails,
     home,
     model_usage,
+    months,
     tasks,
     views,
 )
@@ -45,4 +46,5 @@ urlpatterns = [
     path("forecast/", forecast.forecast_page, name="forecast"),
     path("models/", model_usage.models_page, name="models"),
     path("caching/", caching.caching_page, name="caching"),
+    path("months/", months.months_page, name="months"),
 ]

@@ -52,6 +52,7 @@ def statement_providers(*, month: date) -> set[str]:
     start, end = month_bounds(month)
     return set(
         StatementLine.objects.filter(period_start__gte=start, period_start__lt=end)
+        .order_by()
         .values_list("provider", flat=True)
         .distinct()
     )

@@ -6,7 +6,7 @@ rolled back at the end; each test runs in a savepoint of it."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from itertools import combinations
 
@@ -21,6 +21,7 @@ from finops.accounts.services import api_token_create
 from finops.alerts.models import Alert, AlertChannel, AlertRule, Delivery, Silence
 from finops.alerts.services import channel_create, rule_create, silence_create
 from finops.audit.models import AuditEntry
+from finops.bills.closing import month_close
 from finops.guardrails.models import Allowance, Reservation
 from finops.guardrails.services import allowance_create
 from finops.ledger.models import (
@@ -375,6 +376,8 @@ def url_world(django_db_setup, django_db_blocker):
             currency="usd",
             pulled_at=datetime(2026, 11, 3, tzinfo=UTC),
         )
+        # a closed month, for the walk's reopen (October: the calls are November's)
+        month_close(principal=users["admin"], month=date(2026, 10, 1), reason="walk")
         yield World(
             alpha=alpha,
             bravo=bravo,

@@ -401,7 +401,7 @@ def check_home(visit: Visit, role: str) -> str:
 # pages of the navigation that change something and nothing else: forced by a role not offered them, a 403
 # or 404. The other pages the navigation leaves out for some roles (Rules, Audit, Quarantine) are theirs to
 # read (navigation.py): forced, they open with no form that changes anything
-WRITE_ONLY_PAGES = {"ingest:upload", "connectors:status"}
+WRITE_ONLY_PAGES = {"ingest:upload", "connectors:status", "dashboard:months"}
 CHANGING_CONTROLS = "main form[method=post] button, main form[method=post] input[type=submit]"
 
 
