@@ -177,8 +177,19 @@ class MonthReopenView(_MonthChangeView):
 
 
 class ChargebackQuery(serializers.Serializer):
-    month = serializers.RegexField(r"^\d{4}-(0[1-9]|1[0-2])$", help_text="YYYY-MM (a UTC calendar month)")
+    month = serializers.RegexField(
+        # years 0001 to 9998: a month and the one after it must both be dates
+        r"^(000[1-9]|00[1-9]\d|0[1-9]\d{2}|[1-8]\d{3}|9[0-8]\d{2}|99[0-8]\d|999[0-8])-(0[1-9]|1[0-2])$",
+        help_text="YYYY-MM (a UTC calendar month)",
+    )
     format = serializers.ChoiceField(choices=FORMATS, required=False, default="json")
+
+    def validate_month(self, value: str) -> str:
+        try:
+            month_parse(value)
+        except MonthError as error:
+            raise serializers.ValidationError(str(error)) from error
+        return value
 
 
 def chargeback_json(chargeback: Chargeback) -> dict:

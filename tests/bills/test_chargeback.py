@@ -207,7 +207,12 @@ def test_an_empty_month_is_an_empty_chargeback(finops_client):
 
 @pytest.mark.parametrize(
     ("params", "field"),
-    [({"month": "2026-13"}, "month"), ({}, "month"), ({"month": OCTOBER, "format": "xlsx"}, "format")],
+    [
+        ({"month": "2026-13"}, "month"),
+        ({"month": "0000-01"}, "month"),
+        ({}, "month"),
+        ({"month": OCTOBER, "format": "xlsx"}, "format"),
+    ],
 )
 def test_bad_parameters_are_a_400_naming_the_field(finops_client, params, field):
     response = finops_client.get("/api/v1/chargeback", params)

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.test import Client
 
 from finops.audit.models import AuditEntry
+from finops.bills.closing import month_close
 from finops.bills.models import BillMonth
+from finops.bills.months import month_of
 from tests.bills.conftest import call, send, statement_line
 from tests.factories import MembershipFactory, TeamFactory, UserFactory
 
@@ -89,3 +92,15 @@ def test_team_members_get_a_403(db):
         client.post("/months/", {"action": "close", "month": "2026-10", "confirm": "yes"}).status_code == 403
     )
     assert "Months" not in client.get("/guardrails/").content.decode()
+
+
+def test_the_finops_home_says_whether_last_month_is_closed(finops_user):
+    last_month = month_of(month_of(datetime.now(UTC)) - timedelta(days=1))
+    client = page_client(finops_user)
+    assert 'id="last-month-state">Not closed yet' in client.get("/home/").content.decode()
+
+    month_close(principal=finops_user, month=last_month, reason="final")
+
+    text = client.get("/home/").content.decode()
+    assert 'id="last-month-state">Closed' in text
+    assert f'href="/months/?month={last_month:%Y-%m}"' in text
