@@ -21,8 +21,9 @@ from datetime import date
 from decimal import Decimal
 
 from django.db import connection, transaction
+from django.db.models import Sum
 
-from finops.bills.models import Adjustment, AdjustmentReason, ClosedMonthRollup
+from finops.bills.models import Adjustment, AdjustmentReason, BillMonth, ClosedMonthRollup, MonthState
 from finops.bills.months import month_bounds, month_next, months_closed
 from finops.ledger.models import DailyRollup
 
@@ -105,17 +106,42 @@ def _order(item):
     return (day, team, agent or 0, provider, model)
 
 
+def _live_totals(month: date) -> tuple[int, Decimal]:
+    start, end = month_bounds(month)
+    totals = DailyRollup.objects.filter(day__gte=start.date(), day__lt=end.date()).aggregate(
+        calls=Sum("calls"), cost=Sum("cost_usd")
+    )
+    return totals["calls"] or 0, totals["cost"] or Decimal(0)
+
+
 def late_adjustments_materialise() -> int:
     """Bring every closed month's late-event adjustments up to date. Idempotent; returns the rows
-    written or removed (0 when nothing arrived late since the last run)."""
+    written or removed (0 when nothing arrived late since the last run).
+
+    A month whose live rollup totals (calls and cost: a late call adds to both) are what they were at the
+    last run is skipped after one indexed sum; closing or reopening any month forgets those totals
+    (month_states_changed), since where a month's adjustments show may then move."""
     changed = 0
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [MATERIALISE_LOCK])
-        closed = months_closed()
-        for month in sorted(closed):
-            changed += _month_materialise(month, closed)
+        rows = list(BillMonth.objects.filter(state=MonthState.CLOSED).order_by("month"))
+        closed = {row.month for row in rows}
+        for row in rows:
+            # read before the adjustments: a call arriving in between changes the totals, so the next
+            # run works the month out again
+            calls, cost = _live_totals(row.month)
+            if (row.late_seen_calls, row.late_seen_cost_usd) == (calls, cost):
+                continue
+            changed += _month_materialise(row.month, closed)
+            BillMonth.objects.filter(pk=row.pk).update(late_seen_calls=calls, late_seen_cost_usd=cost)
     return changed
+
+
+def month_states_changed() -> None:
+    """A month closed or reopened: every closed month's adjustments may now show elsewhere (or be
+    frozen), so the next materialisation works each of them out again."""
+    BillMonth.objects.filter(state=MonthState.CLOSED).update(late_seen_calls=None, late_seen_cost_usd=None)
 
 
 def late_adjustments_withdraw(*, month: date) -> int:

@@ -27,7 +27,11 @@ from django.utils import timezone
 from finops.accounts.selectors import Principal, principal_is_authenticated, principal_is_token
 from finops.audit.models import AuditAction
 from finops.audit.services import audit_record
-from finops.bills.adjustments import late_adjustments_materialise, late_adjustments_withdraw
+from finops.bills.adjustments import (
+    late_adjustments_materialise,
+    late_adjustments_withdraw,
+    month_states_changed,
+)
 from finops.bills.chargeback import provider_bases_live
 from finops.bills.models import BillMonth, ClosedMonthBasis, ClosedMonthRollup, MonthState
 from finops.bills.months import month_bounds, month_next
@@ -120,6 +124,7 @@ def month_close(
             )
         before = _state_of(row)
         # what this month shows for earlier closed months is frozen with it: bring it up to date first
+        # (after the close they owe nothing more here, so their totals stay as they are)
         late_adjustments_materialise()
         ClosedMonthRollup.objects.filter(month=month).delete()  # none, unless written by hand
         ClosedMonthBasis.objects.filter(month=month).delete()
@@ -140,6 +145,7 @@ def month_close(
             "total"
         ] or Decimal(0)
         row.state = MonthState.CLOSED
+        row.late_seen_calls = row.late_seen_cost_usd = None  # worked out at the next materialisation
         row.closed_at = now
         row.closed_by = principal if _is_person(principal) else None
         row.reason = reason
@@ -180,8 +186,10 @@ def month_reopen(*, principal: Principal, month: date, reason: str) -> MonthChan
         row.state = MonthState.OPEN
         row.closed_at = row.closed_by = None
         row.reason = reason
+        row.late_seen_calls = row.late_seen_cost_usd = None
         row.save()
         withdrawn = late_adjustments_withdraw(month=month)
+        month_states_changed()
         audit_record(
             principal=principal,
             team_id=None,

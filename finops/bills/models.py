@@ -31,6 +31,10 @@ class BillMonth(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     reason = models.CharField(max_length=512, blank=True, help_text="why it was last closed or reopened")
+    # a closed month's live rollup totals when its late-event adjustments were last worked out: equal
+    # totals now mean no call of it arrived since, and the job skips it (finops/bills/adjustments.py)
+    late_seen_calls = models.BigIntegerField(null=True, blank=True)
+    late_seen_cost_usd = models.DecimalField(**MONEY, null=True, blank=True)
 
     objects = OrgDataQuerySet.as_manager()
 
@@ -84,8 +88,14 @@ class ClosedMonthRollup(TokenCounts):
 
     month = models.DateField(help_text="the closed month (first day)")
     day = models.DateField()
-    team = models.ForeignKey("accounts.Team", on_delete=models.CASCADE, related_name="+", db_index=False)
-    agent = models.ForeignKey("ledger.Agent", on_delete=models.CASCADE, related_name="+", db_index=False)
+    # no database foreign keys: the ids are copied from the daily rollups, whose keys checked them, and a
+    # check per copied row would double the close's time; deletes cascade through the ORM
+    team = models.ForeignKey(
+        "accounts.Team", on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
+    agent = models.ForeignKey(
+        "ledger.Agent", on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
     provider = models.CharField(max_length=64)
     model = models.CharField(max_length=128)
     calls = models.IntegerField(default=0)
