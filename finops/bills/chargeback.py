@@ -35,6 +35,7 @@ from finops.bills.adjustments import late_adjustments_materialise
 from finops.bills.models import Adjustment, BillMonth, ClosedMonthBasis, MonthState
 from finops.bills.statements import cost_lines, invoice_lines, statement_providers, usage_lines
 from finops.bills.telemetry import live_rollups, month_rollups
+from finops.ledger.models import Agent
 
 PLACES = Decimal("1e-12")
 ZERO = Decimal(0)
@@ -207,15 +208,24 @@ def chargeback_for_month(*, month: date, materialise: bool = True) -> Chargeback
     if not closed and materialise:
         late_adjustments_materialise()
     bases = _bases_frozen(month) if closed else provider_bases_live(month=month)
-    spend: dict[str, list[dict]] = defaultdict(list)
-    for row in (
+    # grouped by ids first, then named: joining the names onto every day's row costs more than the sum
+    sums = list(
         month_rollups(month=month, closed=closed)
-        .values("provider", "team__slug", "team__name", "agent__name")
+        .values("provider", "team_id", "agent_id")
         .annotate(usd=Sum("cost_usd"))
-        .order_by("provider", "team__slug", "agent__name")
-    ):
+        .order_by()
+    )
+    agents = Agent.objects.filter(pk__in={row["agent_id"] for row in sums}).select_related("team")
+    names = {agent.pk: (agent.team.slug, agent.team.name, agent.name) for agent in agents}
+    spend: dict[str, list[dict]] = defaultdict(list)
+    for row in sums:
         if row["usd"]:
-            spend[row["provider"]].append(row)
+            slug, team_name, agent_name = names[row["agent_id"]]
+            spend[row["provider"]].append(
+                {"usd": row["usd"], "team__slug": slug, "team__name": team_name, "agent__name": agent_name}
+            )
+    for rows in spend.values():
+        rows.sort(key=lambda row: (row["team__slug"], row["agent__name"]))
 
     result = Chargeback(
         month=month,

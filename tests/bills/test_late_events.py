@@ -130,3 +130,23 @@ def test_beat_runs_the_job_every_five_minutes():
     entry = BEAT_SCHEDULE["materialise-late-adjustments"]
     assert entry["task"] == materialise_late_adjustments.name
     assert len(entry["schedule"].minute) == 12
+
+
+def test_reopening_the_month_between_moves_the_adjustment_into_it(finops_client, api):
+    send(api, call("oct-1", "2026-10-05", "support", "triage", 1_000_000))
+    for month in (OCTOBER, NOVEMBER):
+        assert finops_client.post(f"/api/v1/months/{month}/close", {}, format="json").status_code == 200
+    send(api, call("oct-late-1", "2026-10-06", "support", "triage", 3_000_000))
+    assert adjustments(chargeback(finops_client, "2026-12")) == [
+        ("support", "triage", OCTOBER, "late_event", usd_of(3_000_000))
+    ]
+
+    reopened = finops_client.post(f"/api/v1/months/{NOVEMBER}/reopen", {"reason": "fix"}, format="json")
+
+    assert reopened.status_code == 200
+    # November is the first open month after October again: the adjustment shows there, once
+    assert adjustments(chargeback(finops_client, NOVEMBER)) == [
+        ("support", "triage", OCTOBER, "late_event", usd_of(3_000_000))
+    ]
+    assert adjustments(chargeback(finops_client, "2026-12")) == []
+    assert Adjustment.objects.count() == 1
