@@ -192,6 +192,55 @@ class ChargebackQuery(serializers.Serializer):
         return value
 
 
+class ChargebackRowSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=["allocation", "unattributed", "adjustment"])
+    provider = serializers.CharField()
+    team = serializers.CharField(allow_null=True, help_text="slug; null on the unattributed row")
+    agent = serializers.CharField(allow_null=True)
+    basis = serializers.CharField(
+        allow_null=True, help_text="invoice, statement or telemetry; null: adjustment"
+    )
+    telemetry_usd = serializers.CharField(
+        allow_null=True, help_text="the agent's telemetry cost of the provider"
+    )
+    share = serializers.FloatField(allow_null=True, help_text="of the provider's telemetry cost")
+    amount_usd = serializers.CharField(help_text="exact decimal string")
+    adjusts_month = serializers.CharField(allow_null=True, help_text="adjustments: the closed month, YYYY-MM")
+    reason = serializers.CharField(allow_null=True, help_text="adjustments: late_event or reprice")
+
+    class Meta:
+        ref_name = "ChargebackRow"
+
+
+class ProviderChargeSerializer(serializers.Serializer):
+    provider = serializers.CharField()
+    basis = serializers.ChoiceField(choices=["invoice", "statement", "telemetry"])
+    basis_note = serializers.CharField(help_text="why this basis (e.g. only a usage statement)")
+    total_usd = serializers.CharField()
+    telemetry_usd = serializers.CharField()
+    allocated_usd = serializers.CharField()
+    unattributed_usd = serializers.CharField()
+
+    class Meta:
+        ref_name = "ProviderCharge"
+
+
+class ChargebackSerializer(serializers.Serializer):
+    month = serializers.CharField()
+    state = serializers.ChoiceField(choices=["open", "closed"])
+    currency = serializers.CharField()
+    total_usd = serializers.CharField(help_text="the sum of every row, exactly")
+    allocated_usd = serializers.CharField()
+    unattributed_usd = serializers.CharField()
+    adjustments_usd = serializers.CharField()
+    rounding = serializers.CharField()
+    providers = ProviderChargeSerializer(many=True)
+    rows = ChargebackRowSerializer(many=True)
+
+    class Meta:
+        ref_name = "Chargeback"
+
+
 def chargeback_json(chargeback: Chargeback) -> dict:
     return {
         "month": f"{chargeback.month:%Y-%m}",
@@ -251,7 +300,7 @@ class ChargebackView(ScopedAPIView):
     @extend_schema(
         parameters=[ChargebackQuery],
         responses={
-            (200, "application/json"): OpenApiTypes.OBJECT,
+            (200, "application/json"): ChargebackSerializer,
             (200, "text/csv"): OpenApiTypes.STR,
         },
     )
