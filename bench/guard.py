@@ -284,6 +284,23 @@ def cpu_spent(before: dict, after: dict, part: str) -> float:
     return sum(seconds - before[part].get(pid, 0.0) for pid, seconds in after[part].items())
 
 
+def server_command(args, port: int) -> list[str]:
+    """The web server finops serves with (gunicorn, as `finops up` and deploy/ run it), or granian (a
+    server whose HTTP is in Rust) for comparison: the same WSGI application, finops.wsgi."""
+    if args.server == "granian":
+        return [
+            sys.executable, "-m", "granian", "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(port),
+            "--workers", str(args.workers), "--blocking-threads", str(args.threads), "--log-level", "warning",
+            "finops.wsgi:application",
+        ]  # fmt: skip
+    return [
+        sys.executable, "-m", "gunicorn", "finops.wsgi", "--bind", f"127.0.0.1:{port}",
+        "--workers", str(args.workers), "--threads", str(args.threads), "--log-level", "warning",
+        # a gateway keeps its connections to finops open; gunicorn's default closes one idle 2 s
+        "--keep-alive", "30",
+    ]  # fmt: skip
+
+
 SETUP = """
 import django, sys
 from decimal import Decimal
@@ -320,6 +337,9 @@ def main() -> None:
     parser.add_argument("--sequential", type=int, default=500, help="requests of each, one at a time")
     parser.add_argument("--trivial", choices=sorted(TRIVIAL), default="whoami", help="the endpoint beside it")
     parser.add_argument(
+        "--server", choices=["gunicorn", "granian"], default="gunicorn", help="granian: pip install granian"
+    )
+    parser.add_argument(
         "--trivial-rate",
         type=float,
         default=None,
@@ -353,27 +373,7 @@ def main() -> None:
             check=True,
         ).stdout.split()[-1]
         port = free_port()
-        gunicorn = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "finops.wsgi",
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--workers",
-                str(args.workers),
-                "--threads",
-                str(args.threads),
-                "--log-level",
-                "warning",
-                # a gateway keeps its connections to finops open; gunicorn's default closes one idle 2 s
-                "--keep-alive",
-                "30",
-            ],
-            env=env,
-            cwd=ROOT,
-        )
+        gunicorn = subprocess.Popen(server_command(args, port), env=env, cwd=ROOT)
         deadline = time.time() + 60
         while time.time() < deadline:
             try:
@@ -394,7 +394,7 @@ def main() -> None:
         say(
             f"== {args.seconds:.0f} s: guard checks at {args.rate:.0f}/s and GET {TRIVIAL[args.trivial]} at "
             f"{trivial_rate:.0f}/s beside them "
-            f"({args.workers} gunicorn workers x {args.threads} threads, {os.cpu_count()} cores)"
+            f"({args.workers} {args.server} workers x {args.threads} threads, {os.cpu_count()} cores)"
         )
         with psycopg.connect(url, autocommit=True) as connection:
             connection.execute("VACUUM ANALYZE")  # nothing left for autovacuum to do during the run
@@ -477,7 +477,7 @@ def main() -> None:
         say(
             f"CPU over the timed run ({wall:.0f} s, {os.cpu_count()} cores = {wall * os.cpu_count():.0f} core-s), "
             f"per answered request: "
-            f"gunicorn {workers:.1f} s ({workers / requests * 1e6:.0f} µs/request), PostgreSQL backends "
+            f"{args.server} {workers:.1f} s ({workers / requests * 1e6:.0f} µs/request), PostgreSQL backends "
             f"{backends:.1f} s ({backends / requests * 1e6:.0f} µs/request), load generator {driver_cpu:.1f} s "
             f"({driver_cpu / requests * 1e6:.0f} µs/request); the machine was busy {machine:.1f} core-s "
             f"({machine / (wall * os.cpu_count()):.0%}), {max(0.0, machine - workers - backends - driver_cpu):.1f} of "

@@ -266,7 +266,7 @@ def alert_timeline(*, alert: Alert, deliveries: list[Delivery]) -> list[Moment]:
     if alert.fired_at:
         moments.append(Moment(alert.fired_at, "fired"))
     for delivery in deliveries:
-        where = delivery.channel.name or delivery.channel.target
+        where = delivery.channel.label
         if delivery.sent_at:
             moments.append(Moment(delivery.sent_at, f"notified {where} ({delivery.event})"))
         else:
@@ -342,7 +342,12 @@ def _rules_page(request, *, rule_form=None, channel_form=None, created_channel=N
         request,
         "dashboard/rules.html",
         {
-            "exports": {"rules": exports.rules_table(rules), "channels": exports.channels_table(channels)},
+            "exports": {
+                "rules": exports.rules_table(rules),
+                "channels": exports.channels_table(
+                    channels, changeable={channel.pk for channel in channels if guarding.may_change(channel)}
+                ),
+            },
             "rules": [{"rule": rule, "may_change": guarding.may_change(rule)} for rule in rules],
             "channels": [
                 {"channel": channel, "may_change": guarding.may_change(channel)} for channel in channels

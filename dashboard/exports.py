@@ -91,7 +91,7 @@ def deliveries_table(deliveries: list) -> Table:
         ],
         rows=[
             [
-                delivery.channel.name or delivery.channel.target,
+                delivery.channel.label,
                 delivery.channel.kind,
                 delivery.event,
                 delivery.status,
@@ -177,7 +177,7 @@ def rules_table(rules: list) -> Table:
     )
 
 
-def channels_table(channels: list) -> Table:
+def channels_table(channels: list, *, changeable: set[int]) -> Table:
     return Table(
         name="channels",
         caption="Alert channels",
@@ -198,7 +198,7 @@ def channels_table(channels: list) -> Table:
                 channel.name,
                 channel.kind,
                 channel.team.slug if channel.team else "org",
-                channel.target,
+                channel.target if channel.pk in changeable else channel.target_masked,
                 channel.last_success_at,
                 channel.last_failure_at,
                 channel.consecutive_failures,

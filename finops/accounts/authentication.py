@@ -112,9 +112,14 @@ def token_for_secret(secret: str) -> ApiToken | None:
 
 def token_touch(token: ApiToken) -> None:
     """Note that the token was used: to the minute, so one UPDATE per token per minute, not per request."""
+    token_touch_by_id(token_id=token.pk, last_used_at=token.last_used_at)
+
+
+def token_touch_by_id(*, token_id: int, last_used_at) -> None:
+    """token_touch for a token known by its id and when it was last noted as used."""
     now = timezone.now()
-    if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
-        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+    if last_used_at is None or (now - last_used_at).total_seconds() > 60:
+        ApiToken.objects.filter(pk=token_id).update(last_used_at=now)
 
 
 class BearerTokenAuthentication(authentication.BaseAuthentication):

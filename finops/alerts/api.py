@@ -186,7 +186,9 @@ class AlertChannelSerializer(JsonTypes, serializers.Serializer):
     target = serializers.CharField(
         max_length=2048,
         trim_whitespace=False,
-        help_text="webhook, slack: an http(s) URL; email: an address",
+        help_text="webhook, slack: an http(s) URL; email: an address. A URL is a secret: read by whoever "
+        "may not change the channel, only its scheme, host and last four characters are shown "
+        "(`https://hooks.slack.com/…Xy9z`).",
     )
     secret = serializers.CharField(
         max_length=256,
@@ -251,13 +253,19 @@ class AlertChannelSerializer(JsonTypes, serializers.Serializer):
             "team": channel.team.slug if channel.team_id else None,
             "name": channel.name,
             "kind": channel.kind,
-            "target": channel.target,
+            "target": self._target(channel),
             "last_success_at": moment(channel.last_success_at),
             "last_failure_at": moment(channel.last_failure_at),
             "last_error": channel.last_error,
             "consecutive_failures": channel.consecutive_failures,
             "created_at": moment(channel.created_at),
         }
+
+    def _target(self, channel: AlertChannel) -> str:
+        # a URL is a secret: in full only to whoever may change the channel (the context names those
+        # channels when the answer is read by others; a create or update is answered to its changer)
+        changeable = self.context.get("changeable_channel_ids")
+        return channel.target if changeable is None or channel.pk in changeable else channel.target_masked
 
 
 class AlertChannelCreatedSerializer(AlertChannelSerializer):
@@ -304,6 +312,11 @@ class AlertChannelViewSet(
     filterset_class = AlertChannelFilter
     permission_classes = [ReadOrManageScope]
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def get_serializer_context(self):
+        # who may change which channel: the others read a webhook or Slack URL masked
+        changeable = AlertChannel.objects.restrict(self.principal, "change").values_list("pk", flat=True)
+        return {**super().get_serializer_context(), "changeable_channel_ids": set(changeable)}
 
     def create(self, request, *args, **kwargs):
         serializer = AlertChannelSerializer(data=request.data)

@@ -8,6 +8,7 @@ retried with backoff until sent or given up, so a failing channel is visible."""
 from __future__ import annotations
 
 import uuid
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import models
@@ -49,7 +50,27 @@ class AlertChannel(models.Model):
         ordering = ["team__slug", "id"]
 
     def __str__(self) -> str:
-        return f"{self.kind} channel {self.pk} ({self.name or self.target})"
+        return f"{self.kind} channel {self.pk} ({self.label})"
+
+    @property
+    def target_masked(self) -> str:
+        """The target as shown to whoever may not change the channel. A Slack or webhook URL is a
+        secret (whoever holds it can post to the channel, as finops), so only its scheme, host and
+        last four characters are shown, enough to tell two channels apart; an email address is not."""
+        if self.kind == ChannelKind.EMAIL:
+            return self.target
+        try:
+            parts = urlsplit(self.target)
+            host = parts.hostname or ""
+            port = f":{parts.port}" if parts.port else ""
+        except ValueError:  # not a URL a channel accepts; show nothing of it
+            return "…"
+        return f"{parts.scheme}://{host}{port}/…{self.target[-4:]}"
+
+    @property
+    def label(self) -> str:
+        """How pages and logs name the channel to anyone: its name, else its masked target."""
+        return self.name or self.target_masked
 
 
 class RuleKind(models.TextChoices):

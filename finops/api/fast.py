@@ -64,13 +64,19 @@ def json_response(data, *, allow: str) -> HttpResponse:
     return response
 
 
+def bearer_secret(request: HttpRequest) -> str | None:
+    """The secret of a well-formed `Authorization: Bearer …` header, else None."""
+    header = BEARER.match(request.META.get("HTTP_AUTHORIZATION", ""))
+    return None if header is None else header.group(1)
+
+
 def bearer_token(request: HttpRequest) -> ApiToken | None:
     """The live token of `Authorization: Bearer …`, else None (no header, a malformed or unknown one:
     the DRF view answers those, and counts an unknown token against the address exactly once)."""
-    header = BEARER.match(request.META.get("HTTP_AUTHORIZATION", ""))
-    if header is None:
+    secret = bearer_secret(request)
+    if secret is None:
         return None
-    token = token_for_secret(header.group(1))
+    token = token_for_secret(secret)
     if token is not None:
         token_touch(token)
     return token

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+import psycopg
 from django.conf import settings
 from django.db import DatabaseError, connection
 from django.utils import timezone
@@ -28,6 +29,20 @@ ZERO = Decimal(0)
 _GUARD_SQL = """
 SELECT * FROM guardrails_guard(%(team)s, %(team_ids)s, %(agent)s, %(task)s, %(tokens)s, %(usd)s, %(now)s,
     %(zone)s, %(reservation)s, %(expires)s, %(lock_timeout)s)
+"""
+
+# The same check for the bearer of an API token, the token looked up in the same statement: a live
+# token holding `scope` checks for its own team (an org-wide token: any team), as
+# finops.accounts.selectors.writable_team_ids says; the function runs once per token row, so for no
+# token (unknown, revoked, or without the scope) it never runs and nothing is reserved. Prepared on
+# the server: an agent sends it before every call.
+_GUARD_FOR_BEARER_SQL = """
+SELECT token.id, token.last_used_at, guard.*
+FROM accounts_apitoken AS token
+CROSS JOIN LATERAL guardrails_guard(%(team)s,
+    CASE WHEN token.team_id IS NULL THEN NULL ELSE ARRAY[token.team_id] END, %(agent)s, %(task)s,
+    %(tokens)s, %(usd)s, %(now)s, %(zone)s, %(reservation)s, %(expires)s, %(lock_timeout)s) AS guard
+WHERE token.digest = %(digest)s AND token.revoked_at IS NULL AND %(scope)s = ANY(token.scopes)
 """
 
 
@@ -165,16 +180,38 @@ def guard_check(
             now=now or timezone.now(),
         )
     except DatabaseError as error:
-        fail_open = settings.FINOPS_GUARD_FAIL_MODE == "open"
-        what = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        return GuardDecision(
-            decision="allow" if fail_open else "deny",
-            reasons=[
-                f"the guard could not reach its counters ({what}); "
-                f"FINOPS_GUARD_FAIL_MODE={settings.FINOPS_GUARD_FAIL_MODE}: "
-                f"{'allowed' if fail_open else 'denied'} without checking"
-            ],
-        )
+        return _unreachable(error)
+
+
+def _unreachable(error: DatabaseError) -> GuardDecision:
+    """FINOPS_GUARD_FAIL_MODE's answer, when the counters could not be read."""
+    fail_open = settings.FINOPS_GUARD_FAIL_MODE == "open"
+    what = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return GuardDecision(
+        decision="allow" if fail_open else "deny",
+        reasons=[
+            f"the guard could not reach its counters ({what}); "
+            f"FINOPS_GUARD_FAIL_MODE={settings.FINOPS_GUARD_FAIL_MODE}: "
+            f"{'allowed' if fail_open else 'denied'} without checking"
+        ],
+    )
+
+
+def _guard_params(
+    *, team_slug: str, agent: str, task_id: str | None, estimated_tokens: int, estimated_usd: Decimal, now
+) -> dict:
+    return {
+        "team": team_slug,
+        "agent": agent,
+        "task": task_id,
+        "tokens": estimated_tokens,
+        "usd": estimated_usd,
+        "now": now,
+        "zone": settings.FINOPS_TIME_ZONE,
+        "reservation": uuid.uuid4(),
+        "expires": now + timedelta(seconds=settings.FINOPS_RESERVATION_TTL),
+        "lock_timeout": f"{int(settings.FINOPS_GUARD_LOCK_TIMEOUT_MS)}ms",
+    }
 
 
 def _guard_check(
@@ -187,28 +224,101 @@ def _guard_check(
     estimated_usd: Decimal,
     now: datetime,
 ) -> GuardDecision:
-    result = GuardDecision()
-    reservation_id = uuid.uuid4()
+    params = _guard_params(
+        team_slug=team_slug,
+        agent=agent,
+        task_id=task_id,
+        estimated_tokens=estimated_tokens,
+        estimated_usd=estimated_usd,
+        now=now,
+    )
+    params["team_ids"] = None if team_ids is None else sorted(team_ids)
     with connection.cursor() as cursor:
-        cursor.execute(
-            _GUARD_SQL,
-            {
-                "team": team_slug,
-                "team_ids": None if team_ids is None else sorted(team_ids),
-                "agent": agent,
-                "task": task_id,
-                "tokens": estimated_tokens,
-                "usd": estimated_usd,
-                "now": now,
-                "zone": settings.FINOPS_TIME_ZONE,
-                "reservation": reservation_id,
-                "expires": now + timedelta(seconds=settings.FINOPS_RESERVATION_TTL),
-                "lock_timeout": f"{int(settings.FINOPS_GUARD_LOCK_TIMEOUT_MS)}ms",
-            },
-        )
+        cursor.execute(_GUARD_SQL, params)
         rows = cursor.fetchall()
     if not rows:
         raise TeamNotFound(team_slug)
+    return _decision(
+        rows,
+        team_slug=team_slug,
+        agent=agent,
+        task_id=task_id,
+        estimated_tokens=estimated_tokens,
+        estimated_usd=estimated_usd,
+        reservation_id=params["reservation"],
+    )
+
+
+@dataclass(frozen=True)
+class TokenGuard:
+    """A guard check answered for a token's bearer (guard_check_for_token)."""
+
+    token_id: int
+    token_last_used_at: datetime | None
+    decision: GuardDecision
+
+
+def guard_check_for_token(
+    *,
+    token_digest: str,
+    scope: str,
+    team_slug: str,
+    agent: str,
+    task_id: str | None = None,
+    estimated_tokens: int | None = None,
+    estimated_cost_usd: Decimal | None = None,
+    now: datetime | None = None,
+) -> TokenGuard | None:
+    """guard_check for the bearer of the token with this digest, the token read in the same statement:
+    None when there is no answer to give here (no live token with `scope`, or no team of that slug
+    for it: the API's full path answers those, with its 401, 403 or 404). Reached counters or not,
+    the same answers as guard_check."""
+    estimated_tokens, estimated_usd = estimated_tokens or 0, estimated_cost_usd or ZERO
+    params = _guard_params(
+        team_slug=team_slug,
+        agent=agent,
+        task_id=task_id,
+        estimated_tokens=estimated_tokens,
+        estimated_usd=estimated_usd,
+        now=now or timezone.now(),
+    )
+    params |= {"digest": token_digest, "scope": scope}
+    try:
+        connection.ensure_connection()
+        connection.close_if_health_check_failed()
+        with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+            cursor.execute(_GUARD_FOR_BEARER_SQL, params, prepare=True)
+            rows = cursor.fetchall()
+    except DatabaseError as error:
+        return TokenGuard(0, None, _unreachable(error))
+    if not rows:
+        return None
+    token_id, last_used_at = rows[0][:2]
+    rows = [row[2:] for row in rows]
+    decision = _decision(
+        rows,
+        team_slug=team_slug,
+        agent=agent,
+        task_id=task_id,
+        estimated_tokens=estimated_tokens,
+        estimated_usd=estimated_usd,
+        reservation_id=params["reservation"],
+    )
+    return TokenGuard(token_id, last_used_at, decision)
+
+
+def _decision(
+    rows: list[tuple],
+    *,
+    team_slug: str,
+    agent: str,
+    task_id: str | None,
+    estimated_tokens: int,
+    estimated_usd: Decimal,
+    reservation_id: uuid.UUID,
+) -> GuardDecision:
+    """The answer, from guardrails_guard's rows (at least one: the team was found)."""
+    result = GuardDecision()
     (team_id, _, max_steps, max_cost, steps, cost, unpriced, status, last_call_at) = rows[0][:9]
     kill = None
     if task_id is not None:

@@ -735,3 +735,20 @@ def test_a_team_editor_sends_back_the_channels_it_read_including_the_organisatio
     )
     assert again.status_code == 200, again.content
     assert (again.json()["channels"], again.json()["value"]) == ([org["id"]], "5")
+
+
+def test_a_channel_url_is_masked_for_whoever_may_not_change_it(make_api, support):
+    """A Slack or webhook URL lets its holder post to the channel: a reader (a viewer, a read token)
+    gets its scheme, host and last four characters; a guard (sre, a manage token) gets it whole."""
+    secret_url = "https://hooks.slack.com:8443/services/T0AAA/B0BBB/s3cretT0kenXy9z"
+    AlertChannel.objects.create(team=support, kind="slack", target=secret_url)
+    AlertChannel.objects.create(team=support, kind="email", target="oncall@example.com")
+    masked = "https://hooks.slack.com:8443/…Xy9z"
+    readers = [person(role="viewer"), person(role="pm"), make_api(scopes=["read"], team=support).client]
+    guards = [person(role="sre"), manager(make_api, support), person(org_role="finops")]
+    for client, expected in [(c, masked) for c in readers] + [(c, secret_url) for c in guards]:
+        listed = client.get("/api/v1/alert-channels").json()
+        targets = {channel["kind"]: channel["target"] for channel in listed}
+        assert targets == {"slack": expected, "email": "oncall@example.com"}
+        one = client.get(f"/api/v1/alert-channels/{listed[0]['id']}").json()
+        assert one["target"] in (expected, "oncall@example.com")

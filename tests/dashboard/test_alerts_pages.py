@@ -754,3 +754,31 @@ def test_many_rows_cost_no_more_queries_than_one(world):
         silence_create(principal=admin, rule=rule, ends_at=timezone.now() + timedelta(hours=number + 1))
     many = {path: queries_for(sre, path) for path in paths}
     assert many == few
+
+
+# --- a channel's URL is a secret --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("role", "shown_in_full"), [(role, role in GUARDS) for role in (*TEAM_ROLES, "admin")]
+)
+def test_a_channel_url_is_shown_in_full_only_to_who_may_change_the_channel(world, role, shown_in_full):
+    """Whoever holds a webhook or Slack URL can post to it as finops: the readers of a team see the
+    host and the URL's last four characters, on the page and in its CSV; its guards see it whole."""
+    secret_url = "https://hooks.slack.com/services/T0AAA/B0BBB/s3cretT0kenXy9z"
+    channel = world["support"]["channel"]
+    AlertChannel.objects.filter(pk=channel.pk).update(target=secret_url, name="")
+    html = page(world, role, "/alerts/rules/")
+    exported = client_for(world["users"][role]).get("/alerts/rules/", {"export": "channels"})
+    csv_text = b"".join(exported.streaming_content).decode()
+    detail = page(world, role, f"/alerts/{world['support']['firing'].pk}/")
+    listing = page(world, role, "/alerts/")
+    if shown_in_full:
+        assert secret_url in html and secret_url in csv_text
+    else:
+        for text in (html, csv_text, detail, listing):
+            assert "s3cretT0ken" not in text
+        assert "https://hooks.slack.com/…Xy9z" in html and "https://hooks.slack.com/…Xy9z" in csv_text
+    # the alert's story and the failing channels name it the same way to everyone but never whole
+    assert secret_url not in detail and "https://hooks.slack.com/…Xy9z" in detail
+    assert secret_url not in listing
