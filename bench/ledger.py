@@ -98,7 +98,7 @@ ROLLUPS_SQL = [
 ]
 
 
-def ledger_ready(*, new: bool, calls: int) -> datetime:
+def ledger_ready(*, new: bool, calls: int, span_days: float = 365) -> datetime:
     """Set Django up on the run's database (DATABASE_URL) and answer the moment its ledger ends: a new
     database is migrated and filled with `calls` calls ending now; a kept one keeps its own moment, so
     its rollups cover the windows as they did."""
@@ -114,12 +114,12 @@ def ledger_ready(*, new: bool, calls: int) -> datetime:
 
         return Task.objects.order_by("-last_call_at").values_list("last_call_at", flat=True)[0]
     now = datetime.now(UTC)
-    say(f"== {calls:,} calls over a year, {AGENTS} agents in {TEAMS} teams (SQL)")
-    ledger_create(calls=calls, now=now)
+    say(f"== {calls:,} calls over {span_days:g} days, {AGENTS} agents in {TEAMS} teams (SQL)")
+    ledger_create(calls=calls, now=now, span_days=span_days)
     return now
 
 
-def ledger_create(*, calls: int, now: datetime) -> None:
+def ledger_create(*, calls: int, now: datetime, span_days: float = 365) -> None:
     from django.db import connection
 
     from finops.accounts.models import Team
@@ -130,7 +130,7 @@ def ledger_create(*, calls: int, now: datetime) -> None:
     teams = [Team.objects.create(slug=f"team-{t}", name=f"Team {t}") for t in range(TEAMS)]
     for a in range(AGENTS):
         Agent.objects.create(team=teams[a % TEAMS], name=f"agent-{a:02d}", ideal_steps=10)
-    span = 365 * 86400
+    span = int(span_days * 86400)
     start = now - timedelta(seconds=span)
     months, day = set(), start.date()
     while day <= now.date() + timedelta(days=1):

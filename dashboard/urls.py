@@ -11,6 +11,7 @@ from dashboard import (
     home,
     model_usage,
     months,
+    reconciliation,
     tasks,
     views,
 )
@@ -46,5 +47,6 @@ urlpatterns = [
     path("forecast/", forecast.forecast_page, name="forecast"),
     path("models/", model_usage.models_page, name="models"),
     path("caching/", caching.caching_page, name="caching"),
+    path("bills/reconciliation/", reconciliation.reconciliation_page, name="reconciliation"),
     path("months/", months.months_page, name="months"),
 ]

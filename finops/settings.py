@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import plotly
@@ -218,6 +219,24 @@ if FINOPS_GUARD_FAIL_MODE not in {"open", "closed"}:
     raise ValueError(f"FINOPS_GUARD_FAIL_MODE must be open or closed, not {FINOPS_GUARD_FAIL_MODE!r}")
 # How long a guard check waits for an allowance's counter row held by another check or a writer.
 FINOPS_GUARD_LOCK_TIMEOUT_MS = env_int("FINOPS_GUARD_LOCK_TIMEOUT_MS", 2000)
+
+# --- bills (SPEC.md, "Bills") -----------------------------------------------------------------------------
+# A reconciliation line whose telemetry and statement dollars differ by at most this share of the
+# statement's is `matched`: a fraction (0.005) or a percentage ("0.5%"); default 0.5%.
+
+
+def env_share(name: str, default: str) -> Decimal:
+    text = os.environ.get(name, "").strip() or default
+    try:
+        value = Decimal(text[:-1]) / 100 if text.endswith("%") else Decimal(text)
+    except InvalidOperation:
+        raise ValueError(f"{name} must be a fraction (0.005) or a percentage (0.5%), not {text!r}") from None
+    if not value.is_finite() or not 0 <= value < 1:
+        raise ValueError(f"{name} must be between 0 and 1 (or 0% and 100%), not {text!r}")
+    return value
+
+
+FINOPS_RECONCILE_TOLERANCE = env_share("FINOPS_RECONCILE_TOLERANCE", "0.005")
 
 # --- alerts (SPEC.md, "Alerts") ---------------------------------------------------------------------------
 # Where people open finops: alert notifications link to {FINOPS_BASE_URL}/alerts/<id>/.

@@ -14,6 +14,7 @@ from finops.alerts.api import (
 )
 from finops.api import fast
 from finops.audit.api import AuditEntryViewSet
+from finops.bills.api import ReconciliationLineViewSet, ReconciliationView
 from finops.bills.chargeback_api import ChargebackView, MonthCloseView, MonthListView, MonthReopenView
 from finops.guardrails.api import AllowanceViewSet, GuardCheckView, guard_check_fast
 from finops.kpis.api import KpisView
@@ -32,6 +33,7 @@ router.register("alerts", AlertViewSet, basename="alert")
 router.register("alert-silences", SilenceViewSet, basename="alert-silence")
 router.register("alert-deliveries", DeliveryViewSet, basename="alert-delivery")
 router.register("model-tiers", ModelTierViewSet, basename="model-tier")
+router.register("reconciliation/lines", ReconciliationLineViewSet, basename="reconciliation-line")
 
 api_v1 = [
     # first: the resolver tries patterns in order, and an agent asks the guard check before every call
@@ -48,6 +50,7 @@ api_v1 = [
     path("months/<str:month>/close", MonthCloseView.as_view(), name="month-close"),
     path("months/<str:month>/reopen", MonthReopenView.as_view(), name="month-reopen"),
     path("chargeback", ChargebackView.as_view(), name="chargeback"),
+    path("reconciliation", ReconciliationView.as_view(), name="reconciliation"),
     path("schema", SpectacularAPIView.as_view(), name="schema"),
     # the split view loads its set-up script from a URL: no inline script, so it works under our CSP
     path(

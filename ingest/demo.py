@@ -5,9 +5,11 @@ reflect loops that resend their whole context each step (mostly from the prompt 
 in coding/code-review on two days; a prompt change in support/ticket-triage that puts a timestamp at the
 top of the system prompt and collapses its cache hit rate; nightly batch jobs at the batch discount; a
 model the price catalog does not know (unpriced, never $0); one-off calls that are not in a task; and a
-provider bill with a variance: Anthropic's statement for the window's complete days (source "demo-bill")
-equals the ledger's own telemetry, except that on the prompt-change day it bills 4% more uncached input
-tokens of the triage agent's model than the agents reported.
+provider bill with a variance: Anthropic's statement (source "demo-bill") for every day of the window
+before its last (today's is not pulled yet, as a provider's report lags a day) equals the ledger's own
+telemetry in the agents' workspace, and on the prompt-change day also bills 4% more uncached input
+tokens of the triage agent's model from a workspace that sends finops no telemetry (a notebook's calls
+the agents did not report). Reconciliation names both: the unseen workspace and the day not pulled.
 
 Guardrails: the runaway agent has a kill switch (max steps and max cost per task) and its team a day
 allowance with action deny, set by the team's sre, and the team's agents check before each call as
@@ -58,6 +60,8 @@ SOURCE = "demo"
 BILL_SOURCE = "demo-bill"
 BILL_PROVIDER = "anthropic"
 BILL_VARIANCE_PERCENT = Decimal(4)
+BILL_AGENTS_WORKSPACE = "wrkspc_agents"  # the workspace the agents' keys belong to
+BILL_UNSEEN_WORKSPACE = "wrkspc_notebooks"  # calls from here never reach finops' telemetry
 AMOUNT_PLACES = Decimal("1e-12")  # StatementLine.amount's decimal places
 
 TEAMS: dict[str, str] = {
@@ -348,8 +352,9 @@ class DemoStory:
 
     @property
     def bill_days(self) -> tuple[date, ...]:
-        """The window's complete UTC days: the ones the demo's provider bill covers."""
-        first = self.start.date() + timedelta(days=0 if self.start.time() == datetime.min.time() else 1)
+        """The UTC days the demo's provider bill covers: every day of the window but the end's own (the
+        provider's report of the current day is not pulled yet)."""
+        first = self.start.date()
         return tuple(first + timedelta(days=n) for n in range((self.end.date() - first).days))
 
     @property
@@ -357,7 +362,7 @@ class DemoStory:
         return (
             f"{self.bill_provider}'s bill has {self.bill_variance_percent}% more {self.bill_variance_token_type} "
             f"tokens of {self.bill_variance_model} on {self.bill_variance_day} than telemetry: calls the agents "
-            "did not report"
+            f"did not report, from workspace {BILL_UNSEEN_WORKSPACE}"
         )
 
 
@@ -1035,8 +1040,9 @@ class DemoBill:
 
 
 def demo_bill(*, story: DemoStory, agent_ids: list[int]) -> DemoBill:
-    """The provider's bill for the window's complete days: per day, model and token type, the tokens and
-    cost the ledger's rollups hold for the demo's agents, plus the story's one variance."""
+    """The provider's bill for its days: per day, model and token type, the tokens and cost the ledger's
+    rollups hold for the demo's agents (their workspace), plus the story's one variance on a line of a
+    workspace of its own, as the provider's cost report splits its lines by workspace."""
     sums = {name: Sum(name) for name in TOKEN_TYPES}
     sums |= {f"cost_{name}_usd": Sum(f"cost_{name}_usd") for name in TOKEN_TYPES}
     rows = (
@@ -1056,24 +1062,31 @@ def demo_bill(*, story: DemoStory, agent_ids: list[int]) -> DemoBill:
             quantity, amount = row[token_type], row[f"cost_{token_type}_usd"]
             if not quantity:
                 continue
+            line = {
+                "kind": StatementKind.COST,
+                "provider": story.bill_provider,
+                "period_start": start,
+                "period_end": start + timedelta(days=1),
+                "model": row["model"],
+                "token_type": token_type,
+                "line_item": f"{row['model']} {token_type.replace('_', ' ')} tokens",
+                "workspace_id": BILL_AGENTS_WORKSPACE,
+                "quantity": quantity,
+                "amount": amount,
+                "currency": "USD",
+            }
+            bill.lines.append(line)
             if (row["day"], row["model"], token_type) == variance_key:
                 bill.variance_tokens = int((quantity * share).to_integral_value())
                 bill.variance_usd = (amount * share).quantize(AMOUNT_PLACES)
-                quantity, amount = quantity + bill.variance_tokens, amount + bill.variance_usd
-            bill.lines.append(
-                {
-                    "kind": StatementKind.COST,
-                    "provider": story.bill_provider,
-                    "period_start": start,
-                    "period_end": start + timedelta(days=1),
-                    "model": row["model"],
-                    "token_type": token_type,
-                    "line_item": f"{row['model']} {token_type.replace('_', ' ')} tokens",
-                    "quantity": quantity,
-                    "amount": amount,
-                    "currency": "USD",
-                }
-            )
+                bill.lines.append(
+                    {
+                        **line,
+                        "workspace_id": BILL_UNSEEN_WORKSPACE,
+                        "quantity": bill.variance_tokens,
+                        "amount": bill.variance_usd,
+                    }
+                )
     return bill
 
 

@@ -29,7 +29,8 @@ from collections.abc import Callable, Iterable
 from http import HTTPStatus
 
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.core import signals
+from django.db import connection
 from django.http import HttpResponse
 from django.http.request import split_domain_port, validate_host
 
@@ -106,7 +107,9 @@ class EdgeApplication:
         body = self._body(environ)
         if body is None:
             return self.django(environ, start_response)
-        close_old_connections()  # as Django's request_started does
+        # Django's request signals, as its handler sends them (closing unusable or obsolete connections;
+        # a test that keeps its transaction open disconnects that, as it does for Django's handler)
+        signals.request_started.send(sender=self.__class__, environ=environ)
         if time.monotonic() - getattr(self.recent, "ok_at", float("-inf")) < HEALTHY_FOR_SECONDS:
             connection.health_check_done = True
         try:
@@ -121,7 +124,7 @@ class EdgeApplication:
             response = fast.json_response({"message": "Server error", "extra": {}}, allow="")
             response.status_code = 500
         finally:
-            close_old_connections()  # as request_finished does
+            signals.request_finished.send(sender=self.__class__)
         content = response.content
         headers = [*response.items(), ("Content-Length", str(len(content))), *self.headers]
         if self.hsts and self._secure(environ):

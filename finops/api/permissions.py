@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from rest_framework.exceptions import NotFound
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
-from finops.accounts.selectors import principal_has_scope, principal_is_token, writable_team_ids
+from finops.accounts.selectors import (
+    principal_has_scope,
+    principal_is_token,
+    principal_manages_billing,
+    principal_token_team_id,
+    writable_team_ids,
+)
 
 
 def principal_of(request):
@@ -51,3 +58,36 @@ class ReadOrManageScope(BasePermission):
         if request.method in SAFE_METHODS and has_scope(request, "read"):
             return True
         return has_scope(request, "manage")
+
+
+# --- organisation billing data (statements, connectors, bills) ---
+
+
+def _refuse_team_bound_token(principal) -> None:
+    if principal_token_team_id(principal) is not None:
+        raise NotFound()  # a team's token learns nothing about what lies outside its team
+
+
+class BillingRead(BasePermission):
+    """Session users with an org role, or an org-wide token with the 'read' scope."""
+
+    message = "Provider statements are organisation billing data: only the admin and finops roles see them."
+
+    def has_permission(self, request, view) -> bool:
+        principal = principal_of(request)
+        if not principal_is_token(principal):
+            return principal_manages_billing(principal)
+        _refuse_team_bound_token(principal)
+        if not principal_has_scope(principal=principal, scope="read"):
+            self.message = "This API token lacks the 'read' scope."
+            return False
+        return True
+
+
+class ConnectorManage(BasePermission):
+    message = "Only people with the admin or finops role may create or run connectors; API tokens may not."
+
+    def has_permission(self, request, view) -> bool:
+        principal = principal_of(request)
+        _refuse_team_bound_token(principal)
+        return principal_manages_billing(principal)

@@ -22,8 +22,9 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
+from finops.api.permissions import BillingRead, ConnectorManage
 from finops.api.viewsets import ScopedAPIView
-from finops.bills.access import BillsManage, BillsRead
+from finops.bills.api import MonthField
 from finops.bills.chargeback import ROUNDING, Chargeback, chargeback_for_month
 from finops.bills.closing import MonthNotEnded, MonthStateConflict, month_close, month_reopen
 from finops.bills.exports import chargeback_csv, chargeback_focus
@@ -80,7 +81,7 @@ def month_json(row: MonthRow) -> dict:
 class MonthListView(ScopedAPIView):
     """GET /api/v1/months: every month from the first with telemetry to the current one, newest first."""
 
-    permission_classes = [IsAuthenticated, BillsRead]
+    permission_classes = [IsAuthenticated, BillingRead]
 
     @extend_schema(responses=MonthSerializer(many=True))
     def get(self, request):
@@ -102,8 +103,12 @@ class MonthChangeSerializer(MonthSerializer):
         ref_name = "BillMonthChange"
 
 
+class MonthManage(ConnectorManage):
+    message = "Only people with the admin or finops role may close or reopen a month; API tokens may not."
+
+
 class _MonthChangeView(ScopedAPIView):
-    permission_classes = [IsAuthenticated, BillsManage]
+    permission_classes = [IsAuthenticated, MonthManage]
     reason_required = False
 
     def _reason(self, request) -> str:
@@ -177,19 +182,8 @@ class MonthReopenView(_MonthChangeView):
 
 
 class ChargebackQuery(serializers.Serializer):
-    month = serializers.RegexField(
-        # years 0001 to 9998: a month and the one after it must both be dates
-        r"^(000[1-9]|00[1-9]\d|0[1-9]\d{2}|[1-8]\d{3}|9[0-8]\d{2}|99[0-8]\d|999[0-8])-(0[1-9]|1[0-2])$",
-        help_text="YYYY-MM (a UTC calendar month)",
-    )
+    month = MonthField(help_text="YYYY-MM (a UTC calendar month)")
     format = serializers.ChoiceField(choices=FORMATS, required=False, default="json")
-
-    def validate_month(self, value: str) -> str:
-        try:
-            month_parse(value)
-        except MonthError as error:
-            raise serializers.ValidationError(str(error)) from error
-        return value
 
 
 class ChargebackRowSerializer(serializers.Serializer):
@@ -289,7 +283,7 @@ class ChargebackView(ScopedAPIView):
     of their own. Amounts are exact and the rows sum exactly to `total_usd` (`rounding` says how).
     `csv`: the rows as CSV; `focus`: FOCUS 1.2 columns plus `x_team` and `x_agent`."""
 
-    permission_classes = [IsAuthenticated, BillsRead]
+    permission_classes = [IsAuthenticated, BillingRead]
 
     def perform_content_negotiation(self, request, force=False):
         # `format` is this endpoint's own parameter (csv and focus files are written here), not DRF's
@@ -307,7 +301,7 @@ class ChargebackView(ScopedAPIView):
     def get(self, request):
         query = ChargebackQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
-        month = month_parse(query.validated_data["month"])
+        month = query.validated_data["month"]
         chargeback = chargeback_for_month(month=month)
         kind = query.validated_data["format"]
         if kind == "json":

@@ -47,6 +47,7 @@ SNAPSHOT_COLUMNS: tuple[str, ...] = (
     "model",
     "calls",
     "unpriced_calls",
+    "batch_calls",
     "cost_usd",
     *TOKEN_TYPES,
     *(f"cost_{name}_usd" for name in TOKEN_TYPES),

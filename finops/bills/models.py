@@ -100,6 +100,7 @@ class ClosedMonthRollup(TokenCounts):
     model = models.CharField(max_length=128)
     calls = models.IntegerField(default=0)
     unpriced_calls = models.IntegerField(default=0)
+    batch_calls = models.IntegerField(default=0)
     cost_usd = models.DecimalField(**MONEY, default=Decimal(0))
     cost_uncached_input_usd = models.DecimalField(**MONEY, default=Decimal(0))
     cost_cache_read_usd = models.DecimalField(**MONEY, default=Decimal(0))
@@ -134,3 +135,41 @@ class ClosedMonthBasis(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["month", "provider"], name="closed_basis_unique")]
+
+
+class ReconciliationLine(models.Model):
+    """The identity of one reconciliation line (provider, month, UTC day, model, token type or line
+    item), so its `id` stays the same every time the month is reconciled, and finops' note on it.
+
+    Rows are made the first time a month's reconciliation shows the line; the figures are never
+    stored here (they are computed from the rollups and the statement lines each time), only what a
+    person said about them."""
+
+    provider = models.CharField(max_length=64)
+    month = models.DateField(help_text="the first day of the bill month")
+    day = models.DateField()
+    model = models.CharField(max_length=128, help_text="the model as matched: catalog id or normalised name")
+    token_type = models.CharField(
+        max_length=32, blank=True, help_text="empty: a line item that is not tokens"
+    )
+    line_item = models.CharField(max_length=255, blank=True, help_text="for a non-token line: the item")
+    note = models.TextField(blank=True)
+    explained = models.BooleanField(default=False)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    updated_at = models.DateTimeField(null=True, blank=True)
+
+    objects = OrgDataQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["provider", "month", "day", "model", "token_type", "line_item"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "month", "day", "model", "token_type", "line_item"],
+                name="reconciliation_line_key",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.day} {self.model} {self.token_type or self.line_item}"

@@ -24,9 +24,10 @@ def month_parse(text: str) -> date:
     match = MONTH_PATTERN.match(text or "")
     if not match:
         raise MonthError(f"month must be YYYY-MM, e.g. 2026-11; got {text!r}")
-    if not 1 <= int(match[1]) <= 9998:  # a month and the one after it must both be dates
+    year, month = int(match[1]), int(match[2])
+    if not 1 <= year <= 9998:  # a month's bounds are dates: year 0 and the end of 9999 are none
         raise MonthError(f"month must be between 0001-01 and 9998-12; got {text!r}")
-    return date(int(match[1]), int(match[2]), 1)
+    return date(year, month, 1)
 
 
 def month_next(month: date) -> date:

@@ -43,13 +43,13 @@ def month_rollups(*, month: date, closed: bool | None = None) -> QuerySet:
     return live_rollups(month=month)
 
 
-def telemetry_month(*, provider: str, month: date) -> list[TelemetryCell]:
+def telemetry_month(*, provider: str, month: date, closed: bool | None = None) -> list[TelemetryCell]:
     """Every (day, model, token type) of the provider's month with tokens or cost, in that order; a
-    closed month's as it was when it closed."""
+    closed month's as it was when it closed (`closed`: its state, when the caller has read it)."""
     sums = {name: Sum(name) for name in TOKEN_TYPES}
     sums |= {f"cost_{name}_usd": Sum(f"cost_{name}_usd") for name in TOKEN_TYPES}
     rows = (
-        month_rollups(month=month)
+        month_rollups(month=month, closed=closed)
         .filter(provider=provider)
         .values("day", "model")
         .annotate(**sums)
@@ -62,3 +62,28 @@ def telemetry_month(*, provider: str, month: date) -> list[TelemetryCell]:
             if tokens or usd:
                 cells.append(TelemetryCell(row["day"], row["model"], token_type, tokens, usd))
     return cells
+
+
+@dataclass(frozen=True)
+class TelemetryCalls:
+    calls: int
+    batch_calls: int
+
+
+def telemetry_calls_month(
+    *, provider: str, month: date, closed: bool | None = None
+) -> dict[tuple[date, str], TelemetryCalls]:
+    """Per (day, model) of the provider's month: the calls and how many of them ran through a batch API
+    (reconciliation's batch-discount cause compares them with the statement's batch lines)."""
+    rows = (
+        month_rollups(month=month, closed=closed)
+        .filter(provider=provider)
+        .values("day", "model")
+        .annotate(calls=Sum("calls"), batch_calls=Sum("batch_calls"))
+    )
+    return {(row["day"], row["model"]): TelemetryCalls(row["calls"], row["batch_calls"]) for row in rows}
+
+
+def telemetry_providers(*, month: date) -> set[str]:
+    """The providers the month's telemetry names."""
+    return set(month_rollups(month=month).order_by().values_list("provider", flat=True).distinct())

@@ -1,44 +1,8 @@
-"""Who may see provider statements and run connectors: they are organisation billing data."""
+"""Who may see provider statements and run connectors: they are organisation billing data (the
+permissions live with the API's, in finops.api.permissions, since bills reads the same data)."""
 
 from __future__ import annotations
 
-from rest_framework.exceptions import NotFound
-from rest_framework.permissions import BasePermission
+from finops.api.permissions import BillingRead, ConnectorManage
 
-from finops.accounts.selectors import (
-    principal_has_scope,
-    principal_is_token,
-    principal_manages_billing,
-    principal_token_team_id,
-)
-from finops.api.permissions import principal_of
-
-
-def _refuse_team_bound_token(principal) -> None:
-    if principal_token_team_id(principal) is not None:
-        raise NotFound()  # a team's token learns nothing about what lies outside its team
-
-
-class BillingRead(BasePermission):
-    """Session users with an org role, or an org-wide token with the 'read' scope."""
-
-    message = "Provider statements are organisation billing data: only the admin and finops roles see them."
-
-    def has_permission(self, request, view) -> bool:
-        principal = principal_of(request)
-        if not principal_is_token(principal):
-            return principal_manages_billing(principal)
-        _refuse_team_bound_token(principal)
-        if not principal_has_scope(principal=principal, scope="read"):
-            self.message = "This API token lacks the 'read' scope."
-            return False
-        return True
-
-
-class ConnectorManage(BasePermission):
-    message = "Only people with the admin or finops role may create or run connectors; API tokens may not."
-
-    def has_permission(self, request, view) -> bool:
-        principal = principal_of(request)
-        _refuse_team_bound_token(principal)
-        return principal_manages_billing(principal)
+__all__ = ["BillingRead", "ConnectorManage"]

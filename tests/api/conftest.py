@@ -22,6 +22,7 @@ from finops.alerts.models import Alert, AlertChannel, AlertRule, Delivery, Silen
 from finops.alerts.services import channel_create, rule_create, silence_create
 from finops.audit.models import AuditEntry
 from finops.bills.closing import month_close
+from finops.bills.models import ReconciliationLine
 from finops.guardrails.models import Allowance, Reservation
 from finops.guardrails.services import allowance_create
 from finops.ledger.models import (
@@ -99,6 +100,7 @@ class World:
     # per set of scopes (any of which a request accepts), an org-wide token holding every other scope
     tokens_lacking: dict[frozenset[str], Principal] = field(default_factory=dict)
     connector_id: int = 0
+    reconciliation_line_id: int = 0
 
     def team(self, slug: str) -> TeamData:
         return {"alpha": self.alpha, "bravo": self.bravo}[slug]
@@ -378,11 +380,19 @@ def url_world(django_db_setup, django_db_blocker):
         )
         # a closed month, for the walk's reopen (October: the calls are November's)
         month_close(principal=users["admin"], month=date(2026, 10, 1), reason="walk")
+        reconciliation_line = ReconciliationLine.objects.create(
+            provider="openai",
+            month=date(2026, 11, 1),
+            day=date(2026, 11, 2),
+            model="gpt-4o",
+            token_type="output",
+        )
         yield World(
             alpha=alpha,
             bravo=bravo,
             principals=principals,
             tokens_lacking=tokens_lacking,
             connector_id=connector.pk,
+            reconciliation_line_id=reconciliation_line.pk,
         )
         transaction.set_rollback(True)

@@ -873,6 +873,25 @@ ROUTES: dict[str, Route] = {
             shows=lambda teams: ['"basis":"statement"', '"total_usd":"1.25"'],
         ),
     ),
+    # the reconciliation of the walk's one statement line (openai, 2026-11): billing data
+    "api:reconciliation": only(
+        READ,
+        "GET",
+        Call(
+            organisation(lambda w: get("/api/v1/reconciliation", provider="openai", month="2026-11")),
+            org=BILLING_API_READ,
+        ),
+    ),
+    "api:reconciliation-line-detail": only(
+        READ,
+        "PATCH",
+        Call(
+            organisation(
+                lambda w: send(f"/api/v1/reconciliation/lines/{w.reconciliation_line_id}", {"note": "walk"})
+            ),
+            org=billing_api_change(200),
+        ),
+    ),
     # --- API: its own description (public: it holds no data) ---
     # who am I: any principal, about itself (no team's data)
     "api:whoami": only(
@@ -1318,6 +1337,25 @@ ROUTES: dict[str, Route] = {
                 organisation(
                     lambda w: form(
                         "/connectors/", {"kind": "openai_usage", "name": "walk-new", "api_key": "sk-y"}
+                    )
+                ),
+                org="302 302 | 403 403 403 403 403 | 302 302 302 | 302",
+            ),
+        },
+    ),
+    # organisation billing data: the admin and finops roles; notes on a line are theirs to write
+    "dashboard:reconciliation": Route(
+        scope=None,
+        methods={
+            "GET": Call(
+                organisation(lambda w: get("/bills/reconciliation/", provider="openai", month="2026-11")),
+                org=BILLING_PAGE,
+                shows=lambda teams: ["gpt-4o"],
+            ),
+            "POST": Call(
+                organisation(
+                    lambda w: form(
+                        "/bills/reconciliation/", {"line": w.reconciliation_line_id, "note": "walk page"}
                     )
                 ),
                 org="302 302 | 403 403 403 403 403 | 302 302 302 | 302",

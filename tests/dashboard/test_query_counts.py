@@ -43,6 +43,10 @@ PAGES = {
     "caching": ("/caching/" + MARCH, 9),
     "breakdown": ("/breakdown/" + MARCH, 8),
     "forecast": ("/forecast/", 8),
+    # the month's telemetry and calls (two rollup reads), the statement (cost, usage, invoice), closed
+    # months' late events, the lines' ids, the month's state and the providers (and whether that month is
+    # closed: its telemetry is then its snapshot)
+    "reconciliation": ("/bills/reconciliation/?provider=acme&month=2025-03", 15),
     "months": ("/months/?month=2025-03", 19),  # the chargeback: per provider its bases, then one read each
 }
 

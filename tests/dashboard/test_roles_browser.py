@@ -398,10 +398,11 @@ def check_home(visit: Visit, role: str) -> str:
     raise AssertionError(f"no home check for {role}")
 
 
-# pages of the navigation that change something and nothing else: forced by a role not offered them, a 403
-# or 404. The other pages the navigation leaves out for some roles (Rules, Audit, Quarantine) are theirs to
-# read (navigation.py): forced, they open with no form that changes anything
-WRITE_ONLY_PAGES = {"ingest:upload", "connectors:status", "dashboard:months"}
+# pages of the navigation that change something and nothing else, or are organisation billing data
+# (reconciliation): forced by a role not offered them, a 403 or 404. The other pages the navigation leaves
+# out for some roles (Rules, Audit, Quarantine) are theirs to read (navigation.py): forced, they open with
+# no form that changes anything
+WRITE_ONLY_PAGES = {"ingest:upload", "connectors:status", "dashboard:reconciliation", "dashboard:months"}
 CHANGING_CONTROLS = "main form[method=post] button, main form[method=post] input[type=submit]"
 
 
