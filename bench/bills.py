@@ -189,21 +189,6 @@ def main() -> None:
             open_reads.append(elapsed)
         assert closed_cb.total_usd == sum(charge.basis.total_usd for charge in closed_cb.providers)
 
-        if os.environ.get("BENCH_QUERIES"):
-            for label, function, kwargs in (
-                ("close", month_close, {"principal": user, "month": months[0], "reason": "x"}),
-                ("job", late_adjustments_materialise, {}),
-            ):
-                from django.db import reset_queries
-
-                if label == "close":
-                    from finops.bills.closing import month_reopen
-
-                    month_reopen(principal=user, month=months[0], reason="profile")
-                reset_queries()
-                function(**kwargs)
-                for query in sorted(connection.queries, key=lambda q: -float(q["time"]))[:4]:
-                    say(f"   {label} {query['time']} s: {query['sql'][:150]}")
         say("")
         say(
             f"daily rollups                          {rows:>12,}   ({args.agents} agents x {args.models} models x days)"
