@@ -98,10 +98,10 @@ ROLLUPS_SQL = [
 ]
 
 
-def ledger_ready(*, new: bool, calls: int, span_days: float = 365) -> datetime:
+def ledger_ready(*, new: bool, calls: int, span_days: float = 365, end: datetime | None = None) -> datetime:
     """Set Django up on the run's database (DATABASE_URL) and answer the moment its ledger ends: a new
-    database is migrated and filled with `calls` calls ending now; a kept one keeps its own moment, so
-    its rollups cover the windows as they did."""
+    database is migrated and filled with `calls` calls over the `span_days` days ending at `end` (default:
+    now); a kept one keeps its own moment, so its rollups cover the windows as they did."""
     import django
 
     if new:
@@ -113,7 +113,7 @@ def ledger_ready(*, new: bool, calls: int, span_days: float = 365) -> datetime:
         from finops.ledger.models import Task
 
         return Task.objects.order_by("-last_call_at").values_list("last_call_at", flat=True)[0]
-    now = datetime.now(UTC)
+    now = end or datetime.now(UTC)
     say(f"== {calls:,} calls over {span_days:g} days, {AGENTS} agents in {TEAMS} teams (SQL)")
     ledger_create(calls=calls, now=now, span_days=span_days)
     return now

@@ -29,6 +29,8 @@ OBJECT_TYPES = {
     "alert": "alerts (acknowledgements)",
     "silence": "silences",
     "model_tier": "model tiers (organisation-wide)",
+    "price_override": "price overrides (organisation-wide)",
+    "discount": "negotiated discounts (organisation-wide)",
 }
 
 

@@ -11,6 +11,7 @@ from dashboard import (
     home,
     model_usage,
     months,
+    prices,
     reconciliation,
     tasks,
     views,
@@ -47,6 +48,9 @@ urlpatterns = [
     path("forecast/", forecast.forecast_page, name="forecast"),
     path("models/", model_usage.models_page, name="models"),
     path("caching/", caching.caching_page, name="caching"),
+    path("prices/", prices.prices_page, name="prices"),
+    path("prices/runs/", prices.reprice_runs_page, name="reprice-runs"),
+    path("prices/runs/<int:run_id>/", prices.reprice_run_page, name="reprice-run"),
     path("bills/reconciliation/", reconciliation.reconciliation_page, name="reconciliation"),
     path("months/", months.months_page, name="months"),
 ]

@@ -12,6 +12,12 @@ BEAT_SCHEDULE = {
         "schedule": crontab(minute="7,37"),
         "options": {"queue": "pricing", "expires": 45 * 60},
     },
+    # Re-pricing runs whose enqueue was lost (a price saved while the broker was down): each runs once.
+    "run-queued-reprices": {
+        "task": "finops.pricing.tasks.run_queued_reprices",
+        "schedule": crontab(minute="*/5"),
+        "options": {"queue": "pricing", "expires": 7 * 60},
+    },
     # Provider usage and cost reports into statement lines; each pull resumes at its connector's cursor.
     "pull-due-connectors": {
         "task": "ingest.connectors.tasks.pull_due_connectors",

@@ -20,6 +20,7 @@ from finops.guardrails.api import AllowanceViewSet, GuardCheckView, guard_check_
 from finops.kpis.api import KpisView
 from finops.ledger.api import AgentViewSet, TeamViewSet
 from finops.modeltiers.api import ModelTierViewSet, ModelUsageView
+from finops.pricing.api import DiscountViewSet, PriceOverrideViewSet, RepriceRunViewSet
 from ingest.api import EventsView, TasksView
 
 router = SimpleRouter(trailing_slash=False)
@@ -34,6 +35,9 @@ router.register("alert-silences", SilenceViewSet, basename="alert-silence")
 router.register("alert-deliveries", DeliveryViewSet, basename="alert-delivery")
 router.register("model-tiers", ModelTierViewSet, basename="model-tier")
 router.register("reconciliation/lines", ReconciliationLineViewSet, basename="reconciliation-line")
+router.register("price-overrides", PriceOverrideViewSet, basename="price-override")
+router.register("discounts", DiscountViewSet, basename="discount")
+router.register("reprice-runs", RepriceRunViewSet, basename="reprice-run")
 
 api_v1 = [
     # first: the resolver tries patterns in order, and an agent asks the guard check before every call

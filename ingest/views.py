@@ -39,7 +39,7 @@ from finops.celery import CeleryQueue
 from finops.core.json_depth import json_loads_bounded
 from finops.pricing.services import PriceBook
 from ingest.filters import QuarantinedRowFilter
-from ingest.imports import FORMATS, import_job_fail, import_source_name
+from ingest.imports import FORMATS, STATEMENT_FORMATS, import_job_fail, import_source_name
 from ingest.models import ImportJob, ImportStatus, QuarantinedRow
 from ingest.quarantine import (
     QuarantinedRowsNotFound,
@@ -77,7 +77,9 @@ def may_write_events(*, user: User) -> bool:
 
 class UploadForm(forms.Form):
     file = forms.FileField(help_text="JSONL or CSV of canonical events, LiteLLM logs (JSONL), OTLP/JSON")
-    format = forms.ChoiceField(choices=[(name, name) for name in FORMATS if name != "focus"], initial="auto")
+    format = forms.ChoiceField(
+        choices=[(name, name) for name in FORMATS if name not in STATEMENT_FORMATS], initial="auto"
+    )
 
 
 def _uploads_dir() -> Path:

@@ -21,6 +21,9 @@ from finops.ledger.rollups import (
 from finops.ledger.tokens import TOKEN_TYPES
 
 _known_partitions: set[date] = set()
+# held by every job that changes stored call costs (this module's calls_reprice, finops/pricing/reprice.py)
+# for its transaction: one at a time, so none reads a cost another is about to change
+REPRICE_LOCK = "finops reprice"
 _PARTITIONS_LOCK = "ledger_call partitions"
 
 
@@ -128,6 +131,7 @@ def calls_reprice(*, price_book, provider: str, model: str, batch_size: int = 50
     recent_from = recent_cutoff()  # calls past it are in the recent rollup (finops/ledger/rollups.py)
     last_id = 0  # walk by id so calls that stay unpriced (before an override starts) are read once
     with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [REPRICE_LOCK])
         while True:
             cursor.execute(
                 f"SELECT {columns} FROM ledger_call WHERE cost_usd IS NULL AND provider = %s AND model = %s "

@@ -1,7 +1,8 @@
 """Admin for the organisation's prices. Only finops and admin users (or superusers) may change them.
 
-Saving an override enqueues the repricing of that model's unpriced calls once the save is committed; if
-the broker is down the save still stands and the periodic sweep prices the calls later.
+Saving or deleting an override or a discount here is audited and queues a re-pricing run of the calls
+it affects, as the Prices page and the API do (finops/pricing/prices.py); if the broker is down the save
+still stands and beat's sweep starts the run later.
 """
 
 from __future__ import annotations
@@ -9,11 +10,11 @@ from __future__ import annotations
 import logging
 
 from django.contrib import admin, messages
-from django.db import transaction
 
 from finops.accounts.models import OrgRole
+from finops.audit.models import AuditAction
 from finops.pricing.models import ModelPriceOverride, NegotiatedDiscount
-from finops.pricing.tasks import reprice_unpriced_calls
+from finops.pricing.prices import price_change_recorded, price_snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -49,33 +50,50 @@ class PriceEditorsOnly(admin.ModelAdmin):
     def save_model(self, request, obj, form, change) -> None:
         if not change and obj.created_by_id is None:
             obj.created_by = request.user
+        before = price_snapshot(type(obj).objects.get(pk=obj.pk)) if change else None
         super().save_model(request, obj, form, change)
-
-
-def reprice_after_commit(*, request, provider: str, model: str) -> None:
-    """Enqueue reprice_unpriced_calls(provider, model) once the surrounding transaction commits."""
-
-    def enqueue() -> None:
-        try:
-            reprice_unpriced_calls.delay(provider, model)
-        except Exception:  # the broker being down must not lose the saved price
-            logger.warning(
-                "could not enqueue repricing of %s/%s; the periodic sweep will do it",
-                provider,
-                model,
-                exc_info=True,
+        if before != price_snapshot(obj):
+            action = AuditAction.UPDATE if change else AuditAction.CREATE
+            run = price_change_recorded(
+                principal=request.user, item=obj, action=action, before=before, on_error=_broker_down(request)
             )
-            messages.warning(
-                request,
-                f"The price is saved, but the repricing job for {provider}/{model} could not be queued (is the "
-                "broker running?). The periodic repricing sweep will price its unpriced calls later.",
-            )
-        else:
-            messages.info(
-                request, f"Unpriced calls of {provider}/{model} will be priced by the worker shortly."
-            )
+            _run_message(request, run)
 
-    transaction.on_commit(enqueue)
+    def delete_model(self, request, obj) -> None:
+        before, pk = price_snapshot(obj), obj.pk
+        super().delete_model(request, obj)
+        obj.pk = pk
+        run = price_change_recorded(
+            principal=request.user,
+            item=obj,
+            action=AuditAction.DELETE,
+            before=before,
+            on_error=_broker_down(request),
+        )
+        _run_message(request, run)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for obj in queryset:  # one audit entry and one run per row, as deleting them one by one
+            self.delete_model(request, obj)
+
+
+def _broker_down(request):
+    def tell() -> None:
+        messages.warning(
+            request,
+            "The change is saved, but its re-pricing run could not be queued (is the broker running?). "
+            "The periodic repricing sweep will run it within minutes.",
+        )
+
+    return tell
+
+
+def _run_message(request, run) -> None:
+    messages.info(
+        request,
+        f"Re-pricing run {run.pk} queued: the calls this change affects are being re-priced "
+        "(see Prices › re-pricing runs).",
+    )
 
 
 @admin.register(ModelPriceOverride)
@@ -113,10 +131,6 @@ class ModelPriceOverrideAdmin(PriceEditorsOnly):
         ),
         ("Audit", {"fields": ("created_by", "created_at")}),
     )
-
-    def save_model(self, request, obj, form, change) -> None:
-        super().save_model(request, obj, form, change)
-        reprice_after_commit(request=request, provider=obj.provider, model=obj.model)
 
 
 @admin.register(NegotiatedDiscount)

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import tempfile
 from decimal import Decimal
+from pathlib import Path
 
 from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
-from rest_framework import mixins, serializers, status
+from rest_framework import mixins, parsers, serializers, status
+from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
 from finops.api.fields import JsonTypes
 from finops.api.pagination import PageNumberPagination
-from finops.api.viewsets import TeamScopedViewSet
+from finops.api.viewsets import ScopedAPIView, TeamScopedViewSet
 from ingest.connectors.filters import StatementLineFilter
-from ingest.connectors.models import Connector, StatementLine
-from ingest.connectors.permissions import BillingRead, ConnectorManage
+from ingest.connectors.models import Connector, InvoiceMapping, StatementLine
+from ingest.connectors.permissions import BillingRead, ConnectorManage, InvoiceImportPermission
 from ingest.connectors.services import connector_create, connector_run_request
+from ingest.imports import ImportFileError, file_import
 
 
 class ConnectorSerializer(JsonTypes, serializers.ModelSerializer):
@@ -169,3 +173,106 @@ class StatementLineViewSet(mixins.ListModelMixin, TeamScopedViewSet):
     @extend_schema(responses=StatementLineSerializer(many=True))
     def list(self, request, *args, **kwargs):
         return super().list(request, *args, **kwargs)
+
+
+class InvoiceMappingSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = InvoiceMapping
+        fields = ["id", "name", "header", "spec", "created_at", "updated_at"]
+
+
+class InvoiceMappingViewSet(mixins.ListModelMixin, TeamScopedViewSet):
+    """GET /api/v1/invoice-mappings: the saved column mappings (made and changed on the Invoices page)."""
+
+    queryset = InvoiceMapping.objects.all()
+    serializer_class = InvoiceMappingSerializer
+    permission_classes = [IsAuthenticated, BillingRead]
+
+    @extend_schema(responses=InvoiceMappingSerializer(many=True))
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+
+class InvoiceImportRequestSerializer(serializers.Serializer):
+    file = serializers.FileField(help_text="the invoice CSV")
+    format = serializers.ChoiceField(choices=["focus", "invoice-csv"], default="invoice-csv")
+    mapping = serializers.CharField(
+        required=False, allow_blank=True, help_text="the saved mapping's name (format invoice-csv)"
+    )
+
+
+class InvoiceImportView(ScopedAPIView):
+    """POST /api/v1/invoices (multipart): import an invoice file now, as `finops import FILE --format
+    focus|invoice-csv [--mapping NAME]` does, and answer what it did: statement lines new, changed,
+    unchanged and removed, and every skipped row with its line number and reasons. Importing the same
+    file again changes nothing."""
+
+    permission_classes = [InvoiceImportPermission]
+    # JSON is read only to refuse it (a file is multipart), and so a body over the limit is a 413
+    parser_classes = [parsers.MultiPartParser, parsers.FormParser, parsers.JSONParser]
+
+    @extend_schema(
+        request={"multipart/form-data": InvoiceImportRequestSerializer},
+        responses={
+            200: inline_serializer(
+                "InvoiceImportResult",
+                {
+                    "file_name": serializers.CharField(),
+                    "format": serializers.CharField(),
+                    "mapping": serializers.CharField(),
+                    "source": serializers.CharField(),
+                    "rows_read": serializers.IntegerField(),
+                    "lines_created": serializers.IntegerField(),
+                    "lines_updated": serializers.IntegerField(),
+                    "lines_unchanged": serializers.IntegerField(),
+                    "lines_removed": serializers.IntegerField(),
+                    "skipped": serializers.IntegerField(),
+                    "skipped_rows": serializers.ListField(child=serializers.DictField()),
+                    "totals": serializers.ListField(child=serializers.DictField()),
+                },
+            )
+        },
+    )
+    def post(self, request):
+        params = InvoiceImportRequestSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        uploaded = params.validated_data["file"]
+        file_name = Path(uploaded.name).name
+        with tempfile.TemporaryDirectory(prefix="finops-invoice-") as folder:
+            path = Path(folder) / "upload.csv"
+            with path.open("wb") as destination:
+                for chunk in uploaded.chunks():
+                    destination.write(chunk)
+            try:
+                summary = file_import(
+                    path=path,
+                    file_format=params.validated_data["format"],
+                    file_name=file_name,
+                    principal=self.principal,
+                    mapping=params.validated_data.get("mapping") or None,
+                )
+            except ImportFileError as error:
+                raise ValidationError({"file": [str(error)]}) from None
+        return Response(_import_result(summary))
+
+
+def _import_result(summary) -> dict:
+    if hasattr(summary, "as_json"):
+        return summary.as_json()
+    return {  # a FOCUS file: the same shape, without a mapping or totals
+        "file_name": summary.file_name,
+        "format": summary.format,
+        "mapping": "",
+        "source": summary.source,
+        "rows_read": summary.rows_read,
+        "lines_created": summary.write.created,
+        "lines_updated": summary.write.updated,
+        "lines_unchanged": summary.write.unchanged,
+        "lines_removed": summary.write.removed,
+        "skipped": summary.rejected,
+        "skipped_rows": [
+            {"line": int(sample["position"].split()[-1]), "errors": sample["errors"], "row": None}
+            for sample in summary.rejected_samples
+        ],
+        "totals": [],
+    }

@@ -6,6 +6,7 @@ the per-call ledger: reconciliation compares the two, so they must never be mixe
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 
 from finops.accounts.querysets import OrgDataQuerySet
@@ -168,3 +169,62 @@ class StatementLine(models.Model):
     def __str__(self) -> str:
         what = self.token_type or self.line_item
         return f"{self.provider} {self.period_start:%Y-%m-%d} {self.model} {what}"
+
+
+class InvoiceMapping(models.Model):
+    """How a provider's own CSV export reads (ingest/connectors/invoice_csv.py InvoiceMappingSpec), saved
+    under a name so the next file with the same header imports in one step. Organisation billing data:
+    made and changed by the admin and finops roles, each change audited."""
+
+    name = models.CharField(max_length=128, unique=True)
+    header = models.JSONField(default=list, help_text="the columns of the file it was made on")
+    spec = models.JSONField(help_text="InvoiceMappingSpec.as_dict()")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = OrgDataQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class InvoiceImportStatus(models.TextChoices):
+    UPLOADED = "uploaded", "uploaded (not imported yet)"
+    DONE = "done", "imported"
+    FAILED = "failed", "failed"
+
+
+class InvoiceImport(models.Model):
+    """One uploaded invoice file: kept on the server between preview, mapping and import, then what its
+    last import did (counts and every skipped row with its line number and reasons)."""
+
+    file_name = models.CharField(max_length=255)
+    stored_path = models.CharField(max_length=1024)
+    mapping = models.ForeignKey(
+        InvoiceMapping, null=True, blank=True, on_delete=models.SET_NULL, related_name="imports"
+    )
+    source = models.CharField(max_length=64, blank=True, help_text="invoice:<file name>")
+    status = models.CharField(
+        max_length=16, choices=InvoiceImportStatus.choices, default=InvoiceImportStatus.UPLOADED
+    )
+    outcome = models.JSONField(default=dict, blank=True, help_text="counts, totals and skipped rows")
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    imported_at = models.DateTimeField(null=True, blank=True)
+
+    objects = OrgDataQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"invoice import {self.pk} of {self.file_name} ({self.status})"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -20,8 +21,16 @@ from pathlib import Path
 
 from django.db import connection, transaction
 from django.utils import timezone
+from django.utils.text import get_valid_filename
 
-from finops.accounts.selectors import visible_team_ids
+from finops.accounts.selectors import (
+    principal_is_authenticated,
+    principal_is_token,
+    principal_manages_billing,
+    visible_team_ids,
+)
+from finops.audit.models import AuditAction
+from finops.audit.services import audit_record
 from finops.celery import CeleryQueue
 from ingest.connectors.clients import (
     MAX_ATTEMPTS,
@@ -33,10 +42,24 @@ from ingest.connectors.clients import (
 )
 from ingest.connectors.credentials import CredentialsUnreadable, credentials_decrypt, credentials_encrypt
 from ingest.connectors.focus import FocusRowError, focus_csv_records, focus_header_problems, focus_rows_parse
+from ingest.connectors.invoice_csv import (
+    PREVIEW_ROWS,
+    InvoiceMappingSpec,
+    InvoiceRowError,
+    Preview,
+    delimiter_detect,
+    invoice_csv_records,
+    invoice_rows_parse,
+    mapping_problems,
+    preview_read,
+)
 from ingest.connectors.models import (
     NATURAL_KEY_FIELDS,
     Connector,
     ConnectorRun,
+    InvoiceImport,
+    InvoiceImportStatus,
+    InvoiceMapping,
     RunStatus,
     StatementLine,
 )
@@ -139,14 +162,65 @@ _DIMENSION_DEFAULTS = {
 }
 
 
+# the columns of an upsert and their SQL array types: one array per column, unnest()ed into rows
+_UPSERT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("source", "text"),
+    ("connector_id", "bigint"),
+    ("provider", "text"),
+    ("kind", "text"),
+    ("period_start", "timestamptz"),
+    ("period_end", "timestamptz"),
+    ("model", "text"),
+    ("token_type", "text"),
+    ("line_item", "text"),
+    ("project_id", "text"),
+    ("api_key_id", "text"),
+    ("workspace_id", "text"),
+    ("batch", "boolean"),
+    ("service_tier", "text"),
+    ("context_window", "text"),
+    ("quantity", "bigint"),
+    ("amount", "numeric"),
+    ("currency", "text"),
+    ("pulled_at", "timestamptz"),
+)
+_UPSERT_BATCH = 10_000
+_UPSERT_SQL = (
+    "INSERT INTO {table} ({columns}) SELECT * FROM unnest({arrays}) "
+    "ON CONFLICT ON CONSTRAINT statement_line_natural_key DO UPDATE SET {updates}"
+)
+
+
 def _statement_lines_upsert(*, lines: list[dict], connector: Connector | None, pulled_at: datetime) -> None:
-    """The one write of statement lines: insert, or update the line with the same natural key."""
-    StatementLine.objects.bulk_create(
-        [StatementLine(connector=connector, pulled_at=pulled_at, **line) for line in lines],
-        update_conflicts=True,
-        unique_fields=list(NATURAL_KEY_FIELDS),
-        update_fields=_UPSERT_FIELDS,
+    """The one write of statement lines: insert, or update the line with the same natural key.
+
+    One INSERT … SELECT FROM unnest(column arrays) … ON CONFLICT per 10,000 lines: Django's bulk_create
+    spent most of an invoice import preparing each of its values one by one (bench/invoices.py, 100k
+    lines on a loaded 2-core machine: 51 s with bulk_create, 29 s with this). The lines are merged by
+    natural key first (_merged), so no statement touches a row twice."""
+    sql = _UPSERT_SQL.format(
+        table=StatementLine._meta.db_table,
+        columns=", ".join(name for name, _ in _UPSERT_COLUMNS),
+        arrays=", ".join(f"%s::{kind}[]" for _, kind in _UPSERT_COLUMNS),
+        updates=", ".join(
+            f"{name} = EXCLUDED.{name}"
+            for name in (
+                ("connector_id" if field_name == "connector" else field_name) for field_name in _UPSERT_FIELDS
+            )
+        ),
     )
+    connector_id = connector.pk if connector is not None else None
+    with connection.cursor() as cursor:
+        for first in range(0, len(lines), _UPSERT_BATCH):
+            batch = lines[first : first + _UPSERT_BATCH]
+            fixed = {"connector_id": [connector_id] * len(batch), "pulled_at": [pulled_at] * len(batch)}
+            arrays = [
+                fixed[name]
+                if name in fixed
+                else [line.get(name, _DIMENSION_DEFAULTS.get(name)) for line in batch]
+                for name, _ in _UPSERT_COLUMNS
+            ]
+            cursor.execute(sql, arrays)
 
 
 @dataclass
@@ -450,3 +524,243 @@ def focus_file_import(
     if on_progress:
         on_progress(progress)
     return summary
+
+
+# --- a provider's own CSV export, through a saved column mapping ---------------------------------------
+
+
+def invoice_source_name(*, file_name: str) -> str:
+    return f"invoice:{Path(file_name).name}"[:64]
+
+
+def invoice_mapping_snapshot(mapping: InvoiceMapping) -> dict:
+    return {"name": mapping.name, "header": mapping.header, "spec": mapping.spec}
+
+
+def _refuse_unless_billing(principal: Principal) -> None:
+    if principal is not None and not principal_manages_billing(principal):
+        raise InvoiceMappingRefused("only the admin and finops roles make and change invoice mappings")
+
+
+class InvoiceMappingRefused(PermissionError):
+    pass
+
+
+@transaction.atomic
+def invoice_mapping_save(
+    *, principal: Principal, name: str, header: list[str], spec: InvoiceMappingSpec
+) -> InvoiceMapping:
+    """Save the mapping under its name: a new one, or the one of that name changed (audited either way).
+    principal None is the local operator."""
+    _refuse_unless_billing(principal)
+    name = " ".join(name.split())[:128]
+    if not name:
+        raise ValueError("give the mapping a name")
+    problems = mapping_problems(spec=spec, header=header)
+    if problems:
+        raise ValueError("; ".join(problems))
+    mapping = InvoiceMapping.objects.select_for_update().filter(name=name).first()
+    before = invoice_mapping_snapshot(mapping) if mapping else None
+    if mapping is None:
+        mapping = InvoiceMapping(
+            name=name, created_by=principal if principal_is_authenticated(principal) else None
+        )
+    mapping.header, mapping.spec = list(header), spec.as_dict()
+    mapping.save()
+    after = invoice_mapping_snapshot(mapping)
+    if after != before:
+        audit_record(
+            principal=principal,
+            team_id=None,
+            object_type="invoice_mapping",
+            object_id=mapping.pk,
+            action=AuditAction.CREATE if before is None else AuditAction.UPDATE,
+            before=before,
+            after=after,
+        )
+    return mapping
+
+
+@transaction.atomic
+def invoice_mapping_delete(*, principal: Principal, mapping: InvoiceMapping) -> None:
+    _refuse_unless_billing(principal)
+    audit_record(
+        principal=principal,
+        team_id=None,
+        object_type="invoice_mapping",
+        object_id=mapping.pk,
+        action=AuditAction.DELETE,
+        before=invoice_mapping_snapshot(mapping),
+        after=None,
+    )
+    mapping.delete()
+
+
+def _decoded_lines(handle, progress: ImportProgress | None = None) -> Iterator[str]:
+    for number, raw in enumerate(handle, start=1):
+        if progress is not None:
+            progress.bytes_done += len(raw)
+        try:
+            yield raw.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError:
+            raise ImportFileError(f"line {number} is not UTF-8 text; save the file as UTF-8") from None
+
+
+def invoice_file_preview(*, path: Path, delimiter: str | None = None, limit: int = PREVIEW_ROWS) -> Preview:
+    """The first rows of an uploaded file, cut at the delimiter given or else the one its header uses."""
+    if delimiter is None:
+        with Path(path).open("rb") as handle:
+            first = handle.readline()
+        try:
+            delimiter = delimiter_detect(first.decode("utf-8-sig"))
+        except UnicodeDecodeError:
+            raise ImportFileError("line 1 is not UTF-8 text; save the file as UTF-8") from None
+    with Path(path).open("rb") as handle:
+        preview = preview_read(_decoded_lines(handle), delimiter=delimiter, limit=limit)
+    if not preview.header:
+        raise ImportFileError("the file is empty: a CSV starts with a header line naming its columns")
+    return preview
+
+
+@dataclass
+class InvoiceImportSummary(FocusImportSummary):
+    """As FocusImportSummary: counts of statement lines; rejected_samples lists every skipped row (up to
+    a thousand) with its line number and each bad column's reason. totals: the amount of the rows read
+    well, per provider and currency, exact."""
+
+    mapping: str = ""
+    totals: dict[tuple[str, str], Decimal] = field(default_factory=dict)
+
+    def as_json(self) -> dict:
+        return {
+            "file_name": self.file_name,
+            "format": self.format,
+            "mapping": self.mapping,
+            "source": self.source,
+            "rows_read": self.rows_read,
+            "lines_created": self.write.created,
+            "lines_updated": self.write.updated,
+            "lines_unchanged": self.write.unchanged,
+            "lines_removed": self.write.removed,
+            "skipped": self.rejected,
+            "skipped_rows": [
+                {
+                    "line": int(sample["position"].split()[-1]),
+                    "errors": sample["errors"],
+                    "row": sample["row"],
+                }
+                for sample in self.rejected_samples
+            ],
+            "totals": [
+                {"provider": provider, "currency": currency, "amount": format(amount.normalize(), "f")}
+                for (provider, currency), amount in sorted(self.totals.items())
+            ],
+        }
+
+
+def invoice_file_import(
+    *,
+    path: Path,
+    mapping: InvoiceMapping,
+    file_name: str | None = None,
+    principal: Principal = None,
+    on_progress: Callable[[ImportProgress], None] | None = None,
+) -> InvoiceImportSummary:
+    """A provider's CSV export read through a saved mapping, as statement lines of the source
+    invoice:<file name> (the invoice side of a bill). As focus_file_import: bad rows are reported with
+    their line number and reasons and nothing of theirs is written, the good rows are; importing the
+    same file again changes nothing; a corrected file replaces the lines of the periods it covers."""
+    if principal is not None and visible_team_ids(principal=principal) is not None:
+        raise ImportFileError(
+            "a provider bill is for the whole organisation: only org admins and finops may import it"
+        )
+    path = Path(path)
+    file_name = file_name or path.name
+    spec = InvoiceMappingSpec.from_dict(mapping.spec)
+    summary = InvoiceImportSummary(
+        file_name=file_name,
+        format="invoice-csv",
+        source=invoice_source_name(file_name=file_name),
+        progress=ImportProgress(bytes_total=path.stat().st_size),
+        mapping=mapping.name,
+    )
+    progress = summary.progress
+    lines: list[dict] = []
+    with path.open("rb") as handle:
+        header, records = invoice_csv_records(_decoded_lines(handle, progress), delimiter=spec.delimiter)
+        problems = mapping_problems(spec=spec, header=header)
+        if problems:
+            raise ImportFileError(
+                f"the mapping “{mapping.name}” does not fit this file's header: {'; '.join(problems)}"
+            )
+        for parsed in invoice_rows_parse(records, spec=spec):
+            progress.rows_read += 1
+            if isinstance(parsed, InvoiceRowError):
+                progress.rejected += 1
+                if len(summary.rejected_samples) < MAX_FOCUS_REJECTS_LISTED:
+                    summary.rejected_samples.append(
+                        {
+                            "position": parsed.position,
+                            "event_id": None,
+                            "errors": parsed.errors,
+                            "row": parsed.row,
+                        }
+                    )
+            else:
+                lines.append(parsed)
+                key = (parsed["provider"], parsed["currency"])
+                summary.totals[key] = summary.totals.get(key, Decimal(0)) + parsed["amount"]
+            if on_progress and progress.rows_read % 10_000 == 0:
+                on_progress(progress)
+    summary.write = statement_lines_replace(
+        source=summary.source, lines=lines, pulled_at=timezone.now(), remove_stale=not progress.rejected
+    )
+    progress.accepted = summary.write.created + summary.write.updated
+    progress.duplicates = summary.write.unchanged
+    if on_progress:
+        on_progress(progress)
+    return summary
+
+
+def invoice_upload_store(
+    *, principal: Principal, file_name: str, chunks: Iterable[bytes], folder: Path
+) -> InvoiceImport:
+    """Keep an uploaded invoice on the server until it is mapped and imported."""
+    file_name = Path(file_name).name
+    stored = folder / f"{uuid.uuid4().hex}-{get_valid_filename(file_name) or 'invoice.csv'}"
+    with stored.open("wb") as destination:
+        for chunk in chunks:
+            destination.write(chunk)
+    return InvoiceImport.objects.create(
+        file_name=file_name[:255],
+        stored_path=str(stored),
+        source=invoice_source_name(file_name=file_name),
+        created_by=principal
+        if principal_is_authenticated(principal) and not principal_is_token(principal)
+        else None,
+    )
+
+
+def invoice_import_run(
+    *, invoice_import: InvoiceImport, mapping: InvoiceMapping, principal: Principal
+) -> InvoiceImport:
+    """Import an uploaded file with a mapping, keeping what it did on the InvoiceImport (the result page)."""
+    try:
+        summary = invoice_file_import(
+            path=Path(invoice_import.stored_path),
+            mapping=mapping,
+            file_name=invoice_import.file_name,
+            principal=principal,
+        )
+    except (ImportFileError, OSError) as error:
+        invoice_import.status, invoice_import.error, invoice_import.outcome = (
+            InvoiceImportStatus.FAILED,
+            str(error),
+            {},
+        )
+    else:
+        invoice_import.status, invoice_import.error = InvoiceImportStatus.DONE, ""
+        invoice_import.outcome = summary.as_json()
+    invoice_import.mapping, invoice_import.imported_at = mapping, timezone.now()
+    invoice_import.save(update_fields=["status", "error", "outcome", "mapping", "imported_at"])
+    return invoice_import

@@ -4,7 +4,7 @@ for each kind of principal, with data in two teams (and rows of no team where a 
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from itertools import count
 
@@ -18,6 +18,7 @@ from finops.alerts.models import Alert, AlertChannel, AlertRule, Delivery, Silen
 from finops.alerts.services import channel_create, rule_create, silence_create
 from finops.audit.models import AuditEntry
 from finops.audit.services import audit_record
+from finops.bills.models import Adjustment
 from finops.guardrails.models import Allowance, AllowanceUsage, Reservation
 from finops.guardrails.services import allowance_create
 from finops.ledger.models import (
@@ -33,6 +34,7 @@ from finops.ledger.models import (
     TaskDailyRollup,
 )
 from finops.ledger.services import task_outcomes_record
+from finops.pricing.models import RepriceDelta, RepriceRun
 from ingest.connectors.models import Connector, ConnectorRun, StatementLine
 from ingest.connectors.services import connector_create
 from ingest.models import ImportJob, QuarantinedRow
@@ -217,6 +219,15 @@ def world(db):
         amount=Decimal("1.5"),
         pulled_at=datetime(2026, 11, 3, tzinfo=UTC),
     )
+    Adjustment.objects.create(
+        month=date(2026, 10, 1), shown_in=date(2026, 11, 1), reason="reprice", team=team_a, provider="openai",
+        model="gpt-4o", day=date(2026, 10, 5), usd=Decimal("-0.5"),
+    )  # fmt: skip
+    run = RepriceRun.objects.create(trigger="discount 1 created")
+    RepriceDelta.objects.create(
+        run=run, team=team_a, provider="openai", model="gpt-4o", day=date(2026, 11, 2), before_usd=Decimal(2),
+        after_usd=Decimal(1), calls=1,
+    )  # fmt: skip
     return {"teams": {"a": team_a.pk, "b": team_b.pk}, "principals": principals, "jobs": jobs}
 
 
@@ -322,7 +333,11 @@ def test_import_jobs_belong_to_their_creator_and_org_roles_see_them_all(world):
             assert got == (everything if name in org_roles else own), f"{action} by {name}"
 
 
-@pytest.mark.parametrize("model", [StatementLine, Connector, ConnectorRun])
+# organisation billing data; the last two name a team (what they are about) but are not the team's
+ORG_BILLING = [StatementLine, Connector, ConnectorRun, Adjustment, RepriceDelta]
+
+
+@pytest.mark.parametrize("model", ORG_BILLING)
 def test_org_billing_data_is_for_org_roles_and_org_wide_tokens(world, model):
     sees = {
         "superuser",
@@ -373,5 +388,6 @@ def test_every_team_owned_model_has_restrict_and_a_row_test_here():
     ]
     assert lacking == [], "give these models a restricting manager (finops.accounts.querysets)"
     tested = {model for model, _ in TEAM_OWNED} | {Membership, ApiToken, Allowance, AuditEntry, *ALERTING}
+    tested |= set(ORG_BILLING)
     untested = sorted(model.__name__ for model in models if model not in tested)
     assert untested == [], "add these models to TEAM_OWNED (or a test of their own rule) here"

@@ -5,10 +5,12 @@ rolled back at the end; each test runs in a savepoint of it."""
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from itertools import combinations
+from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -34,8 +36,11 @@ from finops.ledger.models import (
     PromptVersionDailyRollup,
     Task,
 )
-from ingest.connectors.models import StatementLine
-from ingest.connectors.services import connector_create
+from finops.pricing.models import ModelPriceOverride, NegotiatedDiscount
+from finops.pricing.reprice import RepriceScope, reprice_run_create
+from ingest.connectors.invoice_csv import InvoiceMappingSpec
+from ingest.connectors.models import InvoiceImport, StatementLine
+from ingest.connectors.services import connector_create, invoice_mapping_save
 from ingest.models import ImportJob, QuarantinedRow
 from ingest.writer import events_ingest
 from tests.factories import MembershipFactory, TeamFactory, UserFactory
@@ -43,6 +48,9 @@ from tests.factories import MembershipFactory, TeamFactory, UserFactory
 CSRF_SECRET = "walkWALKwalkWALKwalkWALKwalkWALK"  # 32 characters: an unmasked CSRF secret
 _HANDLER = ClientHandler(enforce_csrf_checks=True)
 CALL_TIME = "2026-11-02T10:00:00Z"
+# an invoice file of the organisation (billing data: no team's)
+WALK_INVOICE_HEADER = "day,model,cost"
+WALK_INVOICE = f"{WALK_INVOICE_HEADER}\n2026-11-02,gpt-4o,1.75\n2026-11-03,gpt-4o,2.25\n"
 WINDOW = {"start": "2026-11-01T00:00:00Z", "end": "2026-12-01T00:00:00Z"}
 
 
@@ -100,7 +108,12 @@ class World:
     # per set of scopes (any of which a request accepts), an org-wide token holding every other scope
     tokens_lacking: dict[frozenset[str], Principal] = field(default_factory=dict)
     connector_id: int = 0
+    invoice_mapping_id: int = 0
+    invoice_import_id: int = 0
     reconciliation_line_id: int = 0
+    price_override_id: int = 0  # organisation prices (finops/pricing) and a re-pricing run
+    discount_id: int = 0
+    reprice_run_id: int = 0
 
     def team(self, slug: str) -> TeamData:
         return {"alpha": self.alpha, "bravo": self.bravo}[slug]
@@ -380,6 +393,22 @@ def url_world(django_db_setup, django_db_blocker):
         )
         # a closed month, for the walk's reopen (October: the calls are November's)
         month_close(principal=users["admin"], month=date(2026, 10, 1), reason="walk")
+        mapping = invoice_mapping_save(
+            principal=None,
+            name="walk-mapping",
+            header=WALK_INVOICE_HEADER.split(","),
+            spec=InvoiceMappingSpec(
+                columns={"period_start": "day", "amount": "cost", "model": "model"},
+                currency="USD",
+                provider="openai",
+                date_format="iso",
+            ),
+        )
+        invoice_file = Path(tempfile.mkdtemp(prefix="walk-invoice-")) / "walk-invoice.csv"
+        invoice_file.write_text(WALK_INVOICE)
+        invoice_import = InvoiceImport.objects.create(
+            file_name="walk-invoice.csv", stored_path=str(invoice_file), source="invoice:walk-invoice.csv"
+        )
         reconciliation_line = ReconciliationLine.objects.create(
             provider="openai",
             month=date(2026, 11, 1),
@@ -387,12 +416,31 @@ def url_world(django_db_setup, django_db_blocker):
             model="gpt-4o",
             token_type="output",
         )
+        override = ModelPriceOverride.objects.create(
+            provider="walk",
+            model="walk-price-model",
+            effective_from=datetime(2026, 1, 1, tzinfo=UTC),
+            uncached_input_per_mtok=Decimal("1.5"),
+            output_per_mtok=Decimal("6"),
+        )
+        discount = NegotiatedDiscount.objects.create(
+            provider="walk", percent=Decimal("4.5"), effective_from=datetime(2026, 1, 1, tzinfo=UTC)
+        )
+        run = reprice_run_create(
+            trigger="walk-reprice-run",
+            scopes=[RepriceScope(provider="walk", model=None, start=datetime(2026, 1, 1, tzinfo=UTC))],
+        )
         yield World(
             alpha=alpha,
             bravo=bravo,
             principals=principals,
             tokens_lacking=tokens_lacking,
             connector_id=connector.pk,
+            invoice_mapping_id=mapping.pk,
+            invoice_import_id=invoice_import.pk,
             reconciliation_line_id=reconciliation_line.pk,
+            price_override_id=override.pk,
+            discount_id=discount.pk,
+            reprice_run_id=run.pk,
         )
         transaction.set_rollback(True)

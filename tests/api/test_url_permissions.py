@@ -54,7 +54,15 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from finops.accounts.models import TokenScope
 from finops.modeltiers.models import ModelTier
-from tests.api.conftest import CALL_TIME, WINDOW, Principal, TeamData, World, teams_fingerprint
+from tests.api.conftest import (
+    CALL_TIME,
+    WALK_INVOICE,
+    WINDOW,
+    Principal,
+    TeamData,
+    World,
+    teams_fingerprint,
+)
 
 CSRF_TOKEN = re.compile(r'(?<=name="csrfmiddlewaretoken" )value="[^"]*"')
 READ, INGEST, MANAGE = TokenScope.READ.value, TokenScope.INGEST.value, TokenScope.MANAGE.value
@@ -103,6 +111,9 @@ PAGE = "200 200 | 200 200 200 200 200 | 302 302 302 | 302"
 PAGE_FOREIGN = "200 200 | 404 404 404 404 404 | 302 302 302 | 302"
 HOME = "200 200 | 200 200 200 200 302 | 302 302 302 | 302"
 BILLING_PAGE = "200 200 | 403 403 403 403 403 | 302 302 302 | 302"
+# invoices (organisation billing data): admin and finops; a page of them is a 404 to anyone else
+INVOICE_PAGE = "200 200 | 404 404 404 404 404 | 302 302 302 | 302"
+INVOICE_PAGE_CHANGE = "302 302 | 404 404 404 404 404 | 302 302 302 | 302"
 AGENT_FOREIGN_CHANGE = "200 403 | 404 404 404 404 404 | 403 404 403 | 401"
 # a guardrail (allowance, kill switch): sre and tech_lead of the team, admin and finops, manage tokens
 GUARD_CHANGE = "200 200 | 200 200 403 403 403 | 200 200 403 | 401"
@@ -157,9 +168,26 @@ def form(path: str, fields: dict) -> Request:
     return Request(path, urlencode(fields, doseq=True).encode(), "application/x-www-form-urlencoded")
 
 
-def upload(path: str, *, file_name: str, content: bytes) -> Request:
-    fields = {"file": SimpleUploadedFile(file_name, content), "format": "auto"}
+def upload(path: str, *, file_name: str, content: bytes, **fields) -> Request:
+    fields = {"file": SimpleUploadedFile(file_name, content), "format": "auto", **fields}
     return Request(path, encode_multipart(BOUNDARY, fields), MULTIPART_CONTENT)
+
+
+def invoice_mapping_form(**fields) -> dict:
+    """The Invoices map page's form for the walk's invoice (tests/api/conftest.py WALK_INVOICE)."""
+    return {
+        "column_period_start": "day",
+        "column_amount": "cost",
+        "column_model": "model",
+        "currency": "USD",
+        "provider": "openai",
+        "date_format": "iso",
+        "period": "day",
+        "amount_scale": "units",
+        "quantity_scale": "1",
+        "delimiter": ",",
+        **fields,
+    }
 
 
 Build = Callable[[World], Request]
@@ -873,6 +901,33 @@ ROUTES: dict[str, Route] = {
             shows=lambda teams: ['"basis":"statement"', '"total_usd":"1.25"'],
         ),
     ),
+    "api:invoice-mappings": only(
+        READ,
+        "GET",
+        Call(
+            organisation(lambda w: get("/api/v1/invoice-mappings")),
+            org=BILLING_API_READ,
+            shows=lambda teams: ["walk-mapping"],
+        ),
+    ),
+    # importing an invoice file: admin and finops, and org-wide tokens with the ingest scope
+    "api:invoices": only(
+        INGEST,
+        "POST",
+        Call(
+            organisation(
+                lambda w: upload(
+                    "/api/v1/invoices",
+                    file_name="walk-invoice.csv",
+                    content=WALK_INVOICE.encode(),
+                    format="invoice-csv",
+                    mapping="walk-mapping",
+                )
+            ),
+            org="200 200 | 403 403 403 403 403 | 200 404 403 | 401",
+            shows=lambda teams: ['"lines_created":2', '"source":"invoice:walk-invoice.csv"'],
+        ),
+    ),
     # the reconciliation of the walk's one statement line (openai, 2026-11): billing data
     "api:reconciliation": only(
         READ,
@@ -890,6 +945,108 @@ ROUTES: dict[str, Route] = {
                 lambda w: send(f"/api/v1/reconciliation/lines/{w.reconciliation_line_id}", {"note": "walk"})
             ),
             org=billing_api_change(200),
+        ),
+    ),
+    # --- API: prices, discounts and re-pricing runs (organisation billing data: admin and finops change
+    # them, never a token; org-wide read tokens read them) ---
+    "api:price-override-list": Route(
+        scope=READ,
+        methods={
+            "GET": Call(
+                organisation(lambda w: get("/api/v1/price-overrides")),
+                org=BILLING_API_READ,
+                shows=lambda teams: ["walk-price-model"],
+            ),
+            "POST": Call(
+                organisation(
+                    lambda w: send(
+                        "/api/v1/price-overrides",
+                        {
+                            "provider": "walk",
+                            "model": "walk-new-model",
+                            "effective_from": "2026-11-01T00:00:00Z",
+                            "uncached_input_per_mtok": "2",
+                            "output_per_mtok": "8",
+                        },
+                    )
+                ),
+                org=billing_api_change(201),
+            ),
+        },
+    ),
+    "api:price-override-detail": Route(
+        scope=READ,
+        methods={
+            "GET": Call(
+                organisation(lambda w: get(f"/api/v1/price-overrides/{w.price_override_id}")),
+                org=BILLING_API_READ,
+                shows=lambda teams: ["walk-price-model"],
+            ),
+            "PATCH": Call(
+                organisation(
+                    lambda w: send(f"/api/v1/price-overrides/{w.price_override_id}", {"output_per_mtok": "7"})
+                ),
+                org=billing_api_change(200),
+            ),
+            "DELETE": Call(
+                organisation(lambda w: get(f"/api/v1/price-overrides/{w.price_override_id}")),
+                org=billing_api_change(200),
+            ),
+        },
+    ),
+    "api:discount-list": Route(
+        scope=READ,
+        methods={
+            "GET": Call(
+                organisation(lambda w: get("/api/v1/discounts")),
+                org=BILLING_API_READ,
+                shows=lambda teams: ['"percent":"4.5"'],
+            ),
+            "POST": Call(
+                organisation(
+                    lambda w: send(
+                        "/api/v1/discounts",
+                        {"provider": "walk", "percent": "3", "effective_from": "2026-11-01T00:00:00Z"},
+                    )
+                ),
+                org=billing_api_change(201),
+            ),
+        },
+    ),
+    "api:discount-detail": Route(
+        scope=READ,
+        methods={
+            "GET": Call(
+                organisation(lambda w: get(f"/api/v1/discounts/{w.discount_id}")),
+                org=BILLING_API_READ,
+                shows=lambda teams: ['"percent":"4.5"'],
+            ),
+            "PATCH": Call(
+                organisation(lambda w: send(f"/api/v1/discounts/{w.discount_id}", {"percent": "6"})),
+                org=billing_api_change(200),
+            ),
+            "DELETE": Call(
+                organisation(lambda w: get(f"/api/v1/discounts/{w.discount_id}")),
+                org=billing_api_change(200),
+            ),
+        },
+    ),
+    "api:reprice-run-list": only(
+        READ,
+        "GET",
+        Call(
+            organisation(lambda w: get("/api/v1/reprice-runs")),
+            org=BILLING_API_READ,
+            shows=lambda teams: ["walk-reprice-run"],
+        ),
+    ),
+    "api:reprice-run-detail": only(
+        READ,
+        "GET",
+        Call(
+            organisation(lambda w: get(f"/api/v1/reprice-runs/{w.reprice_run_id}")),
+            org=BILLING_API_READ,
+            shows=lambda teams: ["walk-reprice-run"],
         ),
     ),
     # --- API: its own description (public: it holds no data) ---
@@ -1362,6 +1519,31 @@ ROUTES: dict[str, Route] = {
             ),
         },
     ),
+    # --- the Prices pages (admin and finops only) ---
+    "dashboard:prices": Route(
+        scope=None,
+        methods={
+            "GET": Call(
+                organisation(lambda w: get("/prices/")),
+                org=BILLING_PAGE,
+                shows=lambda teams: ["walk-price-model", "walk-reprice-run"],
+            ),
+            "POST": Call(
+                organisation(
+                    lambda w: form(
+                        "/prices/",
+                        {
+                            "action": "discount",
+                            "discount-provider": "walk",
+                            "discount-percent": "2",
+                            "discount-effective_from": "2026-11-01 00:00",
+                        },
+                    )
+                ),
+                org="302 302 | 403 403 403 403 403 | 302 302 302 | 302",
+            ),
+        },
+    ),
     "dashboard:months": Route(
         scope=None,
         methods={
@@ -1379,12 +1561,115 @@ ROUTES: dict[str, Route] = {
             ),
         },
     ),
+    "dashboard:reprice-runs": only(
+        None,
+        "GET",
+        Call(
+            organisation(lambda w: get("/prices/runs/")),
+            org=BILLING_PAGE,
+            shows=lambda teams: ["walk-reprice-run"],
+        ),
+    ),
+    "dashboard:reprice-run": only(
+        None,
+        "GET",
+        Call(
+            organisation(lambda w: get(f"/prices/runs/{w.reprice_run_id}/")),
+            org=BILLING_PAGE,
+            shows=lambda teams: ["walk-reprice-run"],
+        ),
+    ),
     "connectors:pull-now": only(
         None,
         "POST",
         Call(
             organisation(lambda w: form(f"/connectors/{w.connector_id}/pull", {})),
             org="302 302 | 403 403 403 403 403 | 302 302 302 | 302",
+        ),
+    ),
+    "ingest:invoices": Route(
+        scope=None,
+        methods={
+            "GET": Call(
+                organisation(lambda w: get("/ingest/invoices")),
+                org=INVOICE_PAGE,
+                shows=lambda t: ["walk-mapping"],
+            ),
+            # an upload without a mapping goes to its map page; with one it is imported at once
+            "POST": Call(
+                {
+                    **organisation(
+                        lambda w: upload(
+                            "/ingest/invoices", file_name="walk.csv", content=WALK_INVOICE.encode()
+                        )
+                    ),
+                    "org+mapping": lambda w: upload(
+                        "/ingest/invoices",
+                        file_name="walk.csv",
+                        content=WALK_INVOICE.encode(),
+                        mapping=str(w.invoice_mapping_id),
+                    ),
+                },
+                org=INVOICE_PAGE_CHANGE,
+                more={"org+mapping": INVOICE_PAGE_CHANGE},
+            ),
+        },
+    ),
+    "ingest:invoice": only(
+        None,
+        "GET",
+        Call(
+            organisation(lambda w: get(f"/ingest/invoices/{w.invoice_import_id}")),
+            org=INVOICE_PAGE,
+            shows=lambda teams: ["walk-invoice.csv"],
+        ),
+    ),
+    "ingest:invoice-map": Route(
+        scope=None,
+        methods={
+            "GET": Call(
+                organisation(lambda w: get(f"/ingest/invoices/{w.invoice_import_id}/map")),
+                org=INVOICE_PAGE,
+                shows=lambda teams: ["walk-invoice.csv", "2026-11-03"],
+            ),
+            # checking a mapping on the preview's rows changes nothing: the page again
+            "POST": Call(
+                {
+                    **organisation(
+                        lambda w: form(
+                            f"/ingest/invoices/{w.invoice_import_id}/map",
+                            invoice_mapping_form(action="check"),
+                        )
+                    ),
+                    "org+save": lambda w: form(
+                        f"/ingest/invoices/{w.invoice_import_id}/map",
+                        invoice_mapping_form(action="save_import", name="walk-new-mapping"),
+                    ),
+                },
+                org=INVOICE_PAGE,
+                more={"org+save": INVOICE_PAGE_CHANGE},
+                shows=lambda teams: ["What the mapping makes of these rows"],
+            ),
+        },
+    ),
+    "ingest:invoice-import": only(
+        None,
+        "POST",
+        Call(
+            organisation(
+                lambda w: form(
+                    f"/ingest/invoices/{w.invoice_import_id}/import", {"mapping": w.invoice_mapping_id}
+                )
+            ),
+            org=INVOICE_PAGE_CHANGE,
+        ),
+    ),
+    "ingest:invoice-mapping-delete": only(
+        None,
+        "POST",
+        Call(
+            organisation(lambda w: form(f"/ingest/invoices/mappings/{w.invoice_mapping_id}/delete", {})),
+            org=INVOICE_PAGE_CHANGE,
         ),
     ),
     # Django's LoginView takes PUT as POST: wrong credentials are the form again, for everyone

@@ -299,9 +299,17 @@ def test_the_navigation_offers_a_role_what_it_may_use(recent, role, offered):
     assert nav_labels(client.get("/guardrails/").content.decode()) == offered
 
 
-def test_finops_is_offered_reconciliation_connectors_and_the_admin(recent):
+def test_finops_is_offered_reconciliation_connectors_invoices_prices_and_the_admin(recent):
     text = client_for(person("fin", org_role="finops")).get("/guardrails/").content.decode()
-    assert nav_labels(text)[-5:] == ["Reconciliation", "Months", "Connectors", "API docs", "Admin"]
+    assert nav_labels(text)[-7:] == [
+        "Reconciliation",
+        "Months",
+        "Connectors",
+        "Invoices",
+        "Prices",
+        "API docs",
+        "Admin",
+    ]
 
 
 def test_a_one_team_person_sees_the_team_named_on_every_page(recent):

@@ -20,6 +20,8 @@ from finops.alerts.services import channel_create, rule_create, silence_create
 from finops.guardrails.services import allowance_create
 from finops.ledger.models import Task
 from finops.ledger.services import task_outcomes_record
+from finops.pricing.models import RepriceDelta
+from finops.pricing.prices import discount_create, price_override_create
 from ingest.writer import events_ingest
 from tests.dashboard.conftest import event, moment
 from tests.factories import AgentFactory, TeamFactory, UserFactory
@@ -48,6 +50,9 @@ PAGES = {
     # closed: its telemetry is then its snapshot)
     "reconciliation": ("/bills/reconciliation/?provider=acme&month=2025-03", 15),
     "months": ("/months/?month=2025-03", 19),  # the chargeback: per provider its bases, then one read each
+    "prices": ("/prices/", 7),
+    "reprice-runs": ("/prices/runs/", 5),
+    "reprice-run": ("/prices/runs/{reprice_run}/", 6),
 }
 
 
@@ -129,7 +134,28 @@ def team_objects_add(number: int, *, admin) -> dict:
         principal=admin, team=team, agent=agents[1], window="day", limit_usd=Decimal(9)
     )
     silence_create(principal=admin, team=team, ends_at=now + timedelta(hours=2), reason=f"{team.slug} deploy")
+    # prices and a re-pricing run with a before/after row of this team (the Prices pages)
+    _, run = price_override_create(
+        principal=admin,
+        provider=f"p{number}",
+        model="m",
+        effective_from=now - timedelta(days=3),
+        uncached_input_per_mtok=Decimal(1),
+        output_per_mtok=Decimal(2),
+    )
+    discount_create(principal=admin, provider=f"p{number}", percent=Decimal(5), effective_from=now)
+    RepriceDelta.objects.create(
+        run=run,
+        team=team,
+        provider=f"p{number}",
+        model="m",
+        day=now.date(),
+        before_usd=1,
+        after_usd=2,
+        calls=3,
+    )
     return {
+        "reprice_run": run.pk,
         "agent": agents[0].pk,
         "task": Task.objects.get(team=team, task_id=f"{team.slug}-run-0").pk,
         "alert": alerts[0].pk,
@@ -157,6 +183,7 @@ def test_each_page_takes_a_fixed_number_of_queries(client, db, page):
     first = queries_of(client, path)
     for number in range(1, 4):
         team_objects_add(number, admin=admin)
+    client.get(path)  # the added prices change the price book: the first request after reloads it once
     assert queries_of(client, path) == first, "a query per row: the count grew with the rows"
     assert first == pinned
 

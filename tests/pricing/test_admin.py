@@ -1,4 +1,5 @@
-"""The admin: prices are changed by finops and admin users only, and saving an override queues repricing."""
+"""The admin: prices are changed by finops and admin users only, and saving or deleting an override or a
+discount is audited and queues its re-pricing run."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from django.test import Client
 
 from finops.accounts.models import ApiToken, OrgRole, TeamRole
 from finops.accounts.services import api_token_create
+from finops.audit.models import AuditEntry
 from finops.ledger.models import Agent
-from finops.pricing.models import ModelPriceOverride, NegotiatedDiscount
-from finops.pricing.tasks import reprice_unpriced_calls
+from finops.pricing.models import ModelPriceOverride, NegotiatedDiscount, RepriceRun
+from finops.pricing.tasks import reprice_run
 from tests.factories import AgentFactory, MembershipFactory, TeamFactory, UserFactory
 
 OVERRIDE_ADD = "/admin/pricing/modelpriceoverride/add/"
@@ -41,7 +43,7 @@ def logged_in(user) -> Client:
 @pytest.fixture
 def enqueued(monkeypatch) -> list[tuple]:
     calls: list[tuple] = []
-    monkeypatch.setattr(reprice_unpriced_calls, "delay", lambda *args: calls.append(args))
+    monkeypatch.setattr(reprice_run, "delay", lambda *args: calls.append(args))
     return calls
 
 
@@ -59,7 +61,24 @@ def test_finops_user_adds_an_override_and_repricing_is_queued_after_commit(
     assert override.uncached_input_per_mtok == Decimal("2")
     assert override.created_by == finops_user
     assert len(callbacks) == 1
-    assert enqueued == [("acme", "acme-large-2")]
+    run = RepriceRun.objects.get()
+    assert enqueued == [(run.pk,)]
+    assert (run.object_type, run.object_id, run.requested_by) == (
+        "price_override",
+        str(override.pk),
+        finops_user,
+    )
+    assert run.scopes == [
+        {"provider": "acme", "model": "acme-large-2", "start": "2026-01-01T00:00:00+00:00", "end": None}
+    ]
+    assert AuditEntry.objects.get().action == "create"
+
+    # deleting it is audited and re-priced too
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(f"/admin/pricing/modelpriceoverride/{override.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    assert list(AuditEntry.objects.order_by("id").values_list("action", flat=True)) == ["create", "delete"]
+    assert len(enqueued) == 2 and RepriceRun.objects.count() == 2
 
 
 def test_a_broker_outage_keeps_the_price_and_tells_the_user(
@@ -68,7 +87,7 @@ def test_a_broker_outage_keeps_the_price_and_tells_the_user(
     def broker_down(*args):
         raise ConnectionRefusedError("broker unreachable")
 
-    monkeypatch.setattr(reprice_unpriced_calls, "delay", broker_down)
+    monkeypatch.setattr(reprice_run, "delay", broker_down)
     client = logged_in(UserFactory(org_role=OrgRole.ADMIN, is_staff=True))
 
     with django_capture_on_commit_callbacks(execute=True):

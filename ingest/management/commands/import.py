@@ -69,8 +69,12 @@ class Command(BaseCommand):
         parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
         parser.add_argument("--source", help="quarantine source name for rejected rows (default file:<name>)")
         parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+        parser.add_argument(
+            "--mapping",
+            help="the saved invoice column mapping to read a provider's CSV export with (--format invoice-csv)",
+        )
 
-    def handle(self, *args, file, file_format, batch_size, source, no_progress, **options) -> None:
+    def handle(self, *args, file, file_format, batch_size, source, no_progress, mapping, **options) -> None:
         if not file.is_file():
             raise CommandError(f"{file}: no such file")
         bar = None if no_progress else ProgressBar(stream=sys.stderr, label=file.name)
@@ -83,6 +87,7 @@ class Command(BaseCommand):
                 source=source,
                 batch_size=batch_size,
                 on_progress=bar.update if bar else None,
+                mapping=mapping,
             )
         except ImportFormatNotSupported as error:
             raise CommandError(str(error), returncode=2) from None
@@ -91,7 +96,7 @@ class Command(BaseCommand):
         if bar:
             bar.update(summary.progress, final=True)
         write = self.stdout.write
-        if summary.format == "focus":
+        if summary.format in ("focus", "invoice-csv"):
             self._focus_summary(summary)
             return
         elapsed = time.monotonic() - started
@@ -115,10 +120,13 @@ class Command(BaseCommand):
                 write(f"  {rejected['position']}: {reasons}")
 
     def _focus_summary(self, summary) -> None:
-        """A FOCUS invoice becomes statement lines (rows of one line are added up), not calls."""
+        """An invoice (FOCUS, or a provider's export through a mapping) becomes statement lines (rows of
+        one line are added up), not calls."""
         write, lines = self.stdout.write, summary.write
+        through = f", mapping “{summary.mapping}”" if getattr(summary, "mapping", "") else ""
         write(
-            f'{summary.file_name} (focus): {summary.rows_read:,} rows read → statement lines of "{summary.source}"'
+            f"{summary.file_name} ({summary.format}{through}): {summary.rows_read:,} rows read → statement "
+            f'lines of "{summary.source}"'
         )
         write(
             f"  accepted    {summary.accepted:>10,}  lines new or changed ({lines.created:,} new, {lines.updated:,} changed)"
@@ -127,6 +135,10 @@ class Command(BaseCommand):
         if lines.removed:
             write(f"  removed     {lines.removed:>10,}  lines of these periods the file no longer has")
         write(f"  rejected    {summary.rejected:>10,}  rows")
+        for (provider, currency), amount in sorted(getattr(summary, "totals", {}).items()):
+            write(
+                f"  total       {format(amount.normalize(), 'f'):>10}  {currency} of {provider} (rows read well)"
+            )
         if summary.rejected:
             write(
                 "Rejected rows were not written (and are not quarantined: fix the file and import it again):"
