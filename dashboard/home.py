@@ -36,6 +36,7 @@ from dashboard.tables import Column, Table, render_page
 from finops.accounts.models import Team
 from finops.accounts.selectors import memberships_of
 from finops.alerts.selectors import alerts_open, runaway_tasks
+from finops.bills.months import month_is_closed
 from finops.guardrails.models import Allowance
 from finops.guardrails.selectors import allowances_by_use
 from finops.kpis import homes
@@ -213,9 +214,14 @@ def _finops_home(request, *, scope: Scope, teams: dict[int, Team]) -> dict:
         ],
         empty="No call this month yet.",
     )
+    last_month = (month_start - timedelta(days=1)).replace(day=1)
     return {
         "tables": [budgets, by_provider],
         "month_start": month_start,
+        # the month finops closes next: is its bill final yet (the Months page closes it)
+        "last_month": last_month,
+        "last_month_closed": month_is_closed(last_month),
+        "months_page": f"{reverse('dashboard:months')}?{urlencode({'month': f'{last_month:%Y-%m}'})}",
         "forecast_page": forecast_page,
         "unbudgeted": sum(teams[team_id].monthly_budget_usd is None for team_id in team_ids),
     }

@@ -7,7 +7,8 @@ roles allow, in this order. Who is offered what:
 - Rules: the roles that change alerting (admin, finops, sre, tech_lead; the rest read rules on Alerts);
 - Audit, Import, Quarantine: the roles that change something (all but viewer): the audit log is the
   record of their changes, import and quarantine replay write data;
-- Reconciliation, Connectors, Invoices and Prices: the organisation's roles (admin, finops): billing data.
+- Reconciliation, Months (close, reopen, chargeback), Connectors, Invoices and Prices: the
+  organisation's roles (admin, finops): billing data.
 
 The team switcher (people who see several teams) and the team named in the heading (people of one
 team) come from `nav_context`, which reads the person's memberships once per request
@@ -50,6 +51,7 @@ NAV: list[NavItem] = [
     NavItem("ingest:upload", "Import", roles=WRITERS),
     NavItem("ingest:quarantine", "Quarantine", roles=WRITERS),
     NavItem("dashboard:reconciliation", "Reconciliation", roles=ORG_ROLES),
+    NavItem("dashboard:months", "Months", roles=ORG_ROLES),
     NavItem("connectors:status", "Connectors", roles=ORG_ROLES),
     NavItem("ingest:invoices", "Invoices", roles=ORG_ROLES),
     NavItem("dashboard:prices", "Prices", roles=ORG_ROLES),

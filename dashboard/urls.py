@@ -10,6 +10,7 @@ from dashboard import (
     guardrails,
     home,
     model_usage,
+    months,
     prices,
     reconciliation,
     tasks,
@@ -51,4 +52,5 @@ urlpatterns = [
     path("prices/runs/", prices.reprice_runs_page, name="reprice-runs"),
     path("prices/runs/<int:run_id>/", prices.reprice_run_page, name="reprice-run"),
     path("bills/reconciliation/", reconciliation.reconciliation_page, name="reconciliation"),
+    path("months/", months.months_page, name="months"),
 ]

@@ -55,4 +55,11 @@ BEAT_SCHEDULE = {
         "schedule": crontab(minute="*"),
         "options": {"expires": 90},
     },
+    # Calls of closed months that arrived after the close, as adjustments of the next open month
+    # (finops/bills/adjustments.py); recompute-and-replace, so a late or doubled run counts nothing twice.
+    "materialise-late-adjustments": {
+        "task": "finops.bills.tasks.materialise_late_adjustments",
+        "schedule": crontab(minute="1-59/5"),
+        "options": {"queue": "default", "expires": 7 * 60},
+    },
 }

@@ -15,6 +15,7 @@ from finops.alerts.api import (
 from finops.api import fast
 from finops.audit.api import AuditEntryViewSet
 from finops.bills.api import ReconciliationLineViewSet, ReconciliationView
+from finops.bills.chargeback_api import ChargebackView, MonthCloseView, MonthListView, MonthReopenView
 from finops.guardrails.api import AllowanceViewSet, GuardCheckView, guard_check_fast
 from finops.kpis.api import KpisView
 from finops.ledger.api import AgentViewSet, TeamViewSet
@@ -49,6 +50,10 @@ api_v1 = [
     path("tasks", TasksView.as_view(), name="tasks"),
     path("kpis", KpisView.as_view(), name="kpis"),
     path("models/usage", ModelUsageView.as_view(), name="model-usage"),
+    path("months", MonthListView.as_view(), name="months"),
+    path("months/<str:month>/close", MonthCloseView.as_view(), name="month-close"),
+    path("months/<str:month>/reopen", MonthReopenView.as_view(), name="month-reopen"),
+    path("chargeback", ChargebackView.as_view(), name="chargeback"),
     path("reconciliation", ReconciliationView.as_view(), name="reconciliation"),
     path("schema", SpectacularAPIView.as_view(), name="schema"),
     # the split view loads its set-up script from a URL: no inline script, so it works under our CSP

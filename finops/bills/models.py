@@ -6,10 +6,13 @@ the ledger's daily rollups too, so a month's telemetry and its statements cover 
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.conf import settings
 from django.db import models
 
 from finops.accounts.querysets import OrgDataQuerySet
+from finops.ledger.models import MONEY, TokenCounts
 
 
 class MonthState(models.TextChoices):
@@ -28,6 +31,10 @@ class BillMonth(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     reason = models.CharField(max_length=512, blank=True, help_text="why it was last closed or reopened")
+    # a closed month's live rollup totals when its late-event adjustments were last worked out: equal
+    # totals now mean no call of it arrived since, and the job skips it (finops/bills/adjustments.py)
+    late_seen_calls = models.BigIntegerField(null=True, blank=True)
+    late_seen_cost_usd = models.DecimalField(**MONEY, null=True, blank=True)
 
     objects = OrgDataQuerySet.as_manager()
 
@@ -69,6 +76,65 @@ class Adjustment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.reason} {self.usd} for {self.month:%Y-%m} in {self.shown_in:%Y-%m}"
+
+
+class ClosedMonthRollup(TokenCounts):
+    """A closed month's daily rollups as they were when it closed: per UTC day x team x agent x provider
+    x model, the columns of DailyRollup that bills reads (finops.ledger.models.DailyRollup). Copied in
+    one INSERT ... SELECT by month_close, dropped by month_reopen; while the month is closed every read
+    of its telemetry (finops.bills.telemetry) answers from here, so a late event, which the writer adds
+    to the live rollups as usual, never changes a closed figure. Its difference from the live rollups is
+    what the late-event adjustments show (finops.bills.adjustments)."""
+
+    month = models.DateField(help_text="the closed month (first day)")
+    day = models.DateField()
+    # no database foreign keys: the ids are copied from the daily rollups, whose keys checked them, and a
+    # check per copied row would double the close's time; deletes cascade through the ORM
+    team = models.ForeignKey(
+        "accounts.Team", on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
+    agent = models.ForeignKey(
+        "ledger.Agent", on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
+    provider = models.CharField(max_length=64)
+    model = models.CharField(max_length=128)
+    calls = models.IntegerField(default=0)
+    unpriced_calls = models.IntegerField(default=0)
+    batch_calls = models.IntegerField(default=0)
+    cost_usd = models.DecimalField(**MONEY, default=Decimal(0))
+    cost_uncached_input_usd = models.DecimalField(**MONEY, default=Decimal(0))
+    cost_cache_read_usd = models.DecimalField(**MONEY, default=Decimal(0))
+    cost_cache_write_5m_usd = models.DecimalField(**MONEY, default=Decimal(0))
+    cost_cache_write_1h_usd = models.DecimalField(**MONEY, default=Decimal(0))
+    cost_output_usd = models.DecimalField(**MONEY, default=Decimal(0))
+    cost_reasoning_usd = models.DecimalField(**MONEY, default=Decimal(0))
+
+    objects = OrgDataQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["month", "day", "team", "agent", "provider", "model"], name="closed_rollup_unique"
+            )
+        ]
+
+
+class ClosedMonthBasis(models.Model):
+    """What each provider's month was charged back from when the month closed (the invoice, the cost
+    statement, or the telemetry), frozen with the snapshot: an invoice imported or a statement re-pulled
+    after the close changes nothing of a closed month's chargeback (reopen it to take them in)."""
+
+    month = models.DateField(help_text="the closed month (first day)")
+    provider = models.CharField(max_length=64)
+    basis = models.CharField(max_length=16)
+    basis_note = models.CharField(max_length=256, blank=True)
+    token_usd = models.DecimalField(**MONEY, help_text="lines naming a model: allocated by telemetry")
+    other_usd = models.DecimalField(**MONEY, help_text="lines naming no model (fees, tax, credits)")
+
+    objects = OrgDataQuerySet.as_manager()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["month", "provider"], name="closed_basis_unique")]
 
 
 class ReconciliationLine(models.Model):

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
+from django.db.models import Min
+from django.utils import timezone
+
 from finops.bills.models import BillMonth, MonthState
+from finops.ledger.models import DailyRollup
 
 MONTH_PATTERN = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
@@ -50,3 +55,42 @@ def months_closed() -> set[date]:
 
 def month_is_closed(month: date) -> bool:
     return BillMonth.objects.filter(month=month, state=MonthState.CLOSED).exists()
+
+
+@dataclass(frozen=True)
+class MonthRow:
+    month: date
+    state: str
+    closed_at: datetime | None
+    closed_by: str | None
+    reason: str
+    ended: bool  # it may be closed (a month that has not ended may not)
+
+
+def months_listed(*, now: datetime | None = None) -> list[MonthRow]:
+    """Every month from the first with telemetry (or a state of its own) to the current one, newest
+    first, with its state: the Months page's and GET /api/v1/months' list (two queries)."""
+    today = (now or timezone.now()).astimezone(UTC).date()
+    current = month_of(today)
+    rows = {row.month: row for row in BillMonth.objects.select_related("closed_by")}
+    first_day = DailyRollup.objects.aggregate(first=Min("day"))["first"]
+    first = min([current, *rows, *([month_of(first_day)] if first_day else [])])
+    months, month = [], first
+    while month <= max([current, *rows]):
+        months.append(month)
+        month = month_next(month)
+    listed = []
+    for month in reversed(months):
+        row = rows.get(month)
+        closed = row is not None and row.state == MonthState.CLOSED
+        listed.append(
+            MonthRow(
+                month=month,
+                state=MonthState.CLOSED if closed else MonthState.OPEN,
+                closed_at=row.closed_at if closed else None,
+                closed_by=row.closed_by.get_username() if closed and row.closed_by else None,
+                reason=row.reason if row else "",
+                ended=month_next(month) <= today,
+            )
+        )
+    return listed

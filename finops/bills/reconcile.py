@@ -35,6 +35,7 @@ from decimal import Decimal
 
 from django.conf import settings
 
+from finops.bills.adjustments import late_adjustments_materialise
 from finops.bills.matching import model_key
 from finops.bills.models import Adjustment, AdjustmentReason, BillMonth, MonthState, ReconciliationLine
 from finops.bills.statements import cost_lines, invoice_lines, statement_providers, usage_lines
@@ -211,6 +212,10 @@ class Reconciliation:
 def reconciliation(*, provider: str, month: date, tolerance: Decimal | None = None) -> Reconciliation:
     """The provider's month, reconciled. `month` is a bill month's first day (finops.bills.months)."""
     tolerance = settings.FINOPS_RECONCILE_TOLERANCE if tolerance is None else tolerance
+    bill_month = BillMonth.objects.filter(month=month).only("state").first()
+    closed = bill_month is not None and bill_month.state == MonthState.CLOSED
+    if closed:
+        late_adjustments_materialise()  # its late events, as they are now (idempotent; cheap if none)
     provider = provider.lower()
     lines: dict[tuple, Line] = {}
 
@@ -220,7 +225,7 @@ def reconciliation(*, provider: str, month: date, tolerance: Decimal | None = No
             lines[key] = Line(day=day, model=model, token_type=token_type, line_item=line_item)
         return lines[key]
 
-    for cell in telemetry_month(provider=provider, month=month):
+    for cell in telemetry_month(provider=provider, month=month, closed=closed):
         line = line_of(
             cell.day,
             model_key(provider=provider, model=cell.model),
@@ -246,9 +251,9 @@ def reconciliation(*, provider: str, month: date, tolerance: Decimal | None = No
         lines=lines,
         statement_days=statement_days,
         tolerance=tolerance,
+        closed=closed,
     )
     _identities(provider=provider, month=month, lines=ordered)
-    bill_month = BillMonth.objects.filter(month=month).only("state").first()
     statement_total = None
     if basis != "none":
         statement_total = sum((line.statement_usd or ZERO for line in ordered if line.statement), ZERO)
@@ -411,11 +416,17 @@ def _money(value: Decimal | None) -> str:
 
 
 def _causes(
-    *, provider: str, month: date, lines: dict[tuple, Line], statement_days: set[date], tolerance: Decimal
+    *,
+    provider: str,
+    month: date,
+    lines: dict[tuple, Line],
+    statement_days: set[date],
+    tolerance: Decimal,
+    closed: bool | None = None,
 ) -> None:
     late = _late_events(provider=provider, month=month)
     batch_calls: dict[tuple[date, str], int] = defaultdict(int)
-    for (day, model), calls in telemetry_calls_month(provider=provider, month=month).items():
+    for (day, model), calls in telemetry_calls_month(provider=provider, month=month, closed=closed).items():
         batch_calls[(day, model_key(provider=provider, model=model))] += calls.batch_calls
     series = _rate_series(lines.values())
     for line in lines.values():

@@ -50,5 +50,9 @@ def invoice_lines(*, provider: str, month: date) -> QuerySet[StatementLine]:
 def statement_providers(*, month: date) -> set[str]:
     """The providers with any statement line (usage, cost or invoice) in the month."""
     start, end = month_bounds(month)
-    lines = StatementLine.objects.filter(period_start__gte=start, period_start__lt=end)
-    return set(lines.values_list("provider", flat=True).distinct())
+    return set(
+        StatementLine.objects.filter(period_start__gte=start, period_start__lt=end)
+        .order_by()
+        .values_list("provider", flat=True)
+        .distinct()
+    )

@@ -18,7 +18,7 @@ from finops.alerts.models import Alert, AlertChannel, AlertRule, Delivery, Silen
 from finops.alerts.services import channel_create, rule_create, silence_create
 from finops.audit.models import AuditEntry
 from finops.audit.services import audit_record
-from finops.bills.models import Adjustment
+from finops.bills.models import Adjustment, ClosedMonthRollup
 from finops.guardrails.models import Allowance, AllowanceUsage, Reservation
 from finops.guardrails.services import allowance_create
 from finops.ledger.models import (
@@ -223,6 +223,10 @@ def world(db):
         month=date(2026, 10, 1), shown_in=date(2026, 11, 1), reason="reprice", team=team_a, provider="openai",
         model="gpt-4o", day=date(2026, 10, 5), usd=Decimal("-0.5"),
     )  # fmt: skip
+    ClosedMonthRollup.objects.create(
+        month=date(2026, 10, 1), day=date(2026, 10, 5), team=team_a, agent=Agent.objects.filter(team=team_a).first(),
+        provider="openai", model="gpt-4o", calls=1, cost_usd=Decimal("2.5"),
+    )  # fmt: skip
     run = RepriceRun.objects.create(trigger="discount 1 created")
     RepriceDelta.objects.create(
         run=run, team=team_a, provider="openai", model="gpt-4o", day=date(2026, 11, 2), before_usd=Decimal(2),
@@ -334,7 +338,8 @@ def test_import_jobs_belong_to_their_creator_and_org_roles_see_them_all(world):
 
 
 # organisation billing data; the last two name a team (what they are about) but are not the team's
-ORG_BILLING = [StatementLine, Connector, ConnectorRun, Adjustment, RepriceDelta]
+# a closed month's snapshot of the rollups names a team, but like the bill it is the organisation's
+ORG_BILLING = [StatementLine, Connector, ConnectorRun, Adjustment, RepriceDelta, ClosedMonthRollup]
 
 
 @pytest.mark.parametrize("model", ORG_BILLING)

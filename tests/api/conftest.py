@@ -23,6 +23,7 @@ from finops.accounts.services import api_token_create
 from finops.alerts.models import Alert, AlertChannel, AlertRule, Delivery, Silence
 from finops.alerts.services import channel_create, rule_create, silence_create
 from finops.audit.models import AuditEntry
+from finops.bills.closing import month_close
 from finops.bills.models import ReconciliationLine
 from finops.guardrails.models import Allowance, Reservation
 from finops.guardrails.services import allowance_create
@@ -390,6 +391,8 @@ def url_world(django_db_setup, django_db_blocker):
             currency="usd",
             pulled_at=datetime(2026, 11, 3, tzinfo=UTC),
         )
+        # a closed month, for the walk's reopen (October: the calls are November's)
+        month_close(principal=users["admin"], month=date(2026, 10, 1), reason="walk")
         mapping = invoice_mapping_save(
             principal=None,
             name="walk-mapping",

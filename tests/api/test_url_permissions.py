@@ -865,6 +865,42 @@ ROUTES: dict[str, Route] = {
     "api:statements": only(
         READ, "GET", Call(organisation(lambda w: get("/api/v1/statements")), org=BILLING_API_READ)
     ),
+    # --- API: bills (organisation data: admin and finops, org-wide read tokens; changes by people only) ---
+    "api:months": only(
+        READ,
+        "GET",
+        Call(
+            organisation(lambda w: get("/api/v1/months")),
+            org=BILLING_API_READ,
+            shows=lambda teams: ['"month":"2026-10","state":"closed"'],
+        ),
+    ),
+    "api:month-close": only(
+        READ,
+        "POST",
+        Call(
+            organisation(lambda w: send("/api/v1/months/2026-11/close", {"reason": "walk"})),
+            org=billing_api_change(200),
+        ),
+    ),
+    "api:month-reopen": only(
+        READ,
+        "POST",
+        Call(
+            organisation(lambda w: send("/api/v1/months/2026-10/reopen", {"reason": "walk"})),
+            org=billing_api_change(200),
+        ),
+    ),
+    # November's cost statement ($1.25) allocated to both teams' agents by their telemetry cost
+    "api:chargeback": only(
+        READ,
+        "GET",
+        Call(
+            organisation(lambda w: get("/api/v1/chargeback", month="2026-11")),
+            org=BILLING_API_READ,
+            shows=lambda teams: ['"basis":"statement"', '"total_usd":"1.25"'],
+        ),
+    ),
     "api:invoice-mappings": only(
         READ,
         "GET",
@@ -1503,6 +1539,23 @@ ROUTES: dict[str, Route] = {
                             "discount-effective_from": "2026-11-01 00:00",
                         },
                     )
+                ),
+                org="302 302 | 403 403 403 403 403 | 302 302 302 | 302",
+            ),
+        },
+    ),
+    "dashboard:months": Route(
+        scope=None,
+        methods={
+            "GET": Call(
+                organisation(lambda w: get("/months/", month="2026-11")),
+                org=BILLING_PAGE,
+                shows=lambda teams: ["alpha-sentinel-agent", "bravo-sentinel-agent", "$1.25"],
+            ),
+            # close November (it has ended), confirmed: back to the page
+            "POST": Call(
+                organisation(
+                    lambda w: form("/months/", {"action": "close", "month": "2026-11", "confirm": "yes"})
                 ),
                 org="302 302 | 403 403 403 403 403 | 302 302 302 | 302",
             ),

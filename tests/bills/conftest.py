@@ -1,5 +1,11 @@
-"""A provider's month built by hand: the ledger's daily rollups (telemetry) and statement lines, with
-numbers the tests know, so each reconciliation figure is checked against arithmetic done in the test."""
+"""Bills tests' worlds, with numbers the tests know, so each figure is checked against arithmetic done in
+the test:
+
+- a provider's month built by hand (MonthBuilder): the ledger's daily rollups (telemetry) and statement
+  lines, for the reconciliation;
+- calls of gpt-4o sent through the real POST /api/v1/events (uncached input at the published $2.50 per
+  MTok, so a million tokens cost exactly $2.50: tests/ledger/reference.py) and statement lines of the
+  provider's side made as ingest stores them, for month close and chargeback."""
 
 from __future__ import annotations
 
@@ -8,11 +14,13 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from rest_framework.test import APIClient
 
+from finops.accounts.models import OrgRole
 from finops.ledger.models import DailyRollup
 from finops.ledger.tokens import TOKEN_TYPES
 from ingest.connectors.models import StatementLine
-from tests.factories import AgentFactory, TeamFactory
+from tests.factories import AgentFactory, TeamFactory, UserFactory
 
 MONTH = date(2026, 11, 1)
 COST_SOURCE = "anthropic_cost:1"
@@ -97,3 +105,68 @@ class MonthBuilder:
 @pytest.fixture
 def month(db) -> MonthBuilder:
     return MonthBuilder(agent=AgentFactory(team=TeamFactory(slug="support"), name="ticket-triage"))
+
+
+# --- month close and chargeback ---
+
+GPT_4O_INPUT_PER_MTOK = Decimal("2.50")  # typed in from OpenAI's price page, as tests/ledger/reference.py
+
+
+def usd_of(uncached_input: int) -> Decimal:
+    return Decimal(uncached_input) * GPT_4O_INPUT_PER_MTOK / Decimal(1_000_000)
+
+
+def call(event_id: str, day: str, team: str, agent: str, uncached_input: int, model: str = "gpt-4o") -> dict:
+    return {
+        "event_id": event_id,
+        "timestamp": f"{day}T12:00:00Z",
+        "team": team,
+        "agent": agent,
+        "provider": "openai",
+        "model": model,
+        "usage": {"uncached_input": uncached_input},
+    }
+
+
+def send(api, *events: dict) -> None:
+    answer = api.post("/api/v1/events", list(events)).json()
+    assert answer["accepted"] == len(events), answer
+
+
+def statement_line(
+    *,
+    day: str,
+    amount: str,
+    model: str = "gpt-4o",
+    source: str = "focus:invoice-2026-10.csv",
+    kind: str = "cost",
+    line_item: str = "",
+    provider: str = "openai",
+) -> StatementLine:
+    start = datetime.fromisoformat(f"{day}T00:00:00+00:00")
+    return StatementLine.objects.create(
+        provider=provider,
+        kind=kind,
+        source=source,
+        period_start=start,
+        period_end=start + timedelta(days=1),
+        model=model,
+        token_type="uncached_input" if model else "",
+        line_item=line_item or f"{model or 'fee'} {amount}",
+        quantity=None if kind == "cost" else 1000,
+        amount=Decimal(amount) if kind == "cost" else None,
+        currency="usd",
+        pulled_at=datetime(2026, 11, 2, tzinfo=UTC),
+    )
+
+
+@pytest.fixture
+def finops_user(db):
+    return UserFactory(username="bills-finops", org_role=OrgRole.FINOPS)
+
+
+@pytest.fixture
+def finops_client(finops_user) -> APIClient:
+    client = APIClient()
+    client.force_login(finops_user)
+    return client

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 
-from finops.bills.models import Adjustment, AdjustmentReason, BillMonth, MonthState
+from finops.bills.closing import month_close
 from finops.bills.reconcile import Cause, LineStatus, reconciliation
 from tests.bills.conftest import MONTH, day
 
@@ -156,22 +156,12 @@ def test_a_day_missing_from_the_pull(month):
 
 def test_telemetry_that_arrived_after_the_month_closed(month):
     # the month was closed with 900,000 tokens of the 13th; 100,000 more arrived late, an adjustment
-    BillMonth.objects.create(month=MONTH, state=MonthState.CLOSED)
     month.telemetry(day(13), SONNET, "uncached_input", 900_000, "2.70")
     month.statement(day(13), SONNET_DATED, "uncached_input", 1_000_000, "3.00")
     month.telemetry(day(14), SONNET, "uncached_input", 900_000, "2.70")
     month.statement(day(14), SONNET_DATED, "uncached_input", 1_000_000, "3.00")
-    Adjustment.objects.create(
-        month=MONTH,
-        shown_in=date(2026, 12, 1),
-        reason=AdjustmentReason.LATE_EVENT,
-        team=month.agent.team,
-        agent=month.agent,
-        provider="anthropic",
-        model=SONNET_DATED,
-        day=day(13),
-        usd=Decimal("0.30"),
-    )
+    month_close(principal=None, month=MONTH, reason="closed before the late calls")
+    month.telemetry(day(13), SONNET, "uncached_input", 100_000, "0.30")  # the writer's late rollup
 
     result = reconciliation(provider="anthropic", month=MONTH)
 

@@ -45,7 +45,8 @@ def test_finops_home_shows_each_team_against_its_budget_and_by_provider(recent):
     page = client.get("/home/")
     assert page.status_code == 200
     text = page.content.decode()
-    assert "Spend against budgets" in text and "Not yet reconciled" in text
+    assert "Spend against budgets" in text and 'id="last-month-state">Not closed yet' in text
+    assert 'href="/months/?month=' in text
     assert 'href="/forecast/?team=billing"' in text
     budgets = {row["Team"]: row for row in rows_of(client.get("/home/", {"export": "budgets"}))}
     start = month_start(recent.now)
@@ -300,8 +301,9 @@ def test_the_navigation_offers_a_role_what_it_may_use(recent, role, offered):
 
 def test_finops_is_offered_reconciliation_connectors_invoices_prices_and_the_admin(recent):
     text = client_for(person("fin", org_role="finops")).get("/guardrails/").content.decode()
-    assert nav_labels(text)[-6:] == [
+    assert nav_labels(text)[-7:] == [
         "Reconciliation",
+        "Months",
         "Connectors",
         "Invoices",
         "Prices",

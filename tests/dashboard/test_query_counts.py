@@ -40,14 +40,16 @@ PAGES = {
     "guardrails": ("/guardrails/", 10),
     "allowance-edit": ("/guardrails/allowances/{allowance}/", 9),
     "audit": ("/audit/", 7),
-    "home": ("/home/", 8),  # the forecast: two grouped rollup reads
+    "home": ("/home/", 9),  # the forecast: two grouped rollup reads; last month closed or not
     "models": ("/models/" + MARCH, 9),
     "caching": ("/caching/" + MARCH, 9),
     "breakdown": ("/breakdown/" + MARCH, 8),
     "forecast": ("/forecast/", 8),
     # the month's telemetry and calls (two rollup reads), the statement (cost, usage, invoice), closed
-    # months' late events, the lines' ids, the month's state and the providers
-    "reconciliation": ("/bills/reconciliation/?provider=acme&month=2025-03", 14),
+    # months' late events, the lines' ids, the month's state and the providers (and whether that month is
+    # closed: its telemetry is then its snapshot)
+    "reconciliation": ("/bills/reconciliation/?provider=acme&month=2025-03", 15),
+    "months": ("/months/?month=2025-03", 19),  # the chargeback: per provider its bases, then one read each
     "prices": ("/prices/", 7),
     "reprice-runs": ("/prices/runs/", 5),
     "reprice-run": ("/prices/runs/{reprice_run}/", 6),

@@ -399,7 +399,7 @@ def check_home(visit: Visit, role: str) -> str:
 
 
 # pages of the navigation that change something and nothing else, or are organisation billing data
-# (reconciliation, prices): forced by a role not offered them, a 403 or 404. The other pages the navigation
+# (reconciliation, prices, months): forced by a role not offered them, a 403 or 404. The other pages the navigation
 # leaves out for some roles (Rules, Audit, Quarantine) are theirs to read (navigation.py): forced, they open
 # with no form that changes anything
 WRITE_ONLY_PAGES = {
@@ -408,6 +408,7 @@ WRITE_ONLY_PAGES = {
     "dashboard:reconciliation",
     "ingest:invoices",
     "dashboard:prices",
+    "dashboard:months",
 }
 CHANGING_CONTROLS = "main form[method=post] button, main form[method=post] input[type=submit]"
 
