@@ -112,6 +112,7 @@ def fresh_folder_runs(data_dir: Path) -> dict[str, subprocess.CompletedProcess]:
     runs["gate"] = finops(data_dir, "gate", "--agent", IMPORT_AGENT, "--budget-per-task", "0.30")
     runs["demo"] = finops(data_dir, "demo", "--days", "4")
     runs["alerts"] = finops(data_dir, "alerts", "evaluate")
+    runs["reprice"] = finops(data_dir, "reprice")
     return runs
 
 
@@ -280,3 +281,10 @@ def test_a_database_url_without_the_schema_is_named_not_migrated(empty_database_
         assert unchanged.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone() == (
             0,
         )
+
+
+def test_reprice(fresh):
+    _, runs = fresh
+
+    assert runs["reprice"].returncode == 0, runs["reprice"].stderr
+    assert "months re-priced:" in runs["reprice"].stdout, runs["reprice"].stdout
