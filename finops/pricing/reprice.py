@@ -462,6 +462,38 @@ def _first_open_after(month: date, closed: set[date]) -> date:
     return shown_in
 
 
+def _reprice_adjustments_settle(
+    *, run: RepriceRun, month: date, targets: list[tuple[str, str, date]], closed: set[date]
+) -> None:
+    """An open month's calls now carry today's prices: re-pricing adjustments made for it while it was
+    closed are settled, for the (provider, model, day)s just re-priced. Rows shown in an open month
+    go; rows shown in a closed month stay, frozen with it, and are reversed here, in this month, so a
+    reopened month's price change is charged once."""
+    covered = set(targets)
+    rows = [
+        row
+        for row in Adjustment.objects.filter(reason=AdjustmentReason.REPRICE, month=month)
+        if (row.provider, row.model, row.day) in covered
+    ]
+    # the reversals already shown in this month count: each frozen row is reversed once
+    Adjustment.objects.filter(
+        pk__in=[row.pk for row in rows if row.shown_in not in closed and row.shown_in != month]
+    ).delete()
+    owed: dict[tuple, Decimal] = defaultdict(Decimal)
+    for row in rows:
+        if row.shown_in in closed or row.shown_in == month:
+            owed[row.team_id, row.agent_id, row.provider, row.model, row.day] -= row.usd
+    Adjustment.objects.bulk_create(
+        Adjustment(
+            month=month, shown_in=month, reason=AdjustmentReason.REPRICE, team_id=team_id, agent_id=agent_id,
+            provider=provider, model=model, day=day, usd=usd,
+            note=f"reprice run {run.pk}: reverses what a closed month charged before this month was reopened",
+        )
+        for (team_id, agent_id, provider, model, day), usd in owed.items()
+        if usd
+    )  # fmt: skip
+
+
 def _month_reprice(
     *, run: RepriceRun, book: PriceBook, month: date, scopes: list[RepriceScope], closed: set[date]
 ) -> MonthResult | None:
@@ -493,6 +525,7 @@ def _month_reprice(
             counts = cursor.fetchone()
             result.calls_scanned, result.calls_repriced, result.calls_newly_priced = counts[:3]
             result.calls_newly_unpriced = counts[3]
+            _reprice_adjustments_settle(run=run, month=month, targets=targets, closed=months_closed())
             _run_month_record(run, result)
             return result
         cursor.execute(_closed_month_sql(partition), params)

@@ -474,3 +474,52 @@ def test_a_run_that_failed_midway_keeps_its_done_months_and_finishes_when_run_ag
     discounted = sum(expected_cost(usage, batch=False, percent_off=Decimal(10)).values())
     assert list(Call.objects.values_list("cost_usd", flat=True)) == [discounted, discounted]
     assert sorted(run.deltas.values_list("day", flat=True)) == [date(2026, 10, 5), date(2026, 11, 5)]
+
+
+@pytest.mark.parametrize("november_closed", [False, True])
+def test_a_reopened_month_re_priced_again_is_charged_its_price_change_once(db, november_closed):
+    """October, closed, was adjusted for a discount in November. Reopened and re-priced, its calls carry
+    the discount themselves: the adjustment in November goes while November is open, and is reversed in
+    October itself once November is closed (what a closed month charged stays). Either way October's
+    calls plus every adjustment for October equal its calls at the discounted price, once."""
+    rng = random.Random(3)
+    acme_price()
+    usages = {number: random_usage(rng) for number in range(1, 41)}
+    load([
+        event(number, at=datetime(2026, 10, 2, tzinfo=UTC) + timedelta(hours=17 * number), usage=usage)
+        for number, usage in usages.items()
+    ])  # fmt: skip
+    list_price = sum(
+        sum(expected_cost(u, batch=False, percent_off=Decimal(0)).values()) for u in usages.values()
+    )
+    discounted = sum(
+        sum(expected_cost(u, batch=False, percent_off=Decimal(10)).values()) for u in usages.values()
+    )
+    BillMonth.objects.create(month=OCTOBER, state=MonthState.CLOSED)
+    _, run = discount_create(
+        principal=None, provider="acme", percent=Decimal(10), effective_from=datetime(2026, 10, 1, tzinfo=UTC)
+    )
+    run = reprice_run_execute(run_id=run.pk)
+    assert (
+        sum(Adjustment.objects.filter(month=OCTOBER).values_list("usd", flat=True)) == discounted - list_price
+    )
+    if november_closed:
+        BillMonth.objects.create(month=NOVEMBER, state=MonthState.CLOSED)
+    BillMonth.objects.filter(month=OCTOBER).update(state=MonthState.OPEN)  # reopened
+
+    for attempt in range(2):  # re-priced, then once more: nothing changes the second time
+        reprice_run_execute(
+            run_id=reprice_run_create(trigger="reopened", scopes=[RepriceScope.from_json(run.scopes[0])]).pk
+        )
+        calls = sum(Call.objects.values_list("cost_usd", flat=True))
+        adjustments = Adjustment.objects.filter(month=OCTOBER)
+        assert calls == discounted, attempt
+        assert calls + sum(adjustments.values_list("usd", flat=True)) == discounted, attempt
+        if november_closed:  # November keeps what it charged; October takes it back
+            assert set(adjustments.values_list("shown_in", flat=True)) == {NOVEMBER, OCTOBER}
+            assert (
+                sum(adjustments.filter(shown_in=OCTOBER).values_list("usd", flat=True))
+                == list_price - discounted
+            )
+        else:
+            assert not adjustments.exists()
