@@ -46,7 +46,11 @@ def test_listen_starts_no_database_and_verifies_a_signed_delivery(tmp_path):
         banner = process.stdout.readline()
         assert banner.startswith(f"listening on http://127.0.0.1:{port}/"), banner
         body = json.dumps(
-            {"type": "alert.firing", "alert": {"id": 1, "subject": "task:support/run-1"}, "rule": {"name": "r"}}
+            {
+                "type": "alert.firing",
+                "alert": {"id": 1, "subject": "task:support/run-1"},
+                "rule": {"name": "r"},
+            }
         ).encode()
         now = int(time.time())
         request = urllib.request.Request(
