@@ -39,6 +39,13 @@ def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv if argv is None else argv)
     args[0] = "finops"
     command = args[1] if len(args) > 1 else None
+    if args[1:3] == ["alerts", "listen"]:
+        # a webhook receiver, as the receiving service would run it: it reads no database, so it starts
+        # none (run in another terminal without FINOPS_DATA_DIR, it would start and migrate the default
+        # folder's, which need not be the server's)
+        from finops.alerts.listen import main as listen_main
+
+        raise SystemExit(listen_main(args[3:]))
     if command == "up":
         # `up` applies --data-dir and checks its port before anything starts, then starts the server
         from finops.core.supervisor import up_environment_prepare

@@ -328,3 +328,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"pgserver": {"level": "WARNING"}, "django.db.backends": {"level": "INFO"}},
 }
+if CELERY_BROKER_URL == "filesystem://":
+    # the local queue has no host, so kombu warns "No hostname was supplied" on every task a command
+    # sends (`finops alerts evaluate` printed it to a new user); its only other warning is about rediss
+    LOGGING["loggers"]["kombu.connection"] = {"level": "ERROR"}
