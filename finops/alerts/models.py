@@ -65,6 +65,8 @@ class AlertChannel(models.Model):
             port = f":{parts.port}" if parts.port else ""
         except ValueError:  # not a URL a channel accepts; show nothing of it
             return "…"
+        if parts.path in ("", "/") and not parts.query and not parts.fragment and not parts.username:
+            return self.target  # nothing in it but where it goes
         return f"{parts.scheme}://{host}{port}/…{self.target[-4:]}"
 
     @property

@@ -743,12 +743,18 @@ def test_a_channel_url_is_masked_for_whoever_may_not_change_it(make_api, support
     secret_url = "https://hooks.slack.com:8443/services/T0AAA/B0BBB/s3cretT0kenXy9z"
     AlertChannel.objects.create(team=support, kind="slack", target=secret_url)
     AlertChannel.objects.create(team=support, kind="email", target="oncall@example.com")
+    # a URL with nothing past its host holds no secret: shown as it is
+    AlertChannel.objects.create(team=support, kind="webhook", target="http://127.0.0.1:9000/")
     masked = "https://hooks.slack.com:8443/…Xy9z"
     readers = [person(role="viewer"), person(role="pm"), make_api(scopes=["read"], team=support).client]
     guards = [person(role="sre"), manager(make_api, support), person(org_role="finops")]
     for client, expected in [(c, masked) for c in readers] + [(c, secret_url) for c in guards]:
         listed = client.get("/api/v1/alert-channels").json()
         targets = {channel["kind"]: channel["target"] for channel in listed}
-        assert targets == {"slack": expected, "email": "oncall@example.com"}
+        assert targets == {
+            "slack": expected,
+            "email": "oncall@example.com",
+            "webhook": "http://127.0.0.1:9000/",
+        }
         one = client.get(f"/api/v1/alert-channels/{listed[0]['id']}").json()
         assert one["target"] in (expected, "oncall@example.com")
