@@ -393,8 +393,10 @@ def import_job_run(*, job_id: int) -> ImportJob:
             status=ImportStatus.FAILED, error=str(error), finished_at=timezone.now()
         )
     else:
+        # a bill's unreadable rows are not quarantined (see focus_file_import): the job keeps them to show
+        skipped = summary.rejected_samples if summary.format in STATEMENT_FORMATS else []
         ImportJob.objects.filter(pk=job.pk).update(
-            status=ImportStatus.DONE, format=summary.format, finished_at=timezone.now()
+            status=ImportStatus.DONE, format=summary.format, finished_at=timezone.now(), skipped_rows=skipped
         )
     job.refresh_from_db()
     return job

@@ -80,6 +80,12 @@ class ImportJob(models.Model):
     duplicates = models.BigIntegerField(default=0)
     rejected = models.BigIntegerField(default=0)
     error = models.TextField(blank=True)
+    skipped_rows = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="a provider bill (FOCUS): its rows not read, [{position, errors}], first 1,000; they are "
+        "never quarantined (a statement row must not reach the call writer), so the job page lists them",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

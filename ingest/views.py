@@ -150,7 +150,11 @@ def _job_json(job: ImportJob) -> dict:
         "rejected": job.rejected,
         "error": job.error,
         "source": job.source,
-        "quarantine_url": f"{reverse('ingest:quarantine')}?{urlencode({'source': job.source})}",
+        # a provider bill's bad rows are listed on the job, never quarantined: no quarantine to point at
+        "quarantine_url": None
+        if job.format in STATEMENT_FORMATS
+        else f"{reverse('ingest:quarantine')}?{urlencode({'source': job.source})}",
+        "skipped_rows": job.skipped_rows,
         "finished": job.status in {ImportStatus.DONE, ImportStatus.FAILED},
     }
 

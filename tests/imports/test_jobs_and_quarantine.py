@@ -4,6 +4,7 @@ scoping on the page and the API, and replay after a fix."""
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -243,3 +244,42 @@ def test_replay_leaves_the_rows_of_teams_one_only_views_alone(two_teams_quaranti
     assert billing_row.errors == errors_before  # not overwritten with "you may not send events for …"
     assert billing_row.replayed_at is None
     assert QuarantinedRow.objects.get(event_id="s-bad").errors["timestamp"]  # its own team's: replayed
+
+
+def test_a_focus_invoice_uploaded_on_the_import_page_lists_its_bad_rows_with_line_numbers(
+    db, data_dir, monkeypatch
+):
+    """A bill's unreadable rows are never quarantined (a statement row must not reach the call writer), so
+    the job itself must say which line was skipped and why; the page must not point at an empty quarantine."""
+    from ingest.connectors.models import StatementLine
+
+    monkeypatch.setattr(import_file, "apply_async", lambda args, queue: None)
+    client = logged_in(UserFactory(org_role=OrgRole.FINOPS))
+    header = "BilledCost,BillingCurrency,ChargePeriodStart,ChargePeriodEnd,ProviderName,ChargeDescription\n"
+    period = "2026-11-01T00:00:00Z,2026-12-01T00:00:00Z,OpenAI"
+    content = (
+        f"{header}12.50,USD,{period},gpt-4o input tokens\nabc,USD,{period},gpt-4o output tokens\n"
+        f"3.25,USD,{period},gpt-5 output tokens\n"
+    ).encode()
+
+    response = client.post(
+        "/ingest/upload", {"file": SimpleUploadedFile("bill.csv", content), "format": "auto"}
+    )
+    job = ImportJob.objects.get()
+    assert response.status_code == 302
+    assert import_file(job.pk) == ImportStatus.DONE
+
+    job.refresh_from_db()
+    assert (job.format, job.rows_read, job.accepted, job.rejected) == ("focus", 3, 2, 1)
+    assert sorted(StatementLine.objects.values_list("amount", flat=True)) == [
+        Decimal("3.25"),
+        Decimal("12.5"),
+    ]
+    assert QuarantinedRow.objects.count() == 0
+    progress = client.get(f"/ingest/jobs/{job.pk}/progress").json()
+    assert progress["quarantine_url"] is None
+    assert [row["position"] for row in progress["skipped_rows"]] == ["line 3"]  # the header is line 1
+    assert "BilledCost" in progress["skipped_rows"][0]["errors"]
+    page = client.get(f"/ingest/jobs/{job.pk}").content.decode()
+    assert "<td>line 3</td>" in page and "BilledCost: not a decimal number" in page
+    assert 'id="job-quarantine"' not in page

@@ -3,6 +3,27 @@
 (function () {
   "use strict";
 
+  // a provider bill's unreadable rows (never quarantined): where and why, as text nodes only
+  function showSkipped(rows) {
+    var body = document.getElementById("job-skipped-rows");
+    if (!body) {
+      return;
+    }
+    body.replaceChildren();
+    rows.forEach(function (row) {
+      var line = document.createElement("tr");
+      var where = document.createElement("td");
+      where.textContent = row.position;
+      var why = document.createElement("td");
+      why.textContent = Object.keys(row.errors || {}).map(function (field) {
+        return field + ": " + [].concat(row.errors[field]).join("; ");
+      }).join("; ");
+      line.append(where, why);
+      body.append(line);
+    });
+    document.getElementById("job-skipped").hidden = !rows.length;
+  }
+
   function show(job) {
     document.getElementById("job-status").textContent = job.status;
     var bar = document.getElementById("job-bar");
@@ -13,7 +34,11 @@
     document.getElementById("job-accepted").textContent = job.accepted;
     document.getElementById("job-duplicates").textContent = job.duplicates;
     document.getElementById("job-rejected").textContent = job.rejected;
-    document.getElementById("job-quarantine").hidden = !job.rejected;
+    var quarantine = document.getElementById("job-quarantine");
+    if (quarantine) {
+      quarantine.hidden = !job.rejected;
+    }
+    showSkipped(job.skipped_rows || []);
     var error = document.getElementById("job-error");
     error.textContent = job.error;
     error.hidden = !job.error;
