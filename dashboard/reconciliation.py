@@ -103,8 +103,28 @@ def waterfall_steps(result: Reconciliation) -> list[tuple[str, str, Decimal]]:
     return steps
 
 
+def waterfall_range(steps: list[tuple[str, str, Decimal]]) -> list[float] | None:
+    """The y-axis range that shows the steps: a variance of $1.40 on a $1,797 bill is a bar under a pixel
+    tall on an axis from $0, so the axis spans the levels the bars start and end at (with a margin),
+    never below $0. None (Plotly's own range) when there is no step to show."""
+    level, levels = Decimal(0), []
+    for _, measure, amount in steps:
+        if measure == "relative":
+            levels.append(level)
+            level += amount
+        else:
+            level = amount
+        levels.append(level)
+    low, high = min(levels), max(levels)
+    if len(steps) < 2 or high == low:
+        return None
+    margin = max((high - low) * Decimal("0.25"), Decimal("0.01"))
+    return [float(max(low - margin, Decimal(0))), float(high + margin)]
+
+
 def waterfall_chart(result: Reconciliation) -> Chart:
     steps = waterfall_steps(result)
+    y_range = waterfall_range(steps)
     figure = go.Figure(
         data=[
             go.Waterfall(
@@ -122,7 +142,10 @@ def waterfall_chart(result: Reconciliation) -> Chart:
             height=340,
             hovermode="closest",
             showlegend=False,
-            yaxis={"gridcolor": "#e5e7eb", "tickprefix": "$"},
+            yaxis={"gridcolor": "#e5e7eb", "tickprefix": "$"}
+            | (
+                {"range": y_range, "title": {"text": "axis from the lowest level, not $0"}} if y_range else {}
+            ),
         ),
     )
     table = Table(

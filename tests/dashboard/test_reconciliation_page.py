@@ -129,3 +129,24 @@ def test_last_month_is_shown_by_default_and_the_largest_difference_first(finops,
     lines = html[html.find('id="table-lines"') :]
     # the rate difference of the 4th ($0.30) before the unseen workspace's line of the 3rd ($0.12)
     assert 0 < lines.find("2026-11-04") < lines.find("2026-11-03")
+
+
+def test_the_waterfall_axis_shows_a_small_variance_on_a_large_bill():
+    """The demo's $1.40 on a $1,797 bill: on an axis from $0 its step is under a pixel tall. The axis spans
+    the levels the bars start and end at, a quarter of that span as margin each side."""
+    from dashboard.reconciliation import waterfall_range
+
+    steps = [
+        ("Telemetry", "absolute", Decimal("1797.20")),
+        ("usage from a key", "relative", Decimal("1.40")),
+        ("within the tolerance", "relative", Decimal("-0.40")),
+        ("Statement", "total", Decimal("1798.20")),
+    ]
+    # levels: 1797.20, 1797.20 → 1798.60, 1798.60 → 1798.20, 1798.20; span 1.40, margin 0.35
+    assert waterfall_range(steps) == [1796.85, 1798.95]
+    assert waterfall_range([("Telemetry", "absolute", Decimal("4.50"))]) is None  # no statement: no step
+    # never below $0: telemetry $0.10 against a statement of $5.00
+    low, high = waterfall_range(
+        [("Telemetry", "absolute", Decimal("0.10")), ("Statement", "total", Decimal("5"))]
+    )
+    assert (low, high) == (0.0, 6.225)
