@@ -142,10 +142,7 @@ def waterfall_chart(result: Reconciliation) -> Chart:
             height=340,
             hovermode="closest",
             showlegend=False,
-            yaxis={"gridcolor": "#e5e7eb", "tickprefix": "$"}
-            | (
-                {"range": y_range, "title": {"text": "axis from the lowest level, not $0"}} if y_range else {}
-            ),
+            yaxis={"gridcolor": "#e5e7eb", "tickprefix": "$"} | ({"range": y_range} if y_range else {}),
         ),
     )
     table = Table(
