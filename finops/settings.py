@@ -284,6 +284,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "AlertChannelKindEnum": "finops.alerts.models.ChannelKind",
         "AlertRuleKindEnum": "finops.alerts.models.RuleKind",
+        "BillMonthStateEnum": "finops.bills.models.MonthState",
+        "RepriceRunStatusEnum": "finops.pricing.models.RepriceStatus",
         "ModelTierEnum": "finops.modeltiers.models.Tier",
         "UsageTierEnum": "finops.modeltiers.selectors.TIERS",
     },

@@ -27,6 +27,7 @@ from finops.pricing.prices import (
     discount_update,
     price_override_create,
     price_override_delete,
+    price_override_taken,
     price_override_update,
 )
 
@@ -149,12 +150,9 @@ class PriceOverrideSerializer(JsonTypes, serializers.ModelSerializer):
         provider = attrs.get("provider", getattr(self.instance, "provider", ""))
         model = attrs.get("model", getattr(self.instance, "model", ""))
         effective_from = attrs.get("effective_from", getattr(self.instance, "effective_from", None))
-        taken = ModelPriceOverride.objects.filter(
-            provider=provider, model=model, effective_from=effective_from
-        )
-        if self.instance is not None:
-            taken = taken.exclude(pk=self.instance.pk)
-        if taken.exists():
+        if price_override_taken(
+            provider=provider, model=model, effective_from=effective_from, other_than=self.instance
+        ):
             raise serializers.ValidationError(
                 {
                     "effective_from": [

@@ -133,6 +133,14 @@ def _save(item, *, principal: Principal) -> None:
     item.save()
 
 
+def price_override_taken(*, provider: str, model: str, effective_from, other_than=None) -> bool:
+    """Whether another override of the model starts at that instant (one price per model and start)."""
+    taken = ModelPriceOverride.objects.filter(provider=provider, model=model, effective_from=effective_from)
+    if other_than is not None:
+        taken = taken.exclude(pk=other_than.pk)
+    return taken.exists()
+
+
 @transaction.atomic
 def price_override_create(*, principal: Principal, **fields) -> tuple[ModelPriceOverride, RepriceRun]:
     override = ModelPriceOverride(**fields)
