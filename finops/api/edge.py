@@ -117,12 +117,14 @@ class EdgeApplication:
             if not connection.errors_occurred:
                 self.recent.ok_at = time.monotonic()
         except fast.Declined:
-            environ["wsgi.input"] = io.BytesIO(body)  # Django reads the body again
+            if body:  # what was read, Django reads again (nothing read: the input is as it came)
+                environ["wsgi.input"] = io.BytesIO(body)
             return self.django(environ, start_response)
         except Exception:
             logger.exception("the edge's answer to %s failed", environ.get("PATH_INFO"))
             response = fast.json_response({"message": "Server error", "extra": {}}, allow="")
             response.status_code = 500
+            del response["Allow"]
         finally:
             signals.request_finished.send(sender=self.__class__)
         content = response.content
