@@ -178,8 +178,7 @@ def guard_check_edge(request) -> HttpResponse:
     answered = guard_check_for_token(token_digest=token_digest(secret), scope=TokenScope.INGEST, **params)
     if answered is None:
         raise fast.Declined
-    if answered.token_id:
-        token_touch_by_id(token_id=answered.token_id, last_used_at=answered.token_last_used_at)
+    token_touch_by_id(token_id=answered.token_id, last_used_at=answered.token_last_used_at)
     return fast.json_response(guard_decision_json(answered.decision), allow=GUARD_ALLOW)
 
 

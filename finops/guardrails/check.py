@@ -271,8 +271,8 @@ def guard_check_for_token(
 ) -> TokenGuard | None:
     """guard_check for the bearer of the token with this digest, the token read in the same statement:
     None when there is no answer to give here (no live token with `scope`, or no team of that slug
-    for it: the API's full path answers those, with its 401, 403 or 404). Reached counters or not,
-    the same answers as guard_check."""
+    for it, or the database could not be reached: the API's full path answers those, with its 401,
+    403 or 404, or FINOPS_GUARD_FAIL_MODE's answer). Otherwise the same answers as guard_check."""
     estimated_tokens, estimated_usd = estimated_tokens or 0, estimated_cost_usd or ZERO
     params = _guard_params(
         team_slug=team_slug,
@@ -289,8 +289,10 @@ def guard_check_for_token(
         with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
             cursor.execute(_GUARD_FOR_BEARER_SQL, params, prepare=True)
             rows = cursor.fetchall()
-    except DatabaseError as error:
-        return TokenGuard(0, None, _unreachable(error))
+    except DatabaseError:
+        # the token is unread, so no answer is given for it here: the full path reads it first (a
+        # connection lost meanwhile is replaced there) and answers as it always has
+        return None
     if not rows:
         return None
     token_id, last_used_at = rows[0][:2]
