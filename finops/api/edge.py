@@ -112,14 +112,13 @@ class EdgeApplication:
         signals.request_started.send(sender=self.__class__, environ=environ)
         if time.monotonic() - getattr(self.recent, "ok_at", float("-inf")) < HEALTHY_FOR_SECONDS:
             connection.health_check_done = True
+        response = None
         try:
             response = answer(EdgeRequest(environ, body))
             if not connection.errors_occurred:
                 self.recent.ok_at = time.monotonic()
         except fast.Declined:
-            if body:  # what was read, Django reads again (nothing read: the input is as it came)
-                environ["wsgi.input"] = io.BytesIO(body)
-            return self.django(environ, start_response)
+            pass
         except Exception:
             logger.exception("the edge's answer to %s failed", environ.get("PATH_INFO"))
             response = fast.json_response({"message": "Server error", "extra": {}}, allow="")
@@ -127,6 +126,10 @@ class EdgeApplication:
             del response["Allow"]
         finally:
             signals.request_finished.send(sender=self.__class__)
+        if response is None:  # declined: Django's, after this request's signals, with its own
+            if body:  # what was read, Django reads again (nothing read: the input is as it came)
+                environ["wsgi.input"] = io.BytesIO(body)
+            return self.django(environ, start_response)
         content = response.content
         headers = [*response.items(), ("Content-Length", str(len(content))), *self.headers]
         if self.hsts and self._secure(environ):
