@@ -13,6 +13,10 @@ from finops.bills.models import BillMonth, MonthState
 from finops.ledger.models import DailyRollup
 
 MONTH_PATTERN = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+# the months bills takes, the API's schema and the pages alike: a month's bounds must be dates the
+# ledger can hold (year 0 and the end of 9999 are none), and the API has said 1970-01 to 8999-12
+FIRST_YEAR, LAST_YEAR = 1970, 8999
+MONTH_RANGE_PATTERN = r"^(19[7-9][0-9]|[2-8][0-9]{3})-(0[1-9]|1[0-2])$"
 
 
 class MonthError(ValueError):
@@ -25,8 +29,8 @@ def month_parse(text: str) -> date:
     if not match:
         raise MonthError(f"month must be YYYY-MM, e.g. 2026-11; got {text!r}")
     year, month = int(match[1]), int(match[2])
-    if not 1 <= year <= 9998:  # a month's bounds are dates: year 0 and the end of 9999 are none
-        raise MonthError(f"month must be between 0001-01 and 9998-12; got {text!r}")
+    if not FIRST_YEAR <= year <= LAST_YEAR:
+        raise MonthError(f"month must be between {FIRST_YEAR}-01 and {LAST_YEAR}-12; got {text!r}")
     return date(year, month, 1)
 
 
