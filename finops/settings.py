@@ -219,6 +219,11 @@ if FINOPS_GUARD_FAIL_MODE not in {"open", "closed"}:
     raise ValueError(f"FINOPS_GUARD_FAIL_MODE must be open or closed, not {FINOPS_GUARD_FAIL_MODE!r}")
 # How long a guard check waits for an allowance's counter row held by another check or a writer.
 FINOPS_GUARD_LOCK_TIMEOUT_MS = env_int("FINOPS_GUARD_LOCK_TIMEOUT_MS", 2000)
+# Whether a guard check's transaction (its reservation) waits for its WAL to reach the disk before it
+# answers. Off (the default): the check holds its allowance's lock about half as long, and a crash of the
+# database server can forget the reservations of its last fraction of a second (never a call, a counter
+# or a kill). On: every answered reservation survives a crash.
+FINOPS_GUARD_SYNCHRONOUS_COMMIT = env_bool("FINOPS_GUARD_SYNCHRONOUS_COMMIT", False)
 
 # --- bills (SPEC.md, "Bills") -----------------------------------------------------------------------------
 # A reconciliation line whose telemetry and statement dollars differ by at most this share of the

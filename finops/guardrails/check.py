@@ -28,7 +28,7 @@ ZERO = Decimal(0)
 
 _GUARD_SQL = """
 SELECT * FROM guardrails_guard(%(team)s, %(team_ids)s, %(agent)s, %(task)s, %(tokens)s, %(usd)s, %(now)s,
-    %(zone)s, %(reservation)s, %(expires)s, %(lock_timeout)s)
+    %(zone)s, %(reservation)s, %(expires)s, %(lock_timeout)s, %(synchronous_commit)s)
 """
 
 # The same check for the bearer of an API token, the token looked up in the same statement: a live
@@ -41,7 +41,8 @@ SELECT token.id, token.last_used_at, guard.*
 FROM accounts_apitoken AS token
 CROSS JOIN LATERAL guardrails_guard(%(team)s,
     CASE WHEN token.team_id IS NULL THEN NULL ELSE ARRAY[token.team_id] END, %(agent)s, %(task)s,
-    %(tokens)s, %(usd)s, %(now)s, %(zone)s, %(reservation)s, %(expires)s, %(lock_timeout)s) AS guard
+    %(tokens)s, %(usd)s, %(now)s, %(zone)s, %(reservation)s, %(expires)s, %(lock_timeout)s,
+    %(synchronous_commit)s) AS guard
 WHERE token.digest = %(digest)s AND token.revoked_at IS NULL AND %(scope)s = ANY(token.scopes)
 """
 
@@ -211,6 +212,7 @@ def _guard_params(
         "reservation": uuid.uuid4(),
         "expires": now + timedelta(seconds=settings.FINOPS_RESERVATION_TTL),
         "lock_timeout": f"{int(settings.FINOPS_GUARD_LOCK_TIMEOUT_MS)}ms",
+        "synchronous_commit": "on" if settings.FINOPS_GUARD_SYNCHRONOUS_COMMIT else "off",
     }
 
 

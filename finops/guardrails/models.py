@@ -2,13 +2,11 @@
 "Guardrails").
 
 The guard check reads no calls table: it reads `AllowanceUsage`, which the bulk writer keeps in the same
-transaction as the calls it writes, and what the reservations hold, kept on the allowance's row by the
-database itself (migration 0003): columns `reserved_tokens` and `reserved_usd` of guardrails_allowance are
-the sums of its reservations not yet released, maintained by triggers on guardrails_reservation in the
-transaction of every insert, release and delete, whoever writes the rows, so they cannot drift from the
-rows. They are not model fields, so that no `Allowance.save()` writes a stale copy back. A reservation is
-released (`released_at`) by the next guard check of its allowance once it is settled or expired: a check
-costs the same with 15 or 150,000 reservations outstanding, instead of summing them."""
+transaction as the calls it writes, and what the reservations hold, kept by the database itself: triggers
+on guardrails_reservation (migrations 0003 and 0005) add a `ReservedTotal` row in the transaction of every
+insert, release and delete, whoever writes the rows, so the totals cannot drift from the rows. A
+reservation is released (`released_at`) by the next guard check of its allowance once it is settled or
+expired: a check costs the same with 15 or 150,000 reservations outstanding, instead of summing them."""
 
 from __future__ import annotations
 
@@ -155,3 +153,18 @@ class Reservation(models.Model):
                 name="reservation_settled_held_idx",
             ),
         ]
+
+
+class ReservedTotal(models.Model):
+    """What an allowance's unreleased reservations hold, after change `seq`: rows are added, never
+    updated, and the highest `seq` is the current total (migration 0005 says why). Written only by the
+    database's triggers on guardrails_reservation, under the allowance's row lock; the purge keeps each
+    allowance's latest row."""
+
+    pk = models.CompositePrimaryKey("allowance_id", "seq")
+    allowance_id = (
+        models.BigIntegerField()
+    )  # no foreign key: the rows of a deleted allowance go with the purge
+    seq = models.BigIntegerField()
+    tokens = models.DecimalField(max_digits=40, decimal_places=0)
+    usd = models.DecimalField(max_digits=40, decimal_places=12)

@@ -14,7 +14,7 @@ from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from finops.guardrails.models import Reservation
+from finops.guardrails.models import Allowance, Reservation, ReservedTotal
 from finops.guardrails.services import allowance_create
 from finops.guardrails.tasks import purge_reservations
 from finops.ledger.models import Agent, Task
@@ -295,10 +295,13 @@ def test_settled_and_expired_reservations_are_purged_an_hour_on(api, support):
 
 
 def held_totals() -> dict[int, tuple[int, Decimal]]:
-    """What the database keeps on each allowance's row (columns no model declares)."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT id, reserved_tokens, reserved_usd FROM guardrails_allowance ORDER BY id")
-        return {allowance_id: (int(tokens), usd) for allowance_id, tokens, usd in cursor.fetchall()}
+    """What the database keeps for each allowance: its latest reserved-totals row (none yet: zero)."""
+    totals = {
+        allowance_id: (0, Decimal(0)) for allowance_id in Allowance.objects.values_list("pk", flat=True)
+    }
+    for total in ReservedTotal.objects.order_by("allowance_id", "seq"):
+        totals[total.allowance_id] = (int(total.tokens), total.usd)
+    return totals
 
 
 def unreleased_sums(allowance_ids) -> dict[int, tuple[int, Decimal]]:
@@ -366,3 +369,54 @@ def test_reserved_totals_stay_the_sum_of_the_unreleased_reservations(api, suppor
     assert purge_reservations() == 2  # made[3], from both allowances
     assert held_totals() == unreleased_sums(ids)
     assert held_totals()[agents.pk] == (500 + 600, Decimal("0.011"))
+
+
+def test_checks_lock_the_allowance_row_but_write_no_version_of_it(api, support):
+    """The reserved totals are rows added, not the allowance's row updated (migration 0005): a row
+    updated on every check leaves a version per check that an old transaction keeps alive."""
+    allowance = allowance_create(principal=None, team=support, agent=None, window="day", limit_tokens=10**6)
+
+    def version() -> str:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT xmin::text, ctid::text FROM guardrails_allowance WHERE id = %s", [allowance.pk]
+            )
+            return cursor.fetchone()
+
+    before = version()
+    made = [check(api, estimated_tokens=10 * n)["reservation_id"] for n in range(1, 4)]
+    Reservation.objects.filter(reservation_id=made[0]).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    assert check(api)["allowances"][0]["reserved_tokens"] == 20 + 30
+    assert version() == before
+    assert [
+        total.tokens for total in ReservedTotal.objects.filter(allowance_id=allowance.pk).order_by("seq")
+    ] == [10, 30, 60, 50]
+
+
+def test_the_purge_keeps_each_allowances_latest_reserved_totals(api, support):
+    kept = allowance_create(principal=None, team=support, agent=None, window="day", limit_tokens=10**6)
+    gone = allowance_create(principal=None, team=support, agent=None, window="month", limit_tokens=10**6)
+    for n in range(1, 4):
+        check(api, estimated_tokens=n)
+    assert ReservedTotal.objects.filter(allowance_id=kept.pk).count() == 3
+    gone.delete()  # its reservations go with it, and its totals are read by no one
+    purge_reservations()
+    assert [(t.allowance_id, t.tokens) for t in ReservedTotal.objects.all()] == [(kept.pk, 1 + 2 + 3)]
+    assert check(api, estimated_tokens=4)["allowances"][0]["reserved_tokens"] == 6
+
+
+@pytest.mark.parametrize("durable", [False, True])
+def test_the_check_sets_its_own_transactions_commit_mode(api, support, durable):
+    """FINOPS_GUARD_SYNCHRONOUS_COMMIT sets synchronous_commit for the check's transaction only (the
+    test's transaction here, which the check runs inside); the session's own setting is untouched."""
+    allowance_create(principal=None, team=support, agent=None, window="day", limit_tokens=10**6)
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        session = cursor.fetchone()[0]
+        with override_settings(FINOPS_GUARD_SYNCHRONOUS_COMMIT=durable):
+            assert check(api, estimated_tokens=5)["reservation_id"]
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone()[0] == ("on" if durable else "off")
+    assert session == "on"
