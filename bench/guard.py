@@ -8,7 +8,8 @@ processes of their own, POST /api/v1/guard/check and a trivial authenticated end
 requests/s each, open loop, over kept-alive connections. The trivial endpoint is GET /api/v1/whoami
 (--trivial whoami, the default): the same server, middleware and token check as the guard check, so the
 difference is the check's own cost; --trivial teams takes GET /api/v1/teams/<slug> (a DRF viewset)
-instead. One at a time, before the timed run, all three are timed for comparison. Prints p50,
+instead. One at a time, before the timed run, all three are timed for comparison; then --warmup seconds
+of the same load, not timed, so that every server thread has opened its database connection. Prints p50,
 p95 and p99 of both and the difference, the spend the checks allowed against the limit, and the
 pg_stat_user_tables scan counters of the calls table (its partitions) over the run: the guard check
 reads none of it. Uses DATABASE_URL if set, else the embedded PostgreSQL under bench/out/data; the
@@ -204,6 +205,16 @@ async def _drive(port, streams, seconds, out) -> None:
     out.put((answers, cpu.ru_utime + cpu.ru_stime, opened))
 
 
+def drive_in_process(port: int, streams: list[tuple[str, bytes, float]], seconds: float):
+    """drive() in a process of its own (the load generator is a second process, as a client would be)."""
+    out = multiprocessing.get_context("spawn").Queue()
+    driver = multiprocessing.get_context("spawn").Process(target=drive, args=(port, streams, seconds, out))
+    driver.start()
+    answered = out.get()
+    driver.join()
+    return answered
+
+
 def alternate(port: int, token: str, check: bytes, *, count: int) -> dict[str, list[float]]:
     """`count` guard checks and `count` trivial requests, one at a time, alternating: their service
     times without queueing behind each other (the rates above measure them under load)."""
@@ -335,6 +346,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--calls", type=int, default=50_000, help="calls in the ledger before the run")
     parser.add_argument("--sequential", type=int, default=500, help="requests of each, one at a time")
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=5,
+        help="seconds of the same load before the timed run, not timed (every server thread's first "
+        "request opens its database connection)",
+    )
     parser.add_argument("--trivial", choices=sorted(TRIVIAL), default="whoami", help="the endpoint beside it")
     parser.add_argument(
         "--server", choices=["gunicorn", "granian"], default="gunicorn", help="granian: pip install granian"
@@ -359,7 +377,7 @@ def main() -> None:
     # reservations outlive the run (nothing settles them here), so allowed spend is comparable to the limit
     env["FINOPS_RESERVATION_TTL"] = "86400"
     # the limit is passed halfway through the run: the second half answers deny
-    limit = ESTIMATE_USD * int((args.rate * args.seconds + args.sequential) / 2)
+    limit = ESTIMATE_USD * int((args.rate * (args.warmup + args.seconds) + args.sequential) / 2)
     gunicorn = None
     try:
         say(f"== database {database}; migrating, {args.calls:,} calls, an allowance of ${limit}")
@@ -401,27 +419,19 @@ def main() -> None:
         time.sleep(2)  # and every earlier backend's statistics flushed
         seq_before, idx_before = calls_scans(url)
         sequential = alternate(port, token, check, count=args.sequential)
+        streams = [
+            ("guard check", raw_request("POST", "/api/v1/guard/check", token, check), args.rate),
+            ("trivial", raw_request("GET", TRIVIAL[args.trivial], token, None), trivial_rate),
+        ]
+        if args.warmup:
+            say(f"== {args.warmup:.0f} s of warm-up at the same rates (not timed)")
+            drive_in_process(port, streams, args.warmup)
         cpu_before = cpu_seconds(gunicorn.pid, url)
-        out = multiprocessing.get_context("spawn").Queue()
-        driver = multiprocessing.get_context("spawn").Process(
-            target=drive,
-            args=(
-                port,
-                [
-                    ("guard check", raw_request("POST", "/api/v1/guard/check", token, check), args.rate),
-                    ("trivial", raw_request("GET", TRIVIAL[args.trivial], token, None), trivial_rate),
-                ],
-                args.seconds,
-                out,
-            ),
-        )
-        driver.start()
-        streams, driver_cpu, connections = out.get()
+        answered, driver_cpu, connections = drive_in_process(port, streams, args.seconds)
         results = {
             name: (latencies, answers, Decimal(allowed))
-            for name, (latencies, answers, allowed) in streams.items()
+            for name, (latencies, answers, allowed) in answered.items()
         }
-        driver.join()
         cpu_after = cpu_seconds(gunicorn.pid, url)
         time.sleep(1.5)  # statistics reach pg_stat_user_tables within a second
         seq_after, idx_after = calls_scans(url)
