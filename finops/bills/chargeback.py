@@ -13,6 +13,12 @@ when the month has no telemetry cost for the provider, the whole amount, are the
 *unattributed* row. Adjustments shown in the month (late events and re-pricing of earlier closed
 months) are rows of their own, on top of the bases.
 
+Unpriced calls (a model finops has no price for) cost nothing in the telemetry, so they cannot weigh in
+a share: they are counted, never taken as $0. Every allocation row carries its team/agent's
+`unpriced_calls`; an agent whose calls of the provider are all unpriced still gets a row (amount 0,
+share 0) so it is seen; a provider with unpriced calls but no telemetry cost has everything on its
+unattributed row, which then counts them. A provider's rows' `unpriced_calls` sum to its own.
+
 Rounding: amounts are exact decimals. Each allocation is rounded half-even to 1e-12 USD (the ledger's
 precision) and the provider's rounding residue (a few 1e-12 at most) goes to its largest allocation,
 so a provider's allocations plus its unattributed row sum exactly to its basis, and every row of the
@@ -72,6 +78,9 @@ class ChargebackRow:
     share: Decimal | None = None  # of the provider's telemetry cost
     adjusts_month: date | None = None  # adjustments: the closed month whose cost it is
     reason: str | None = None  # adjustments: late_event | reprice
+    # calls of the provider in the month with no price, so in no share: the team/agent's (allocations),
+    # the provider's when it has no telemetry cost (unattributed); None on adjustments (not counted)
+    unpriced_calls: int | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +89,7 @@ class ProviderCharge:
     telemetry_usd: Decimal
     allocated_usd: Decimal
     unattributed_usd: Decimal
+    unpriced_calls: int = 0  # the provider's calls in the month with no price: left out of the shares
 
 
 @dataclass
@@ -108,6 +118,18 @@ class Chargeback:
     @property
     def total_usd(self) -> Decimal:
         return sum((row.amount_usd for row in self.rows), ZERO)
+
+    @property
+    def unpriced_calls(self) -> int:
+        return sum(charge.unpriced_calls for charge in self.providers)
+
+    def unpriced_providers(self) -> list[tuple[str, int]]:
+        """(provider, unpriced calls) of each provider with any, by name: the page's warning."""
+        return [
+            (charge.basis.provider, charge.unpriced_calls)
+            for charge in self.providers
+            if charge.unpriced_calls
+        ]
 
     def by_team(self) -> list[tuple[str, str, Decimal, Decimal]]:
         """(team slug, team name, allocated, adjustments) per team, slug order (showback's summary)."""
@@ -212,17 +234,23 @@ def chargeback_for_month(*, month: date, materialise: bool = True) -> Chargeback
     sums = list(
         month_rollups(month=month, closed=closed)
         .values("provider", "team_id", "agent_id")
-        .annotate(usd=Sum("cost_usd"))
+        .annotate(usd=Sum("cost_usd"), unpriced=Sum("unpriced_calls"))
         .order_by()
     )
     agents = Agent.objects.filter(pk__in={row["agent_id"] for row in sums}).select_related("team")
     names = {agent.pk: (agent.team.slug, agent.team.name, agent.name) for agent in agents}
     spend: dict[str, list[dict]] = defaultdict(list)
     for row in sums:
-        if row["usd"]:
+        if row["usd"] or row["unpriced"]:
             slug, team_name, agent_name = names[row["agent_id"]]
             spend[row["provider"]].append(
-                {"usd": row["usd"], "team__slug": slug, "team__name": team_name, "agent__name": agent_name}
+                {
+                    "usd": row["usd"] or ZERO,
+                    "unpriced": row["unpriced"] or 0,
+                    "team__slug": slug,
+                    "team__name": team_name,
+                    "agent__name": agent_name,
+                }
             )
     for rows in spend.values():
         rows.sort(key=lambda row: (row["team__slug"], row["agent__name"]))
@@ -233,35 +261,45 @@ def chargeback_for_month(*, month: date, materialise: bool = True) -> Chargeback
         closed_at=bill.closed_at if closed else None,
     )
     for basis in bases:
-        agents = [row for row in spend.get(basis.provider, []) if row["usd"] > 0]
-        telemetry_usd = sum((row["usd"] for row in agents), ZERO)
+        agents = [row for row in spend.get(basis.provider, []) if row["usd"] > 0 or row["unpriced"]]
+        priced = [row for row in agents if row["usd"] > 0]
+        telemetry_usd = sum((row["usd"] for row in priced), ZERO)
+        unpriced_calls = sum(row["unpriced"] for row in agents)
         rows = []
         if telemetry_usd > 0:
-            weights = [row["usd"] for row in agents]
-            for row, amount in zip(agents, allocate(basis.token_usd, weights), strict=True):
+            # only priced cost weighs; an all-unpriced agent gets 0 (its row shows its unpriced calls)
+            amounts = iter(allocate(basis.token_usd, [row["usd"] for row in priced]))
+            for row in agents:
                 rows.append(
                     ChargebackRow(
                         kind="allocation",
                         provider=basis.provider,
-                        amount_usd=amount,
+                        amount_usd=next(amounts) if row["usd"] > 0 else ZERO,
                         team=row["team__slug"],
                         team_name=row["team__name"],
                         agent=row["agent__name"],
                         basis=basis.basis,
                         telemetry_usd=row["usd"],
                         share=row["usd"] / telemetry_usd,
+                        unpriced_calls=row["unpriced"],
                     )
                 )
         allocated = sum((row.amount_usd for row in rows), ZERO)
         unattributed = basis.total_usd - allocated
-        if unattributed:
+        # no telemetry cost to share by: the unpriced calls are on the unattributed row, which says so
+        unattributed_unpriced = 0 if telemetry_usd > 0 else unpriced_calls
+        if unattributed or unattributed_unpriced:
             rows.append(
                 ChargebackRow(
-                    kind="unattributed", provider=basis.provider, amount_usd=unattributed, basis=basis.basis
+                    kind="unattributed",
+                    provider=basis.provider,
+                    amount_usd=unattributed,
+                    basis=basis.basis,
+                    unpriced_calls=unattributed_unpriced,
                 )
             )
         result.rows.extend(rows)
-        result.providers.append(ProviderCharge(basis, telemetry_usd, allocated, unattributed))
+        result.providers.append(ProviderCharge(basis, telemetry_usd, allocated, unattributed, unpriced_calls))
 
     adjustments = (
         Adjustment.objects.filter(shown_in=month)

@@ -201,6 +201,11 @@ class ChargebackRowSerializer(serializers.Serializer):
     amount_usd = serializers.CharField(help_text="exact decimal string")
     adjusts_month = serializers.CharField(allow_null=True, help_text="adjustments: the closed month, YYYY-MM")
     reason = serializers.CharField(allow_null=True, help_text="adjustments: late_event or reprice")
+    unpriced_calls = serializers.IntegerField(
+        allow_null=True,
+        help_text="calls with no price, so in no share (their cost is unknown, never $0): the agent's on an "
+        "allocation, the provider's on the unattributed row when it has no telemetry cost; null: adjustment",
+    )
 
     class Meta:
         ref_name = "ChargebackRow"
@@ -214,6 +219,9 @@ class ProviderChargeSerializer(serializers.Serializer):
     telemetry_usd = serializers.CharField()
     allocated_usd = serializers.CharField()
     unattributed_usd = serializers.CharField()
+    unpriced_calls = serializers.IntegerField(
+        help_text="the provider's calls in the month with no price: their cost is unknown, not in the shares"
+    )
 
     class Meta:
         ref_name = "ProviderCharge"
@@ -228,6 +236,7 @@ class ChargebackSerializer(serializers.Serializer):
     unattributed_usd = serializers.CharField()
     adjustments_usd = serializers.CharField()
     rounding = serializers.CharField()
+    unpriced_calls = serializers.IntegerField(help_text="calls with no price, every provider: cost unknown")
     providers = ProviderChargeSerializer(many=True)
     rows = ChargebackRowSerializer(many=True)
 
@@ -245,6 +254,7 @@ def chargeback_json(chargeback: Chargeback) -> dict:
         "unattributed_usd": exact(chargeback.unattributed_usd),
         "adjustments_usd": exact(chargeback.adjustments_usd),
         "rounding": ROUNDING,
+        "unpriced_calls": chargeback.unpriced_calls,
         "providers": [
             {
                 "provider": charge.basis.provider,
@@ -254,6 +264,7 @@ def chargeback_json(chargeback: Chargeback) -> dict:
                 "telemetry_usd": exact(charge.telemetry_usd),
                 "allocated_usd": exact(charge.allocated_usd),
                 "unattributed_usd": exact(charge.unattributed_usd),
+                "unpriced_calls": charge.unpriced_calls,
             }
             for charge in chargeback.providers
         ],
@@ -269,6 +280,7 @@ def chargeback_json(chargeback: Chargeback) -> dict:
                 "amount_usd": exact(row.amount_usd),
                 "adjusts_month": f"{row.adjusts_month:%Y-%m}" if row.adjusts_month else None,
                 "reason": row.reason,
+                "unpriced_calls": row.unpriced_calls,
             }
             for row in chargeback.rows
         ],
@@ -280,8 +292,9 @@ class ChargebackView(ScopedAPIView):
     cost statement, else telemetry cost: `basis` says which) allocated to teams and agents by their share
     of the provider's telemetry cost; lines naming no model, or a month without telemetry, are the
     `unattributed` row; adjustments shown in the month (late events, re-pricing of closed months) are rows
-    of their own. Amounts are exact and the rows sum exactly to `total_usd` (`rounding` says how).
-    `csv`: the rows as CSV; `focus`: FOCUS 1.2 columns plus `x_team` and `x_agent`."""
+    of their own. Amounts are exact and the rows sum exactly to `total_usd` (`rounding` says how). Calls with
+    no price are counted (`unpriced_calls`), never taken as $0: they are in no share.
+    `csv`: the rows as CSV; `focus`: FOCUS 1.2 columns plus `x_team`, `x_agent` and `x_unpriced_calls`."""
 
     permission_classes = [IsAuthenticated, BillingRead]
 

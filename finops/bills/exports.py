@@ -1,6 +1,7 @@
 """A month's chargeback as files: a plain CSV of its rows, and FOCUS 1.2 (the FinOps Open Cost and Usage
-Specification's columns, github.com/FinOps-Open-Cost-and-Usage-Spec/FOCUS_Spec) plus `x_team` and
-`x_agent`, which FinOps tools load as a cost dataset. Amounts are the chargeback's exact decimals; text
+Specification's columns, github.com/FinOps-Open-Cost-and-Usage-Spec/FOCUS_Spec) plus `x_team`,
+`x_agent` and `x_unpriced_calls` (calls with no price, in no share: their cost is unknown, never $0),
+which FinOps tools load as a cost dataset. Amounts are the chargeback's exact decimals; text
 that a spreadsheet would run as a formula (=, +, -, @, tab, return first) is prefixed with a quote, as
 the dashboard's CSVs are (dashboard/tables.py csv_value: the domain cannot import the dashboard).
 """
@@ -30,6 +31,7 @@ CSV_COLUMNS = (
     "amount_usd",
     "adjusts_month",
     "reason",
+    "unpriced_calls",
 )
 
 # FOCUS 1.2's columns (its column library, in alphabetical order), then this export's own
@@ -92,7 +94,7 @@ FOCUS_12_COLUMNS = (
     "SubAccountType",
     "Tags",
 )
-FOCUS_COLUMNS = (*FOCUS_12_COLUMNS, "x_team", "x_agent")
+FOCUS_COLUMNS = (*FOCUS_12_COLUMNS, "x_team", "x_agent", "x_unpriced_calls")
 PROVIDER_NAMES = {"openai": "OpenAI", "anthropic": "Anthropic", "google": "Google"}
 
 
@@ -139,6 +141,7 @@ def chargeback_csv(chargeback: Chargeback) -> str:
                 row.amount_usd,
                 f"{row.adjusts_month:%Y-%m}" if row.adjusts_month else None,
                 row.reason,
+                row.unpriced_calls,
             ]
             for row in chargeback.rows
         ),
@@ -152,7 +155,10 @@ def _description(row: ChargebackRow, month: date) -> str:
             "of telemetry cost"
         )
     if row.kind == "unattributed":
-        return f"{row.provider} {row.basis} for {month:%Y-%m} not attributed to a team (no telemetry, or no model)"
+        text = f"{row.provider} {row.basis} for {month:%Y-%m} not attributed to a team (no telemetry, or no model)"
+        if row.unpriced_calls:
+            text += f"; {row.unpriced_calls} calls with no price, cost unknown"
+        return text
     what = "late events" if row.reason == "late_event" else "re-pricing"
     return f"{row.provider} {what} of {row.adjusts_month:%Y-%m} (closed), charged in {month:%Y-%m}"
 
@@ -193,6 +199,7 @@ def _focus_row(row: ChargebackRow, chargeback: Chargeback) -> dict:
         "Tags": json.dumps(tags, sort_keys=True) if tags else None,
         "x_team": row.team,
         "x_agent": row.agent,
+        "x_unpriced_calls": row.unpriced_calls,
     }
 
 

@@ -6,14 +6,19 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import date
 from decimal import Decimal
 
 import pytest
+from django.db.models import Sum
 from rest_framework.test import APIClient
 
 from finops.accounts.services import api_token_create
 from finops.bills.chargeback import allocate
+from finops.bills.closing import month_close
 from finops.bills.exports import FOCUS_12_COLUMNS
+from finops.bills.models import ClosedMonthRollup
+from finops.ledger.models import DailyRollup
 from tests.bills.conftest import call, send, statement_line, usd_of
 from tests.conftest import Api
 from tests.factories import MembershipFactory, TeamFactory, UserFactory
@@ -185,7 +190,7 @@ def test_focus_has_the_12_columns_and_team_and_agent(finops_client, three_to_one
     response = chargeback(finops_client, format="focus")
 
     reader = csv.DictReader(io.StringIO(response.content.decode()))
-    assert reader.fieldnames == [*FOCUS_12_COLUMNS, "x_team", "x_agent"]
+    assert reader.fieldnames == [*FOCUS_12_COLUMNS, "x_team", "x_agent", "x_unpriced_calls"]
     assert len(FOCUS_12_COLUMNS) == 57 and {"BilledCost", "EffectiveCost", "InvoiceIssuerName"} <= set(
         FOCUS_12_COLUMNS
     )
@@ -233,3 +238,139 @@ def test_only_the_organisation_reads_it(db, three_to_one):
     assert Api(team_token).get("/api/v1/chargeback", month=OCTOBER).status_code == 404
     assert Api(org_token).get("/api/v1/chargeback", month=OCTOBER).status_code == 200
     assert Api().get("/api/v1/chargeback", month=OCTOBER).status_code == 401
+
+
+# --- calls with no price: counted, in no share, never $0 ---
+
+UNKNOWN_OPENAI = "openai-mystery-1"  # a model the price catalog does not know
+
+
+def acme_call(event_id: str, day: str, team: str, agent: str) -> dict:
+    return {**call(event_id, day, team, agent, 1_000), "provider": "acme", "model": "acme-large-2"}
+
+
+@pytest.fixture
+def with_unpriced(api):
+    """October, openai: support/triage 3M priced input tokens ($7.50) and 2 calls of a model with no
+    price; research/extractor 1M ($2.50); research/scraper 3 calls, none priced. acme: 2 calls of
+    research/scraper, none priced (acme has no price at all)."""
+    send(
+        api,
+        call("u1", "2026-10-05", "support", "triage", 3_000_000),
+        call("u2", "2026-10-06", "support", "triage", 500_000, model=UNKNOWN_OPENAI),
+        call("u3", "2026-10-07", "support", "triage", 500_000, model=UNKNOWN_OPENAI),
+        call("u4", "2026-10-07", "research", "extractor", 1_000_000),
+        call("u5", "2026-10-08", "research", "scraper", 700_000, model=UNKNOWN_OPENAI),
+        call("u6", "2026-10-09", "research", "scraper", 700_000, model=UNKNOWN_OPENAI),
+        call("u7", "2026-10-10", "research", "scraper", 700_000, model=UNKNOWN_OPENAI),
+        acme_call("u8", "2026-10-11", "research", "scraper"),
+        acme_call("u9", "2026-10-12", "research", "scraper"),
+    )
+    # the ingest path counted them as unpriced, at no cost (the premise of everything below)
+    unknown = DailyRollup.objects.filter(model__in=[UNKNOWN_OPENAI, "acme-large-2"])
+    assert unknown.aggregate(calls=Sum("calls"), unpriced=Sum("unpriced_calls"), usd=Sum("cost_usd")) == {
+        "calls": 7,
+        "unpriced": 7,
+        "usd": 0,
+    }
+    statement_line(day="2026-10-31", amount="70")  # gpt-4o
+    statement_line(day="2026-10-31", amount="30.01", model=UNKNOWN_OPENAI)  # priced by openai, not by us
+    statement_line(day="2026-10-15", amount="12.34", model="acme-large-2", provider="acme")
+
+
+def unpriced_expected() -> dict:
+    """Every row worked out here: openai's $100.01 of model lines by the priced telemetry 7.50 : 2.50
+    (the unpriced calls weigh nothing); acme, with no telemetry cost, all unattributed."""
+    telemetry = usd_of(3_000_000) + usd_of(1_000_000)
+    triage = (Decimal("100.01") * usd_of(3_000_000) / telemetry).quantize(Decimal("1e-12"))
+    extractor = (Decimal("100.01") * usd_of(1_000_000) / telemetry).quantize(Decimal("1e-12"))
+    assert triage + extractor == Decimal("100.01")  # 75.0075 and 25.0025: no residue to place
+    return {
+        ("allocation", "openai", "research", "extractor"): (extractor, 0),
+        ("allocation", "openai", "research", "scraper"): (Decimal(0), 3),
+        ("allocation", "openai", "support", "triage"): (triage, 2),
+        ("unattributed", "acme", None, None): (Decimal("12.34"), 2),
+    }
+
+
+def test_unpriced_calls_are_counted_on_their_rows_and_left_out_of_the_shares(finops_client, with_unpriced):
+    body = chargeback(finops_client).json()
+
+    assert {
+        (row["kind"], row["provider"], row["team"], row["agent"]): (
+            Decimal(row["amount_usd"]),
+            row["unpriced_calls"],
+        )
+        for row in body["rows"]
+    } == unpriced_expected()
+    assert len(body["rows"]) == 4
+    scraper = next(row for row in body["rows"] if row["agent"] == "scraper")
+    assert (scraper["share"], scraper["telemetry_usd"]) == (0, "0")
+    triage = next(row for row in body["rows"] if row["agent"] == "triage")
+    assert (triage["share"], Decimal(triage["telemetry_usd"])) == (0.75, usd_of(3_000_000))
+    providers = {provider["provider"]: provider for provider in body["providers"]}
+    assert {name: provider["unpriced_calls"] for name, provider in providers.items()} == {
+        "acme": 2,
+        "openai": 5,
+    }
+    assert (providers["acme"]["telemetry_usd"], providers["acme"]["unattributed_usd"]) == ("0", "12.34")
+    assert Decimal(providers["openai"]["telemetry_usd"]) == usd_of(4_000_000)
+    assert body["unpriced_calls"] == 7
+    assert Decimal(body["total_usd"]) == rows_sum(body) == Decimal("112.35")
+
+
+def test_a_provider_with_only_unpriced_calls_and_no_statement_shows_them_at_zero(finops_client, api):
+    send(api, acme_call("z1", "2026-10-11", "research", "scraper"))
+
+    body = chargeback(finops_client).json()
+
+    (row,) = body["rows"]
+    assert (row["kind"], row["provider"], row["amount_usd"], row["unpriced_calls"]) == (
+        "unattributed",
+        "acme",
+        "0",
+        1,
+    )
+    (provider,) = body["providers"]
+    assert (provider["basis"], provider["total_usd"], provider["unpriced_calls"]) == ("telemetry", "0", 1)
+    assert (body["total_usd"], body["unpriced_calls"]) == ("0", 1)
+
+
+def test_csv_and_focus_carry_the_unpriced_calls(finops_client, with_unpriced):
+    expected = unpriced_expected()
+
+    csv_rows = list(csv.DictReader(io.StringIO(chargeback(finops_client, format="csv").content.decode())))
+    focus = csv.DictReader(io.StringIO(chargeback(finops_client, format="focus").content.decode()))
+
+    assert {
+        (row["kind"], row["provider"], row["team"] or None, row["agent"] or None): (
+            Decimal(row["amount_usd"]),
+            int(row["unpriced_calls"]),
+        )
+        for row in csv_rows
+    } == expected
+    assert focus.fieldnames == [*FOCUS_12_COLUMNS, "x_team", "x_agent", "x_unpriced_calls"]
+    focus_rows = list(focus)
+    assert {
+        (row["BillingAccountId"], row["x_team"] or None, row["x_agent"] or None): (
+            Decimal(row["BilledCost"]),
+            int(row["x_unpriced_calls"]),
+        )
+        for row in focus_rows
+    } == {key[1:]: value for key, value in expected.items()}
+    assert sum(Decimal(row["BilledCost"]) for row in focus_rows) == Decimal("112.35")
+
+
+def test_a_closed_month_keeps_its_unpriced_calls_and_figures(finops_client, finops_user, api, with_unpriced):
+    before = chargeback(finops_client).json()
+
+    month_close(principal=finops_user, month=date(2026, 10, 1), reason="final")
+    assert ClosedMonthRollup.objects.filter(month=date(2026, 10, 1)).aggregate(
+        unpriced=Sum("unpriced_calls")
+    ) == {"unpriced": 7}
+    # a late call of the closed month, unpriced, changes nothing in it
+    send(api, call("late", "2026-10-20", "research", "scraper", 1_000, model=UNKNOWN_OPENAI))
+    after = chargeback(finops_client).json()
+
+    assert after["state"] == "closed"
+    assert {**after, "state": "open"} == before
