@@ -17,7 +17,7 @@ from django.views.decorators.http import require_http_methods
 
 from dashboard.tables import Column, Table, render_page
 from finops.accounts.selectors import principal_manages_billing
-from finops.bills.chargeback import ROUNDING, Chargeback, chargeback_for_month
+from finops.bills.chargeback import ROUNDING, Chargeback, ChargebackRow, chargeback_for_month
 from finops.bills.closing import MonthNotEnded, MonthStateConflict, month_close, month_reopen
 from finops.bills.months import MonthError, MonthRow, month_of, month_parse, months_listed
 
@@ -66,6 +66,7 @@ def providers_table(chargeback: Chargeback) -> Table:
             Column("Telemetry cost", "usd", align="usd"),
             Column("Allocated", "usd", align="usd"),
             Column("Unattributed", "usd", align="usd"),
+            Column("Unpriced calls", "count"),
             Column("Why this basis"),
         ],
         rows=[
@@ -76,10 +77,12 @@ def providers_table(chargeback: Chargeback) -> Table:
                 charge.telemetry_usd,
                 charge.allocated_usd,
                 charge.unattributed_usd,
+                charge.unpriced_calls,
                 charge.basis.basis_note,
             ]
             for charge in chargeback.providers
         ],
+        row_classes=["unpriced" if charge.unpriced_calls else "" for charge in chargeback.providers],
         empty="No provider has a call, a statement or an invoice in this month.",
     )
 
@@ -99,6 +102,7 @@ def chargeback_table(chargeback: Chargeback) -> Table:
             Column("Amount", "usd", align="usd"),
             Column("Adjusts"),
             Column("Reason"),
+            Column("Unpriced calls", "count"),
         ],
         rows=[
             [
@@ -112,13 +116,32 @@ def chargeback_table(chargeback: Chargeback) -> Table:
                 row.amount_usd,
                 f"{row.adjusts_month:%Y-%m}" if row.adjusts_month else None,
                 row.reason,
+                row.unpriced_calls,
             ]
             for row in chargeback.rows
         ],
-        foot=["Total", "", "", "", "", None, None, chargeback.total_usd, None, None],
-        row_classes=["warn-text" if row.kind == "unattributed" else "" for row in chargeback.rows],
+        foot=[
+            "Total",
+            "",
+            "",
+            "",
+            "",
+            None,
+            None,
+            chargeback.total_usd,
+            None,
+            None,
+            chargeback.unpriced_calls,
+        ],
+        row_classes=[_row_class(row) for row in chargeback.rows],
         empty="Nothing to charge back in this month.",
     )
+
+
+def _row_class(row: ChargebackRow) -> str:
+    # a row with unpriced calls is marked: its share leaves out calls whose cost is unknown
+    classes = ["warn-text" if row.kind == "unattributed" else "", "unpriced" if row.unpriced_calls else ""]
+    return " ".join(name for name in classes if name)
 
 
 def teams_table(chargeback: Chargeback) -> Table:
@@ -211,5 +234,6 @@ def months_page(request):
         "csv_url": f"{api}&format=csv",
         "focus_url": f"{api}&format=focus",
         "rounding": ROUNDING,
+        "unpriced": chargeback.unpriced_providers(),
     }
     return render_page(request, "dashboard/months.html", context, page="months")

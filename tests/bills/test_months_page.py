@@ -104,3 +104,32 @@ def test_the_finops_home_says_whether_last_month_is_closed(finops_user):
     text = client.get("/home/").content.decode()
     assert 'id="last-month-state">Closed' in text
     assert f'href="/months/?month={last_month:%Y-%m}"' in text
+
+
+def test_unpriced_calls_are_a_warning_naming_the_provider_and_their_rows_are_marked(finops_user, api):
+    send(
+        api,
+        call("q1", "2026-10-05", "support", "triage", 3_000_000),
+        call("q2", "2026-10-05", "research", "scraper", 1_000, model="openai-mystery-1"),
+        call("q3", "2026-10-06", "research", "scraper", 1_000, model="openai-mystery-1"),
+    )
+    statement_line(day="2026-10-09", amount="100")
+    client = page_client(finops_user)
+
+    text = client.get("/months/", {"month": "2026-10"}).content.decode()
+
+    warning = text.split('id="unpriced-warning"')[1].split("</p>")[0]
+    assert "2 calls of openai" in warning and "cost is unknown" in warning
+    rows = text.split('id="table-chargeback"')[1].split("</table>")[0]
+    (marked,) = [row for row in rows.split("<tr")[1:] if 'class="unpriced"' in row]
+    assert "scraper" in marked and "$0.00" in marked
+    exported = client.get("/months/", {"month": "2026-10", "export": "chargeback"})
+    lines = list(csv.reader(io.StringIO(b"".join(exported.streaming_content).decode())))
+    assert lines[0][-1] == "Unpriced calls"
+    assert {line[3]: line[-1] for line in lines[1:-1]} == {"triage": "0", "scraper": "2"}
+
+
+def test_a_month_without_unpriced_calls_has_no_warning(finops_user, api):
+    send(api, call("r1", "2026-10-05", "support", "triage", 1_000_000))
+    text = page_client(finops_user).get("/months/", {"month": "2026-10"}).content.decode()
+    assert 'id="unpriced-warning"' not in text and 'class="unpriced"' not in text
