@@ -103,7 +103,10 @@ def database_settings(url: str) -> dict:
         "HOST": host,
         "PORT": str(parsed.port or ""),
         "OPTIONS": query,
-        "CONN_MAX_AGE": 60,
+        # a server thread keeps its connection ten minutes (checked before reuse): each new one costs a
+        # backend start and the guard check's statement and functions prepared again, a stall of tens of
+        # ms for the requests behind it, which at 60 s came eight times a minute (bench/guard.py)
+        "CONN_MAX_AGE": 600,
         "CONN_HEALTH_CHECKS": True,
     }
 
