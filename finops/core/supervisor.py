@@ -28,6 +28,11 @@ from finops import embedded
 DEFAULT_PORT = 8000
 WEB_HOST = "127.0.0.1"
 WEB_WORKERS = 2
+# gunicorn's threaded workers, which keep a client's connection open between requests: an agent (or its
+# gateway) asks the guard check before every LLM call, and a new connection per request costs more than
+# the check (bench/guard.py measures this configuration)
+WEB_THREADS = 4
+WEB_KEEP_ALIVE_SECONDS = 30
 WORKER_QUEUES = ("default", "ingest", "pricing", "alerts")
 WEB_READY_TIMEOUT_SECONDS = 90.0
 CHILD_STOP_TIMEOUT_SECONDS = 20.0
@@ -207,6 +212,10 @@ def children_define(*, port: int, data_dir: Path) -> list[Child]:
                 f"{WEB_HOST}:{port}",
                 "--workers",
                 str(WEB_WORKERS),
+                "--threads",
+                str(WEB_THREADS),
+                "--keep-alive",
+                str(WEB_KEEP_ALIVE_SECONDS),
                 "--graceful-timeout",
                 "10",
                 "--access-logfile",
