@@ -36,6 +36,9 @@ from pathlib import Path
 import psycopg
 from scratch import free_port, scratch_database_create
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from finops.core import supervisor  # noqa: E402  (the project root on the path first)
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
 ESTIMATE_USD = Decimal("0.01")
@@ -307,8 +310,7 @@ def server_command(args, port: int) -> list[str]:
     return [
         sys.executable, "-m", "gunicorn", "finops.wsgi", "--bind", f"127.0.0.1:{port}",
         "--workers", str(args.workers), "--threads", str(args.threads), "--log-level", "warning",
-        # a gateway keeps its connections to finops open; gunicorn's default closes one idle 2 s
-        "--keep-alive", "30",
+        "--keep-alive", str(supervisor.WEB_KEEP_ALIVE_SECONDS),
     ]  # fmt: skip
 
 
@@ -342,8 +344,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--rate", type=float, default=500, help="guard checks/s (and trivial requests/s)")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=4)
+    # finops up's web server by default (finops.core.supervisor), as a user runs it
+    parser.add_argument("--workers", type=int, default=supervisor.WEB_WORKERS)
+    parser.add_argument("--threads", type=int, default=supervisor.WEB_THREADS)
     parser.add_argument("--calls", type=int, default=50_000, help="calls in the ledger before the run")
     parser.add_argument("--sequential", type=int, default=500, help="requests of each, one at a time")
     parser.add_argument(
