@@ -16,8 +16,8 @@ months) are rows of their own, on top of the bases.
 Unpriced calls (a model finops has no price for) cost nothing in the telemetry, so they cannot weigh in
 a share: they are counted, never taken as $0. Every allocation row carries its team/agent's
 `unpriced_calls`; an agent whose calls of the provider are all unpriced still gets a row (amount 0,
-share 0) so it is seen; a provider with unpriced calls but no telemetry cost has everything on its
-unattributed row, which then counts them. A provider's rows' `unpriced_calls` sum to its own.
+share 0) so it is seen, also when the provider has no priced telemetry at all (its whole amount is then
+unattributed). A provider's rows' `unpriced_calls` sum to its own.
 
 Rounding: amounts are exact decimals. Each allocation is rounded half-even to 1e-12 USD (the ledger's
 precision) and the provider's rounding residue (a few 1e-12 at most) goes to its largest allocation,
@@ -78,8 +78,8 @@ class ChargebackRow:
     share: Decimal | None = None  # of the provider's telemetry cost
     adjusts_month: date | None = None  # adjustments: the closed month whose cost it is
     reason: str | None = None  # adjustments: late_event | reprice
-    # calls of the provider in the month with no price, so in no share: the team/agent's (allocations),
-    # the provider's when it has no telemetry cost (unattributed); None on adjustments (not counted)
+    # the team/agent's calls of the provider in the month with no price, so in no share (0 on the
+    # unattributed row, None on adjustments: not counted there)
     unpriced_calls: int | None = None
 
 
@@ -265,37 +265,34 @@ def chargeback_for_month(*, month: date, materialise: bool = True) -> Chargeback
         priced = [row for row in agents if row["usd"] > 0]
         telemetry_usd = sum((row["usd"] for row in priced), ZERO)
         unpriced_calls = sum(row["unpriced"] for row in agents)
-        rows = []
-        if telemetry_usd > 0:
-            # only priced cost weighs; an all-unpriced agent gets 0 (its row shows its unpriced calls)
-            amounts = iter(allocate(basis.token_usd, [row["usd"] for row in priced]))
-            for row in agents:
-                rows.append(
-                    ChargebackRow(
-                        kind="allocation",
-                        provider=basis.provider,
-                        amount_usd=next(amounts) if row["usd"] > 0 else ZERO,
-                        team=row["team__slug"],
-                        team_name=row["team__name"],
-                        agent=row["agent__name"],
-                        basis=basis.basis,
-                        telemetry_usd=row["usd"],
-                        share=row["usd"] / telemetry_usd,
-                        unpriced_calls=row["unpriced"],
-                    )
-                )
+        # only priced cost weighs; an agent whose calls are all unpriced gets 0, and with no priced
+        # telemetry at all every agent does: its row still says which agent made the unpriced calls
+        amounts = iter(allocate(basis.token_usd, [row["usd"] for row in priced]) if telemetry_usd > 0 else ())
+        rows = [
+            ChargebackRow(
+                kind="allocation",
+                provider=basis.provider,
+                amount_usd=next(amounts) if telemetry_usd > 0 and row["usd"] > 0 else ZERO,
+                team=row["team__slug"],
+                team_name=row["team__name"],
+                agent=row["agent__name"],
+                basis=basis.basis,
+                telemetry_usd=row["usd"],
+                share=row["usd"] / telemetry_usd if telemetry_usd > 0 else ZERO,
+                unpriced_calls=row["unpriced"],
+            )
+            for row in agents
+        ]
         allocated = sum((row.amount_usd for row in rows), ZERO)
         unattributed = basis.total_usd - allocated
-        # no telemetry cost to share by: the unpriced calls are on the unattributed row, which says so
-        unattributed_unpriced = 0 if telemetry_usd > 0 else unpriced_calls
-        if unattributed or unattributed_unpriced:
+        if unattributed:
             rows.append(
                 ChargebackRow(
                     kind="unattributed",
                     provider=basis.provider,
                     amount_usd=unattributed,
                     basis=basis.basis,
-                    unpriced_calls=unattributed_unpriced,
+                    unpriced_calls=0,
                 )
             )
         result.rows.extend(rows)

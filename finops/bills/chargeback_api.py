@@ -203,8 +203,8 @@ class ChargebackRowSerializer(serializers.Serializer):
     reason = serializers.CharField(allow_null=True, help_text="adjustments: late_event or reprice")
     unpriced_calls = serializers.IntegerField(
         allow_null=True,
-        help_text="calls with no price, so in no share (their cost is unknown, never $0): the agent's on an "
-        "allocation, the provider's on the unattributed row when it has no telemetry cost; null: adjustment",
+        help_text="the agent's calls with no price, so in no share (their cost is unknown, never $0); 0 on "
+        "the unattributed row, null on adjustments",
     )
 
     class Meta:

@@ -155,10 +155,7 @@ def _description(row: ChargebackRow, month: date) -> str:
             "of telemetry cost"
         )
     if row.kind == "unattributed":
-        text = f"{row.provider} {row.basis} for {month:%Y-%m} not attributed to a team (no telemetry, or no model)"
-        if row.unpriced_calls:
-            text += f"; {row.unpriced_calls} calls with no price, cost unknown"
-        return text
+        return f"{row.provider} {row.basis} for {month:%Y-%m} not attributed to a team (no telemetry, or no model)"
     what = "late events" if row.reason == "late_event" else "re-pricing"
     return f"{row.provider} {what} of {row.adjusts_month:%Y-%m} (closed), charged in {month:%Y-%m}"
 

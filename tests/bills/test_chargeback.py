@@ -280,7 +280,8 @@ def with_unpriced(api):
 
 def unpriced_expected() -> dict:
     """Every row worked out here: openai's $100.01 of model lines by the priced telemetry 7.50 : 2.50
-    (the unpriced calls weigh nothing); acme, with no telemetry cost, all unattributed."""
+    (the unpriced calls weigh nothing); acme, with no priced telemetry, all unattributed, and its
+    unpriced calls on the row of the agent that made them."""
     telemetry = usd_of(3_000_000) + usd_of(1_000_000)
     triage = (Decimal("100.01") * usd_of(3_000_000) / telemetry).quantize(Decimal("1e-12"))
     extractor = (Decimal("100.01") * usd_of(1_000_000) / telemetry).quantize(Decimal("1e-12"))
@@ -289,7 +290,8 @@ def unpriced_expected() -> dict:
         ("allocation", "openai", "research", "extractor"): (extractor, 0),
         ("allocation", "openai", "research", "scraper"): (Decimal(0), 3),
         ("allocation", "openai", "support", "triage"): (triage, 2),
-        ("unattributed", "acme", None, None): (Decimal("12.34"), 2),
+        ("allocation", "acme", "research", "scraper"): (Decimal(0), 2),
+        ("unattributed", "acme", None, None): (Decimal("12.34"), 0),
     }
 
 
@@ -303,8 +305,8 @@ def test_unpriced_calls_are_counted_on_their_rows_and_left_out_of_the_shares(fin
         )
         for row in body["rows"]
     } == unpriced_expected()
-    assert len(body["rows"]) == 4
-    scraper = next(row for row in body["rows"] if row["agent"] == "scraper")
+    assert len(body["rows"]) == 5
+    scraper = next(row for row in body["rows"] if row["agent"] == "scraper" and row["provider"] == "openai")
     assert (scraper["share"], scraper["telemetry_usd"]) == (0, "0")
     triage = next(row for row in body["rows"] if row["agent"] == "triage")
     assert (triage["share"], Decimal(triage["telemetry_usd"])) == (0.75, usd_of(3_000_000))
@@ -325,9 +327,10 @@ def test_a_provider_with_only_unpriced_calls_and_no_statement_shows_them_at_zero
     body = chargeback(finops_client).json()
 
     (row,) = body["rows"]
-    assert (row["kind"], row["provider"], row["amount_usd"], row["unpriced_calls"]) == (
-        "unattributed",
+    assert (row["kind"], row["provider"], row["agent"], row["amount_usd"], row["unpriced_calls"]) == (
+        "allocation",
         "acme",
+        "scraper",
         "0",
         1,
     )
