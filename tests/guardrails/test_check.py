@@ -420,3 +420,25 @@ def test_the_check_sets_its_own_transactions_commit_mode(api, support, durable):
         cursor.execute("SHOW synchronous_commit")
         assert cursor.fetchone()[0] == ("on" if durable else "off")
     assert session == "on"
+
+
+def test_the_checks_statements_are_planned_once_per_session(api, support):
+    """Every statement the check runs inside guardrails_guard (its own, guardrails_release's, and the
+    reservation trigger's through guardrails_reserved_add) keeps one plan for the session (migration
+    0006), whatever the session's plan_cache_mode: re-planning them was most of a check's database CPU.
+    PostgreSQL reports each planning as a PLANNER STATISTICS message, logged here from inside the
+    function only (the test's transaction undoes the ALTER)."""
+    allowance_create(principal=None, team=support, agent=None, window="day", limit_usd=Decimal("100"))
+    planned = []
+    raw = connection.connection
+    raw.add_notice_handler(lambda notice: planned.append(notice.message_primary))
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER FUNCTION guardrails_guard SET log_planner_stats = on")
+        cursor.execute("SET LOCAL client_min_messages = log")
+        cursor.execute("SET LOCAL plan_cache_mode = force_custom_plan")  # the worst a session can ask
+        for _ in range(3):  # each statement's one planning
+            check(api, task_id="run-1", estimated_cost_usd="0.01")
+        planned.clear()
+        answers = [check(api, task_id="run-1", estimated_cost_usd="0.01") for _ in range(10)]
+    assert [answer["decision"] for answer in answers] == ["allow"] * 10  # reserved each time: the trigger ran
+    assert planned == []
