@@ -2,18 +2,19 @@
 
     .venv/bin/python bench/guard.py [--seconds 60] [--rate 500]
 
-Starts gunicorn on a fresh database holding calls, one allowance (a dollar limit that the run's
-estimates pass halfway) and an agent kill switch, then drives, side by side in the same run and from
-processes of their own, POST /api/v1/guard/check and a trivial authenticated endpoint at --rate
-requests/s each, open loop, over kept-alive connections. The trivial endpoint is GET /api/v1/whoami
-(--trivial whoami, the default): the same server, middleware and token check as the guard check, so the
-difference is the check's own cost; --trivial teams takes GET /api/v1/teams/<slug> (a DRF viewset)
-instead. One at a time, before the timed run, all three are timed for comparison; then --warmup seconds
-of the same load, not timed, so that every server thread has opened its database connection. Prints p50,
-p95 and p99 of both and the difference, the spend the checks allowed against the limit, and the
-pg_stat_user_tables scan counters of the calls table (its partitions) over the run: the guard check
-reads none of it. Uses DATABASE_URL if set, else the embedded PostgreSQL under bench/out/data; the
-database is created for the run and dropped at the end.
+Starts the web server (granian, as `finops up` runs it; --server gunicorn to compare) on a fresh database
+holding calls, one allowance (a dollar limit that the run's estimates pass halfway) and an agent kill
+switch, then drives, side by side in the same run and from processes of their own, POST /api/v1/guard/check
+and a trivial authenticated endpoint at --rate requests/s each, open loop, over kept-alive connections. The
+trivial endpoint is GET /api/v1/whoami (--trivial whoami, the default): the same server, middleware and
+token check as the guard check, so the difference is the check's own cost; --trivial teams takes GET
+/api/v1/teams/<slug> (a DRF viewset) instead. One at a time, before the timed run, all three are timed for
+comparison; then --warmup seconds of the same load, not timed, so that every server thread has opened its
+database connection. Prints p50, p95 and p99 of both and the difference, the spend the checks allowed
+against the limit, and the pg_stat_user_tables scan counters of the calls table (its partitions) over the
+run: the guard check reads none of it. The server's access log is off (`finops up` keeps it on). Uses
+DATABASE_URL if set, else the embedded PostgreSQL under bench/out/data; the database is created for the run
+and dropped at the end.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import argparse
 import asyncio
 import collections
 import http.client
+import importlib.util
 import json
 import multiprocessing
 import os
@@ -275,7 +277,8 @@ def _process_cpu(pid: int) -> float:
 
 
 def cpu_seconds(master: int, url: str) -> dict[str, float]:
-    """CPU seconds so far of the gunicorn workers, the database's backends, and the whole machine (busy)."""
+    """CPU seconds so far of the web server (main process and workers), the database's backends, and the
+    whole machine (busy)."""
     children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
     with psycopg.connect(url, autocommit=True) as connection:
         backends = [
@@ -299,18 +302,16 @@ def cpu_spent(before: dict, after: dict, part: str) -> float:
 
 
 def server_command(args, port: int) -> list[str]:
-    """The web server finops serves with (gunicorn, as `finops up` and deploy/ run it), or granian (a
-    server whose HTTP is in Rust) for comparison: the same WSGI application, finops.wsgi."""
+    """The web server finops serves with (granian, as `finops up` runs it: supervisor.web_command, its
+    access log off), or gunicorn's threaded workers for comparison: the same WSGI application."""
     if args.server == "granian":
-        return [
-            sys.executable, "-m", "granian", "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(port),
-            "--workers", str(args.workers), "--blocking-threads", str(args.threads), "--log-level", "warning",
-            "finops.wsgi:application",
-        ]  # fmt: skip
+        return supervisor.web_command(
+            port=port, workers=args.workers, threads=args.threads, access_log=False, log_level="warning"
+        )
     return [
         sys.executable, "-m", "gunicorn", "finops.wsgi", "--bind", f"127.0.0.1:{port}",
         "--workers", str(args.workers), "--threads", str(args.threads), "--log-level", "warning",
-        "--keep-alive", str(supervisor.WEB_KEEP_ALIVE_SECONDS),
+        "--keep-alive", "30",
     ]  # fmt: skip
 
 
@@ -358,7 +359,10 @@ def main() -> None:
     )
     parser.add_argument("--trivial", choices=sorted(TRIVIAL), default="whoami", help="the endpoint beside it")
     parser.add_argument(
-        "--server", choices=["gunicorn", "granian"], default="gunicorn", help="granian: pip install granian"
+        "--server",
+        choices=["granian", "gunicorn"],
+        default="granian",
+        help="granian: finops's own; gunicorn (threaded workers, kept alive 30 s) to compare, if installed",
     )
     parser.add_argument(
         "--trivial-rate",
@@ -367,6 +371,8 @@ def main() -> None:
         help="requests/s of the trivial endpoint (default: --rate)",
     )
     args = parser.parse_args()
+    if args.server == "gunicorn" and importlib.util.find_spec("gunicorn") is None:
+        parser.error("--server gunicorn: gunicorn is not installed here; pip install gunicorn")
     trivial_rate = args.trivial_rate or args.rate
     OUT.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
@@ -381,7 +387,7 @@ def main() -> None:
     env["FINOPS_RESERVATION_TTL"] = "86400"
     # the limit is passed halfway through the run: the second half answers deny
     limit = ESTIMATE_USD * int((args.rate * (args.warmup + args.seconds) + args.sequential) / 2)
-    gunicorn = None
+    server = None
     try:
         say(f"== database {database}; migrating, {args.calls:,} calls, an allowance of ${limit}")
         subprocess.run([sys.executable, "-m", "finops.cli", "migrate", "-v0"], env=env, cwd=ROOT, check=True)
@@ -394,7 +400,7 @@ def main() -> None:
             check=True,
         ).stdout.split()[-1]
         port = free_port()
-        gunicorn = subprocess.Popen(server_command(args, port), env=env, cwd=ROOT)
+        server = subprocess.Popen(server_command(args, port), env=env, cwd=ROOT)
         deadline = time.time() + 60
         while time.time() < deadline:
             try:
@@ -429,13 +435,13 @@ def main() -> None:
         if args.warmup:
             say(f"== {args.warmup:.0f} s of warm-up at the same rates (not timed)")
             drive_in_process(port, streams, args.warmup)
-        cpu_before = cpu_seconds(gunicorn.pid, url)
+        cpu_before = cpu_seconds(server.pid, url)
         answered, driver_cpu, connections = drive_in_process(port, streams, args.seconds)
         results = {
             name: (latencies, answers, Decimal(allowed))
             for name, (latencies, answers, allowed) in answered.items()
         }
-        cpu_after = cpu_seconds(gunicorn.pid, url)
+        cpu_after = cpu_seconds(server.pid, url)
         time.sleep(1.5)  # statistics reach pg_stat_user_tables within a second
         seq_after, idx_after = calls_scans(url)
         say("")
@@ -499,9 +505,9 @@ def main() -> None:
         if reserved > limit:
             raise SystemExit("allowed spend passed the limit")
     finally:
-        if gunicorn is not None:
-            gunicorn.send_signal(signal.SIGTERM)
-            gunicorn.wait(timeout=30)
+        if server is not None:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=30)
         scratch.drop()
 
 

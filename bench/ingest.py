@@ -7,8 +7,9 @@ Side by side, in one run, against one database:
   2. import: `finops import FILE` of the events as JSONL (validate → price → dedupe → write with
      rollups), as a separate process whose memory and CPU are sampled; its rate is the one the import
      reports (reading the file to the last commit), beside the rate from process start to exit;
-  3. HTTP: POST /api/v1/events in batches of 1,000 to a gunicorn server (2 workers), from sending
-     processes keeping 2 requests in flight (--http-in-flight);
+  3. HTTP: POST /api/v1/events in batches of 1,000 to the web server as `finops up` runs it
+     (granian, 2 workers, access log off), from sending processes keeping 2 requests in flight
+     (--http-in-flight);
   4. tasks: POST /api/v1/tasks of --tasks outcomes in batches of --tasks-batch, to the same kind of
      server (--only-tasks runs this one alone).
 Uses DATABASE_URL if set, else the embedded PostgreSQL under bench/out/data. A fresh database is
@@ -26,7 +27,6 @@ import os
 import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -38,6 +38,9 @@ from queue import Empty
 import psutil
 import psycopg
 from scratch import free_port, scratch_database_create
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from finops.core import supervisor  # noqa: E402  (the project root on the path first)
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
@@ -322,28 +325,16 @@ def run_http(
         .splitlines()[-1]
     )
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "finops.wsgi",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "2",
-            "--timeout",
-            "300",
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-        cwd=ROOT,
+        supervisor.web_command(port=port, access_log=False, log_level="warning"), env=env, cwd=ROOT
     )
     try:
         deadline = time.time() + 60
-        while time.time() < deadline:
+        while time.time() < deadline:  # a worker answers (the port is open before any worker is)
             try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                ready = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                ready.request("GET", "/api/v1/teams")
+                ready.getresponse().read()
+                ready.close()
                 break
             except OSError:
                 time.sleep(0.2)

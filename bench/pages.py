@@ -6,11 +6,12 @@ every figure.
 A fresh database holds a year of traffic of 50 agents in 5 teams (bench/ledger.py: calls, daily rollups,
 task aggregates and, by ledger_task's triggers, per-day task rollups), 20 allowances and 40 alert rules
 evaluated once (so the alert pages have alerts to list). The pages are requested over real HTTP from a
-real server: gunicorn as `finops up` runs it (2 workers), logged in as a superuser (every team), one
-request at a time. Every page of dashboard/urls.py that answers GET is requested (those taking an id with
-one of the bench's objects) for each window: last 7 days, 30 days, this month, 90 days and a year (the
-pages' whole UTC days, today included), `GET /api/v1/kpis` for the same lengths ending now (ragged edges)
-with an org-wide token. Each figure is the p95 of --requests requests after two unmeasured ones.
+real server: granian as `finops up` runs it (its workers and threads; access log off), logged in as a
+superuser (every team), one request at a time. Every page of dashboard/urls.py that answers GET is
+requested (those taking an id with one of the bench's objects) for each window: last 7 days, 30 days, this
+month, 90 days and a year (the pages' whole UTC days, today included), `GET /api/v1/kpis` for the same
+lengths ending now (ragged edges) with an org-wide token. Each figure is the p95 of --requests requests
+after two unmeasured ones.
 
 Beside each: the same KPIs of the same scope and window by a plain GROUP BY over ledger_call and
 ledger_task (best of two runs), checked in the run: equal to the API's JSON for its window, and shown by
@@ -38,6 +39,9 @@ from urllib.parse import urlencode
 
 from ledger import ledger_ready, say, table_scans
 from scratch import free_port, run_database
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from finops.core import supervisor  # noqa: E402  (the project root on the path first)
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
@@ -246,7 +250,7 @@ def main() -> None:
     os.environ.setdefault("FINOPS_PLAIN_HTTP", "1")
     sys.path.insert(0, str(ROOT))
     scratch = run_database(prefix="finops_bench_pages", reuse=args.reuse)
-    gunicorn = None
+    server = None
     try:
         now = ledger_ready(new=scratch is not None, calls=args.calls)
         from django.db import connection
@@ -257,20 +261,8 @@ def main() -> None:
             calls, tasks = cursor.fetchone()
             cursor.execute("VACUUM ANALYZE")
         port = free_port()
-        gunicorn = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "finops.wsgi",
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--workers",
-                "2",
-                "--log-level",
-                "warning",
-            ],
-            cwd=ROOT,
+        server = subprocess.Popen(
+            supervisor.web_command(port=port, access_log=False, log_level="warning"), cwd=ROOT
         )
         page_client = Client(port, {"Cookie": f"sessionid={session}"})
         api_client = Client(port, {"Authorization": f"Bearer {token}"})
@@ -376,9 +368,9 @@ def main() -> None:
             (call_seq, call_idx), (task_seq, task_idx) = counts["ledger_call"], counts["ledger_task"]
             say(f"{name:<42}{call_seq:>10}{call_idx:>10}{task_seq:>10}{task_idx:>10}")
     finally:
-        if gunicorn:
-            gunicorn.terminate()
-            gunicorn.wait()
+        if server:
+            server.terminate()
+            server.wait()
         from django.db import connections
 
         connections.close_all()

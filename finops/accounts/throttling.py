@@ -1,7 +1,7 @@
 """Failed logins and unknown API tokens, counted per account and per client address in PostgreSQL.
 
 Each (kind, key) has one row: the failures since the window began with the first of them. One atomic
-upsert counts a failure, so every gunicorn worker and process counts together without Redis. Past a
+upsert counts a failure, so every web worker and process counts together without Redis. Past a
 kind's limit the caller answers 429 until the window ends (`retry_at`).
 """
 

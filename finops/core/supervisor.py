@@ -28,11 +28,24 @@ from finops import embedded
 DEFAULT_PORT = 8000
 WEB_HOST = "127.0.0.1"
 WEB_WORKERS = 2
-# gunicorn's threaded workers, which keep a client's connection open between requests: an agent (or its
-# gateway) asks the guard check before every LLM call, and a new connection per request costs more than
-# the check (bench/guard.py measures this configuration)
-WEB_THREADS = 4
-WEB_KEEP_ALIVE_SECONDS = 30
+# granian's blocking threads per worker: each runs one request at a time in Python, with its own database
+# connection (Django's are per thread), so a worker holds at most this many. The HTTP side (in Rust,
+# outside the GIL) keeps clients' HTTP/1.1 connections open between requests, which matters because an
+# agent (or its gateway) asks the guard check before every LLM call. bench/guard.py on 2 cores at 500
+# requests/s: 2 workers x 2 threads gave the guard check p99 9.5 ms (2 x 4: 16.5 ms, 4 x 1: 10.8 ms).
+# granian has no keep-alive setting of its own (gunicorn's --keep-alive 30 went): a connection idle after
+# an answer is closed when the next request's headers have not come within --http1-header-read-timeout,
+# 30 s by default, so the same 30 s (tests/core/test_web_server.py); one that never sends a request at all
+# is not timed out.
+WEB_THREADS = 2
+# granian starts a worker's threads past its first only when requests queue, and ends them after this long
+# idle: its longest, 600 s, as long as settings' CONN_MAX_AGE keeps a connection. (At granian's default,
+# 30 s, bursts of requests would open new connections over and over; and the connection of an ended thread
+# is not closed at once but when Python's garbage collector gets to it.)
+WEB_THREAD_IDLE_SECONDS = 600
+# on SIGTERM, requests in flight get this long before granian kills the worker that runs them
+WEB_STOP_TIMEOUT_SECONDS = 10
+WEB_APPLICATION = "finops.wsgi:application"
 WORKER_QUEUES = ("default", "ingest", "pricing", "alerts")
 WEB_READY_TIMEOUT_SECONDS = 90.0
 CHILD_STOP_TIMEOUT_SECONDS = 20.0
@@ -95,7 +108,8 @@ def up_environment_prepare(argv: list[str]) -> None:
 def port_check(port: int) -> str | None:
     """None if the web server can bind the port, else what is wrong and the fix."""
     probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    # the same option gunicorn sets: a port in TIME_WAIT from a previous run is free for it
+    # an option granian sets too: a port in TIME_WAIT from a previous run is free for it (granian also sets
+    # SO_REUSEPORT, which this probe does not: a granian still listening on the port makes it fail)
     probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         probe.bind((WEB_HOST, port))
@@ -169,7 +183,7 @@ class Child:
         return None if self.process is None else self.process.poll()
 
     def stop_begin(self) -> None:
-        """Ask for a graceful stop (gunicorn and Celery both finish in-flight work on SIGTERM)."""
+        """Ask for a graceful stop (granian and Celery both finish in-flight work on SIGTERM)."""
         if self.process is None or self.process.poll() is not None:
             return
         self.stopping = True
@@ -197,32 +211,48 @@ class Child:
             return ""
 
 
+def web_command(
+    *,
+    port: int,
+    host: str = WEB_HOST,
+    workers: int = WEB_WORKERS,
+    threads: int = WEB_THREADS,
+    access_log: bool = True,
+    log_level: str = "info",
+) -> list[str]:
+    """The web server's command line as finops serves itself: granian running finops.wsgi, its access log
+    (one line per request) and its own log on stdout. `finops up`, the benchmarks and the tests that
+    need a real server all start it from here."""
+    return [
+        sys.executable,
+        "-m",
+        "granian",
+        "--interface",
+        "wsgi",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--blocking-threads",
+        str(threads),
+        "--blocking-threads-idle-timeout",
+        str(WEB_THREAD_IDLE_SECONDS),
+        "--workers-kill-timeout",
+        str(WEB_STOP_TIMEOUT_SECONDS),
+        "--log-level",
+        log_level,
+        "--access-log" if access_log else "--no-access-log",
+        WEB_APPLICATION,
+    ]
+
+
 def children_define(*, port: int, data_dir: Path) -> list[Child]:
     python = sys.executable
     logs = data_dir / LOG_DIR_NAME
     return [
-        Child(
-            "web",
-            [
-                python,
-                "-m",
-                "gunicorn",
-                "finops.wsgi",
-                "--bind",
-                f"{WEB_HOST}:{port}",
-                "--workers",
-                str(WEB_WORKERS),
-                "--threads",
-                str(WEB_THREADS),
-                "--keep-alive",
-                str(WEB_KEEP_ALIVE_SECONDS),
-                "--graceful-timeout",
-                "10",
-                "--access-logfile",
-                "-",
-            ],
-            logs / "web.log",
-        ),
+        Child("web", web_command(port=port), logs / "web.log"),
         Child(
             "worker",
             [

@@ -92,7 +92,7 @@ class UpRun:
         named = {}
         for child in psutil.Process(self.process.pid).children():
             command = " ".join(child.cmdline())
-            for name, marker in (("web", "gunicorn"), ("worker", " worker "), ("beat", " beat ")):
+            for name, marker in (("web", " granian "), ("worker", " worker "), ("beat", " beat ")):
                 if marker in command:
                     named[name] = child
         return named
@@ -210,16 +210,23 @@ def test_first_start_loads_the_demo_serves_the_dashboard_and_stops_everything(st
     assert all(child.is_running() for child in children.values())
     assert run.postgres_pid() is not None and alive(run.postgres_pid())
 
+    # and the web server's access log names the requests
+    web_log = (run.data_dir / "logs" / "web.log").read_text()
+    assert '"POST /login/ HTTP/1.1" 302' in web_log and '"GET / HTTP/1.1" 200' in web_log, web_log[-3000:]
+
     # when it gets SIGTERM
     started_pids = run.every_started_pid()
+    stop_started = time.monotonic()
     run.process.send_signal(signal.SIGTERM)
 
-    # then everything it started has exited, the embedded server too
+    # then everything it started has exited, the embedded server too, promptly
     assert run.wait_exit() == 0, run.output
+    seconds_to_stop = time.monotonic() - stop_started
+    assert seconds_to_stop < 15, f"stopped after {seconds_to_stop:.1f} s:\n{run.output}"
     assert "stopped" in run.lines[-1]
     assert [pid for pid in started_pids if alive(pid)] == []
     assert run.stray_processes() == []
-    print(f"first start ready in {seconds_to_ready:.1f} s")
+    print(f"first start ready in {seconds_to_ready:.1f} s, stopped in {seconds_to_stop:.1f} s")
 
     # when it starts again on the same folder, the demo is not loaded twice
     again = start_up()

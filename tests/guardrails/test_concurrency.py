@@ -1,4 +1,4 @@
-"""100 concurrent guard checks through real HTTP against real server processes (gunicorn workers, and
+"""100 concurrent guard checks through real HTTP against real server processes (granian workers, and
 two separate servers): the allowed estimates never add up past the limit, and exactly as many are
 allowed as fit."""
 

@@ -1,4 +1,4 @@
-"""The seeds' runaway incidents, replayed through finops.client against a real server (gunicorn).
+"""The seeds' runaway incidents, replayed through finops.client against a real server (granian).
 
 A runaway agent appends 12K tokens of context per step and resends the whole context each time, so step
 n sends 12,000·n input tokens and the cost of each step grows with n (claude-sonnet-4-5 also switches to
