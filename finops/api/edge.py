@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -43,6 +44,17 @@ logger = logging.getLogger("django.request")
 # round trip before the first query of every request); one idle longer is checked as Django would.
 # A connection lost in between costs one answer of FINOPS_GUARD_FAIL_MODE, as it would at any moment.
 HEALTHY_FOR_SECONDS = 2.0
+
+# What a WSGI server may set itself (PEP 3333 and CGI's names); anything else in the environ that is the
+# process environment's, with the same value, is dropped (see EdgeApplication.process_variables).
+CGI_NAMES = frozenset(
+    {
+        "AUTH_TYPE", "CONTENT_LENGTH", "CONTENT_TYPE", "GATEWAY_INTERFACE", "HTTPS", "PATH_INFO",
+        "PATH_TRANSLATED", "QUERY_STRING", "RAW_URI", "REMOTE_ADDR", "REMOTE_HOST", "REMOTE_IDENT",
+        "REMOTE_PORT", "REMOTE_USER", "REQUEST_METHOD", "REQUEST_URI", "SCRIPT_NAME", "SERVER_NAME",
+        "SERVER_PORT", "SERVER_PROTOCOL", "SERVER_SOFTWARE",
+    }
+)  # fmt: skip
 
 Answer = Callable[["EdgeRequest"], HttpResponse]  # raises finops.api.fast.Declined to leave it to Django
 
@@ -99,8 +111,19 @@ class EdgeApplication:
         self.proxy_ssl_header = getattr(settings, "SECURE_PROXY_SSL_HEADER", None)
         self.hsts = hsts_header()
         self.recent = threading.local()  # per thread, as Django's connections
+        # granian copies the whole process environment into every request's environ (as Django's
+        # runserver does): DATABASE_URL, SECRET_KEY and every other secret would be in request.META, and
+        # so in any error report that lists it (Django's mailed 500s do, DEBUG or not)
+        self.process_variables = tuple(
+            (name, value)
+            for name, value in os.environ.items()
+            if name not in CGI_NAMES and not name.startswith(("HTTP_", "wsgi."))
+        )
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        for name, value in self.process_variables:
+            if environ.get(name) == value:
+                del environ[name]
         answer = self.routes.get(environ.get("PATH_INFO", ""))
         if answer is None or not self._ours(environ):
             return self.django(environ, start_response)

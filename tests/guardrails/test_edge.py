@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sys
 from decimal import Decimal
 
@@ -205,3 +206,32 @@ def test_a_garbage_token_learns_nothing_while_the_database_is_away(apps, support
         apps["edge"], "POST", "/api/v1/guard/check", body=encoded(BASE), secret="fo_" + "x" * 40
     )
     assert status == 401, content
+
+
+def test_the_process_environment_a_server_copies_into_requests_is_dropped(monkeypatch):
+    """granian puts every variable of the server's environment into each request's environ (so
+    DATABASE_URL and SECRET_KEY would be in request.META, and in any error report that lists it):
+    what equals the process's own is dropped before Django or the edge read it; what the server and the
+    client set is kept, a request header too."""
+    from finops.api.edge import EdgeApplication
+
+    monkeypatch.setenv("FINOPS_TEST_SECRET", "s3cret")
+    monkeypatch.setenv("DATABASE_URL", "postgres://finops:password@db/finops")
+    monkeypatch.setenv("SERVER_NAME", "from-the-process")  # a CGI name: the server's to set
+    seen = {}
+
+    def inner(environ, start_response):
+        seen.update(environ)
+        start_response("204 No Content", [])
+        return []
+
+    app = EdgeApplication(inner, routes={})
+    status, _, _ = call(
+        app, "GET", "/", FINOPS_TEST_SECRET="s3cret", DATABASE_URL="postgres://finops:password@db/finops",
+        PATH=os.environ["PATH"], HTTP_X_FORWARDED_FOR="10.0.0.1", FINOPS_CHANGED="by the server",
+    )  # fmt: skip
+    assert status == 204
+    assert not {"FINOPS_TEST_SECRET", "DATABASE_URL", "PATH"} & set(seen)
+    assert seen["SERVER_NAME"] == "127.0.0.1"
+    assert seen["HTTP_X_FORWARDED_FOR"] == "10.0.0.1"
+    assert seen["FINOPS_CHANGED"] == "by the server"  # not the process's: kept
