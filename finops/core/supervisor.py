@@ -31,8 +31,9 @@ WEB_WORKERS = 2
 # granian's blocking threads per worker: each runs one request at a time in Python, with its own database
 # connection (Django's are per thread), so a worker holds at most this many. The HTTP side (in Rust,
 # outside the GIL) keeps clients' HTTP/1.1 connections open between requests, which matters because an
-# agent (or its gateway) asks the guard check before every LLM call. bench/guard.py on 2 cores at 500
-# requests/s: 2 workers x 2 threads gave the guard check p99 9.5 ms (2 x 4: 16.5 ms, 4 x 1: 10.8 ms).
+# agent (or its gateway) asks the guard check before every LLM call. bench/guard.py on 2 cores, guard
+# checks at 500/s: 2 workers x 2 threads gave p99 4.8-7.4 ms in five 60 s runs, gunicorn's 2 x 4 threads
+# 10.4 ms in the same sitting; granian's 2 x 4 threads and 1 x 4 were no better than 2 x 2 in any run.
 # granian has no keep-alive setting of its own (gunicorn's --keep-alive 30 went): a connection idle after
 # an answer is closed when the next request's headers have not come within --http1-header-read-timeout,
 # 30 s by default, so the same 30 s (tests/core/test_web_server.py); one that never sends a request at all
