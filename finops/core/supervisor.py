@@ -33,7 +33,8 @@ WEB_WORKERS = 2
 # outside the GIL) keeps clients' HTTP/1.1 connections open between requests, which matters because an
 # agent (or its gateway) asks the guard check before every LLM call. bench/guard.py on 2 cores, guard
 # checks at 500/s: 2 workers x 2 threads gave p99 4.8-7.4 ms in five 60 s runs, gunicorn's 2 x 4 threads
-# 10.4 ms in the same sitting; granian's 2 x 4 threads and 1 x 4 were no better than 2 x 2 in any run.
+# 10.4 ms in the same sitting. granian's 2 x 4 was worse (16.5 ms); 1 x 2 and 1 x 4 varied between runs as
+# much as 2 x 2 did, and one worker lets a slow page hold up the checks of every connection.
 # granian has no keep-alive setting of its own (gunicorn's --keep-alive 30 went): a connection idle after
 # an answer is closed when the next request's headers have not come within --http1-header-read-timeout,
 # 30 s by default, so the same 30 s (tests/core/test_web_server.py); one that never sends a request at all
