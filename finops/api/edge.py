@@ -113,11 +113,12 @@ class EdgeApplication:
         self.recent = threading.local()  # per thread, as Django's connections
         # granian copies the whole process environment into every request's environ (as Django's
         # runserver does): DATABASE_URL, SECRET_KEY and every other secret would be in request.META, and
-        # so in any error report that lists it (Django's mailed 500s do, DEBUG or not)
+        # so in any error report that lists it (Django's mailed 500s do, DEBUG or not). A variable named
+        # like a header (HTTP_PROXY, often with a password in it) would even pass for one the client sent.
+        # A header the client did send with exactly the process's value is dropped too: the price of
+        # telling the two apart, where the server gives no way to.
         self.process_variables = tuple(
-            (name, value)
-            for name, value in os.environ.items()
-            if name not in CGI_NAMES and not name.startswith(("HTTP_", "wsgi."))
+            (name, value) for name, value in os.environ.items() if name not in CGI_NAMES
         )
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:

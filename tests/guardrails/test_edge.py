@@ -212,11 +212,13 @@ def test_the_process_environment_a_server_copies_into_requests_is_dropped(monkey
     """granian puts every variable of the server's environment into each request's environ (so
     DATABASE_URL and SECRET_KEY would be in request.META, and in any error report that lists it):
     what equals the process's own is dropped before Django or the edge read it; what the server and the
-    client set is kept, a request header too."""
+    client set is kept, a request header too; a variable named like a header (HTTP_PROXY) is no header."""
     from finops.api.edge import EdgeApplication
 
     monkeypatch.setenv("FINOPS_TEST_SECRET", "s3cret")
     monkeypatch.setenv("DATABASE_URL", "postgres://finops:password@db/finops")
+    monkeypatch.setenv("HTTP_PROXY", "http://user:password@proxy:3128")
+    monkeypatch.setenv("HTTP_X_FORWARDED_FOR", "10.9.9.9")
     monkeypatch.setenv("SERVER_NAME", "from-the-process")  # a CGI name: the server's to set
     seen = {}
 
@@ -228,10 +230,11 @@ def test_the_process_environment_a_server_copies_into_requests_is_dropped(monkey
     app = EdgeApplication(inner, routes={})
     status, _, _ = call(
         app, "GET", "/", FINOPS_TEST_SECRET="s3cret", DATABASE_URL="postgres://finops:password@db/finops",
-        PATH=os.environ["PATH"], HTTP_X_FORWARDED_FOR="10.0.0.1", FINOPS_CHANGED="by the server",
+        PATH=os.environ["PATH"], HTTP_PROXY="http://user:password@proxy:3128", HTTP_X_FORWARDED_FOR="10.0.0.1",
+        FINOPS_CHANGED="by the server",
     )  # fmt: skip
     assert status == 204
-    assert not {"FINOPS_TEST_SECRET", "DATABASE_URL", "PATH"} & set(seen)
+    assert not {"FINOPS_TEST_SECRET", "DATABASE_URL", "PATH", "HTTP_PROXY"} & set(seen)
     assert seen["SERVER_NAME"] == "127.0.0.1"
-    assert seen["HTTP_X_FORWARDED_FOR"] == "10.0.0.1"
+    assert seen["HTTP_X_FORWARDED_FOR"] == "10.0.0.1"  # the client's, not the process's
     assert seen["FINOPS_CHANGED"] == "by the server"  # not the process's: kept
