@@ -210,9 +210,18 @@ def test_first_start_loads_the_demo_serves_the_dashboard_and_stops_everything(st
     assert all(child.is_running() for child in children.values())
     assert run.postgres_pid() is not None and alive(run.postgres_pid())
 
-    # and the web server's access log names the requests
-    web_log = (run.data_dir / "logs" / "web.log").read_text()
-    assert '"POST /login/ HTTP/1.1" 302' in web_log and '"GET / HTTP/1.1" 200' in web_log, web_log[-3000:]
+    # and the web server's access log names the requests (a line is written once its answer has gone out,
+    # so the client can have read the answer first)
+    web_log_path = run.data_dir / "logs" / "web.log"
+
+    def logged() -> bool:
+        web_log = web_log_path.read_text()
+        return '"POST /login/ HTTP/1.1" 302' in web_log and '"GET / HTTP/1.1" 200' in web_log
+
+    try:
+        wait_for(logged, timeout=10, what="the access log lines")
+    except AssertionError as missing:
+        raise AssertionError(f"{missing}:\n{web_log_path.read_text()[-3000:]}") from None
 
     # when it gets SIGTERM
     started_pids = run.every_started_pid()
